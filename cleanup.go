@@ -1,0 +1,201 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+)
+
+const (
+	// sweepWorkers is how many DeleteItem requests a sweep keeps in flight.
+	// DeleteItem, not BatchWriteItem, because only DeleteItem takes the
+	// condition that keeps a re-committed session alive.
+	sweepWorkers = 8
+
+	// A throttled delete waits throttleBackoff, doubling up to
+	// maxThrottleBackoff, for at most maxThrottleRetries tries beyond the
+	// SDK's own retries.
+	throttleBackoff    = 50 * time.Millisecond
+	maxThrottleBackoff = 5 * time.Second
+	maxThrottleRetries = 10
+)
+
+// sweepCondition holds while the item is still expired. Sessions expire when
+// now >= expiry (see expired), so a session committed again between the scan
+// and the delete fails the condition and survives.
+const sweepCondition = "#e <= :now"
+
+// DeleteExpired deletes the expired sessions under this store's KeyPrefix and
+// returns how many it deleted. It scans the table page by page, reading only
+// the key and expiry attributes with eventually consistent reads, and deletes
+// each expired item with a DeleteItem conditional on the item still being
+// expired, so a session committed again in the meantime is kept. Deletes run
+// on a few concurrent workers; throttled deletes back off and retry. The scan
+// reads, and is billed for, the whole table.
+//
+// The background sweeper calls DeleteExpired every CleanupInterval; call it
+// yourself to sweep on your own schedule. On error it stops early and returns
+// the count deleted so far.
+func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	filter, _, values := s.scanFilter(sweepCondition, s.now())
+	projection := "#k, #e"
+
+	var (
+		count    atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	keys := make(chan string)
+	for range sweepWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				ok, err := s.deleteIfExpired(ctx, key, values)
+				if err != nil {
+					fail(err)
+				} else if ok {
+					count.Add(1)
+				}
+			}
+		}()
+	}
+
+	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
+		TableName:                 s.table,
+		ProjectionExpression:      &projection,
+		FilterExpression:          &filter,
+		ExpressionAttributeNames:  s.keyAndExpiryNames,
+		ExpressionAttributeValues: values,
+	})
+scan:
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			fail(s.opError("delete expired: scan", err))
+			break
+		}
+		for _, item := range page.Items {
+			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
+			if !ok {
+				continue
+			}
+			select {
+			case keys <- key.Value:
+			case <-ctx.Done():
+				break scan
+			}
+		}
+	}
+	close(keys)
+	wg.Wait()
+	if firstErr == nil {
+		// The caller's context may have ended between pages.
+		firstErr = ctx.Err()
+		if firstErr != nil {
+			firstErr = s.opError("delete expired", firstErr)
+		}
+	}
+	return int(count.Load()), firstErr
+}
+
+// deleteIfExpired deletes the item with key if it is still expired, and
+// reports whether it did. values holds :now, and :prefix, which the condition
+// ignores.
+func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values map[string]types.AttributeValue) (bool, error) {
+	cond := sweepCondition
+	input := &dynamodb.DeleteItemInput{
+		TableName:                 s.table,
+		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ConditionExpression:       &cond,
+		ExpressionAttributeNames:  map[string]string{"#e": s.expiryAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": values[":now"]},
+	}
+	backoff := throttleBackoff
+	for try := 0; ; try++ {
+		_, err := s.client.DeleteItem(ctx, input)
+		var condFailed *types.ConditionalCheckFailedException
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.As(err, &condFailed):
+			return false, nil
+		case !isThrottle(err) || try == maxThrottleRetries:
+			return false, s.opError("delete expired", err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, s.opError("delete expired", ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxThrottleBackoff)
+	}
+}
+
+// isThrottle reports whether err is DynamoDB refusing a request for lack of
+// capacity, which the SDK retries a few times before it gives up.
+func isThrottle(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode() {
+	case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
+		return true
+	}
+	return false
+}
+
+// startCleanup runs DeleteExpired every interval until StopCleanup.
+func (s *DynamoStore) startCleanup(interval time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopSweeper = cancel
+	s.sweeperDone = make(chan struct{})
+	go func() {
+		defer close(s.sweeperDone)
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			n, err := s.DeleteExpired(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				s.logger.Error("dynamostore: sweep failed", "table", s.tableName, "deleted", n, "error", err)
+			default:
+				s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
+			}
+		}
+	}()
+}
+
+// StopCleanup stops the background sweeper and returns once it has exited,
+// cancelling a sweep in progress. It is safe to call more than once, from
+// several goroutines, and on a store without a sweeper.
+func (s *DynamoStore) StopCleanup() {
+	if s.stopSweeper == nil {
+		return
+	}
+	s.stopSweeper()
+	<-s.sweeperDone
+}

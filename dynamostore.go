@@ -1,0 +1,449 @@
+// Package dynamostore is a session store for github.com/alexedwards/scs/v2
+// that keeps sessions in one Amazon DynamoDB table through aws-sdk-go-v2.
+//
+// Each session is one item: the token (behind an optional key prefix) is the
+// partition key, the session data is a binary attribute holding exactly the
+// bytes scs encodes, and the expiry is a number attribute of whole Unix seconds
+// that doubles as the table's TTL attribute. Find is one GetItem, Commit one
+// PutItem and Delete one DeleteItem; nothing else runs on the request path.
+//
+// DynamoDB's TTL deletes expired items lazily, often days late, so the store
+// never trusts an item's presence: Find and All compare the expiry with the
+// clock and treat an expired item as missing. A background sweeper (see
+// DeleteExpired) can delete expired items sooner than TTL does.
+//
+// A DynamoStore is safe for concurrent use by multiple goroutines.
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Client is the part of the DynamoDB API the store calls. *dynamodb.Client
+// satisfies it, and so does a DAX client or any wrapper with the same method
+// signatures.
+type Client interface {
+	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, params *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// Options configures a DynamoStore. New fills in the defaults before it calls
+// the caller's option functions, so a function changes only what it sets. A
+// string option left empty takes its default.
+type Options struct {
+	// TableName is the DynamoDB table. The default is "sessions".
+	TableName string
+
+	// KeyAttribute is the table's partition key, of type S. It holds
+	// KeyPrefix followed by the session token. The default is "session_key".
+	KeyAttribute string
+
+	// DataAttribute holds the session data, of type B. The default is "data".
+	DataAttribute string
+
+	// ExpiryAttribute holds the session's expiry in whole Unix seconds, of
+	// type N. Make it the table's TTL attribute (CreateTable does). The
+	// default is "expires".
+	ExpiryAttribute string
+
+	// KeyPrefix is prepended to every token, so that several applications can
+	// share a table and an IAM policy's dynamodb:LeadingKeys condition can
+	// fence each one in. All and DeleteExpired see only keys with this
+	// prefix. The default is "".
+	KeyPrefix string
+
+	// ConsistentRead makes Find and All read with strong consistency, so a
+	// session is visible as soon as Commit returns, at twice the read cost of
+	// an eventually consistent read. The default is true.
+	ConsistentRead bool
+
+	// CleanupInterval is how often the background sweeper deletes expired
+	// sessions. Zero disables the sweeper. The default is 5 minutes.
+	CleanupInterval time.Duration
+
+	// Logger receives the sweeper's errors and notes about corrupt items
+	// that All skips; neither carries a token or session data. The default
+	// is slog.Default().
+	Logger *slog.Logger
+
+	// now is the store's clock, time.Now unless a test moves it.
+	now func() time.Time
+}
+
+// DynamoDB's limits, from its documentation.
+const (
+	maxItemBytes = 400 * 1024 // item size, attribute names included
+	maxKeyBytes  = 2048       // partition key value
+)
+
+// ErrTooLarge is returned, wrapped, by Commit when the session data cannot fit
+// in DynamoDB's 400 KB item limit together with the key, the expiry and the
+// attribute names. Test for it with errors.Is. Nothing is written, so the
+// session's previous data stays as it was.
+var ErrTooLarge = errors.New("session too large for a DynamoDB item (400 KB limit)")
+
+// DynamoStore is an scs session store on one DynamoDB table. Create it with
+// New or NewWithCleanupInterval. It is safe for concurrent use.
+type DynamoStore struct {
+	client Client
+	logger *slog.Logger
+
+	// Copies of the options, kept as the pointers and strings that every
+	// request needs, so a request allocates none of them.
+	table      *string
+	tableName  string
+	keyAttr    string
+	dataAttr   string
+	expiryAttr string
+	prefix     string
+	consistent *bool
+
+	// Expression attribute names for All and DeleteExpired, built once:
+	// DynamoDB rejects names an expression does not use.
+	expiryName, keyAndExpiryNames map[string]string
+
+	now func() time.Time
+
+	stopSweeper context.CancelFunc
+	sweeperDone chan struct{}
+}
+
+var (
+	_ scs.Store            = (*DynamoStore)(nil)
+	_ scs.CtxStore         = (*DynamoStore)(nil)
+	_ scs.IterableStore    = (*DynamoStore)(nil)
+	_ scs.IterableCtxStore = (*DynamoStore)(nil)
+)
+
+// New returns a DynamoStore that uses client, with a background sweeper that
+// deletes expired sessions every 5 minutes. Option functions change the
+// defaults described at Options. Call StopCleanup to end the sweeper.
+func New(client Client, optFns ...func(*Options)) *DynamoStore {
+	return NewWithCleanupInterval(client, 5*time.Minute, optFns...)
+}
+
+// NewWithCleanupInterval is like New with the sweeper running every interval;
+// zero disables it. The option functions run after interval is set, so they
+// may change it again.
+func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...func(*Options)) *DynamoStore {
+	o := resolveOptions(interval, optFns)
+	consistent := o.ConsistentRead
+	s := &DynamoStore{
+		client:     client,
+		logger:     o.Logger,
+		table:      &o.TableName,
+		tableName:  o.TableName,
+		keyAttr:    o.KeyAttribute,
+		dataAttr:   o.DataAttribute,
+		expiryAttr: o.ExpiryAttribute,
+		prefix:     o.KeyPrefix,
+		consistent: &consistent,
+		now:        o.now,
+
+		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
+		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
+	}
+	if o.CleanupInterval > 0 {
+		s.startCleanup(o.CleanupInterval)
+	}
+	return s
+}
+
+func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
+	o := Options{
+		TableName:       "sessions",
+		KeyAttribute:    "session_key",
+		DataAttribute:   "data",
+		ExpiryAttribute: "expires",
+		ConsistentRead:  true,
+		CleanupInterval: interval,
+		Logger:          slog.Default(),
+		now:             time.Now,
+	}
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	if o.TableName == "" {
+		o.TableName = "sessions"
+	}
+	if o.KeyAttribute == "" {
+		o.KeyAttribute = "session_key"
+	}
+	if o.DataAttribute == "" {
+		o.DataAttribute = "data"
+	}
+	if o.ExpiryAttribute == "" {
+		o.ExpiryAttribute = "expires"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Find returns the data for a session token. If the token is not found, is
+// expired, or is one DynamoDB cannot hold (empty, not valid UTF-8, or too
+// long), found is false and err is nil. It calls FindCtx with
+// context.Background().
+func (s *DynamoStore) Find(token string) (b []byte, found bool, err error) {
+	return s.FindCtx(context.Background(), token)
+}
+
+// FindCtx is like Find with a context for the GetItem request.
+func (s *DynamoStore) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
+	key, ok := s.key(token)
+	if !ok {
+		return nil, false, nil
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      s.table,
+		Key:            map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead: s.consistent,
+	})
+	if err != nil {
+		return nil, false, s.opError("find", err)
+	}
+	if out.Item == nil {
+		return nil, false, nil
+	}
+	data, expiry, err := s.decode(out.Item)
+	if err != nil {
+		return nil, false, s.opError("find", err)
+	}
+	if expired(expiry, s.now()) {
+		return nil, false, nil
+	}
+	return data, true, nil
+}
+
+// Commit adds the session token and data to the store with the given expiry,
+// overwriting any data and expiry it had. An expiry in the past is accepted
+// and leaves the session not found. It calls CommitCtx with
+// context.Background().
+func (s *DynamoStore) Commit(token string, b []byte, expiry time.Time) error {
+	return s.CommitCtx(context.Background(), token, b, expiry)
+}
+
+// CommitCtx is like Commit with a context for the PutItem request. It returns
+// an error wrapping ErrTooLarge, before any request, when the item would
+// exceed DynamoDB's 400 KB limit, and an error when the token is empty, not
+// valid UTF-8 or too long for a DynamoDB key.
+func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	key, ok := s.key(token)
+	if !ok {
+		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
+	}
+	// Whole seconds, rounded down, so the stored expiry is never later than
+	// the real one; clamped at zero, which is as expired as any past time.
+	exp := strconv.FormatInt(max(expiry.Unix(), 0), 10)
+	if size := s.itemSize(key, len(b), exp); size > maxItemBytes {
+		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data make a %d-byte item: %w", s.tableName, len(b), size, ErrTooLarge)
+	}
+	if b == nil {
+		// The SDK sends a nil binary value as a missing one; store empty data.
+		b = []byte{}
+	}
+	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			s.keyAttr:    &types.AttributeValueMemberS{Value: key},
+			s.dataAttr:   &types.AttributeValueMemberB{Value: b},
+			s.expiryAttr: &types.AttributeValueMemberN{Value: exp},
+		},
+	})
+	if err != nil {
+		return s.opError("commit", err)
+	}
+	return nil
+}
+
+// Delete removes the session token and its data from the store. Deleting a
+// token that does not exist, or an empty one, does nothing and returns nil. It
+// calls DeleteCtx with context.Background().
+func (s *DynamoStore) Delete(token string) error {
+	return s.DeleteCtx(context.Background(), token)
+}
+
+// DeleteCtx is like Delete with a context for the DeleteItem request.
+func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) error {
+	key, ok := s.key(token)
+	if !ok {
+		return nil
+	}
+	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: s.table,
+		Key:       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+	})
+	if err != nil {
+		return s.opError("delete", err)
+	}
+	return nil
+}
+
+// All returns the data of every unexpired session under this store's
+// KeyPrefix, keyed by token without the prefix. With no sessions it returns an
+// empty, non-nil map. It reads the whole table with Scan, page by page, so it
+// costs read capacity for every item in the table; items that cannot be
+// decoded are skipped and logged. It calls AllCtx with context.Background().
+func (s *DynamoStore) All() (map[string][]byte, error) {
+	return s.AllCtx(context.Background())
+}
+
+// AllCtx is like All with a context for the Scan requests.
+func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
+	now := s.now()
+	// The filter only saves transfer: a Scan is billed for every item it
+	// reads. It drops expired items but keeps those whose expiry is missing
+	// or not a number, so that they are logged below; expiry and prefix are
+	// checked again there.
+	filter, names, values := s.scanFilter("NOT ("+sweepCondition+")", now)
+	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
+		TableName:                 s.table,
+		ConsistentRead:            s.consistent,
+		FilterExpression:          &filter,
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+	})
+	sessions := make(map[string][]byte)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.opError("all", err)
+		}
+		for _, item := range page.Items {
+			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
+			if !ok || !strings.HasPrefix(key.Value, s.prefix) {
+				continue
+			}
+			data, expiry, err := s.decode(item)
+			if err != nil {
+				s.logger.Warn("dynamostore: all: skipping an item that cannot be decoded", "table", s.tableName, "error", err)
+				continue
+			}
+			if !expired(expiry, now) {
+				sessions[key.Value[len(s.prefix):]] = data
+			}
+		}
+	}
+	return sessions, nil
+}
+
+// scanFilter returns a filter expression that adds the key prefix to cond,
+// with its attribute names and values; :now is now in Unix seconds.
+func (s *DynamoStore) scanFilter(cond string, now time.Time) (string, map[string]string, map[string]types.AttributeValue) {
+	values := map[string]types.AttributeValue{
+		":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+	}
+	if s.prefix == "" {
+		return cond, s.expiryName, values
+	}
+	values[":prefix"] = &types.AttributeValueMemberS{Value: s.prefix}
+	return cond + " AND begins_with(#k, :prefix)", s.keyAndExpiryNames, values
+}
+
+// key returns the item key for token, and false when DynamoDB cannot store
+// it: the key would be empty, invalid UTF-8 (which the SDK would silently
+// replace, making two tokens one key) or longer than the key limit.
+func (s *DynamoStore) key(token string) (string, bool) {
+	if token == "" || len(s.prefix)+len(token) > maxKeyBytes {
+		return "", false
+	}
+	key := s.prefix + token
+	if !utf8.ValidString(key) {
+		return "", false
+	}
+	return key, true
+}
+
+// expired reports whether an item whose expiry attribute holds expiry (Unix
+// seconds) has expired at now. The same rule drives the sweeper's condition
+// "#e <= :now", so the sweeper never deletes what Find would still serve.
+func expired(expiry int64, now time.Time) bool {
+	return now.Unix() >= expiry
+}
+
+// decode returns an item's session data and expiry. Its errors name the
+// attribute at fault, never the key or the data.
+func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
+	data, ok := item[s.dataAttr].(*types.AttributeValueMemberB)
+	if !ok {
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type B", s.dataAttr)
+	}
+	n, ok := item[s.expiryAttr].(*types.AttributeValueMemberN)
+	if !ok {
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type N", s.expiryAttr)
+	}
+	expiry, err := parseExpiry(n.Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not a number of seconds", s.expiryAttr)
+	}
+	return data.Value, expiry, nil
+}
+
+// parseExpiry reads Unix seconds written as an integer by this store, or as a
+// decimal by another tool, rounding down.
+func parseExpiry(v string) (int64, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
+		return 0, errors.New("not a number")
+	}
+	f = math.Floor(f)
+	switch {
+	case f >= math.MaxInt64:
+		return math.MaxInt64, nil
+	case f <= math.MinInt64:
+		return math.MinInt64, nil
+	}
+	return int64(f), nil
+}
+
+// itemSize returns the size DynamoDB counts for a session item: the UTF-8
+// bytes of each attribute name and value.
+func (s *DynamoStore) itemSize(key string, dataLen int, expiry string) int {
+	return len(s.keyAttr) + len(key) +
+		len(s.dataAttr) + dataLen +
+		len(s.expiryAttr) + numberSize(expiry)
+}
+
+// numberSize returns the bytes DynamoDB stores for a non-negative integer in
+// decimal: one byte per pair of digits, counted from the decimal point up to
+// the last non-zero pair, plus one. This is at least the "1 byte per two
+// significant digits plus 1" of the documentation, so the limit is never
+// underestimated.
+func numberSize(digits string) int {
+	digits = strings.TrimLeft(digits, "0")
+	if len(digits)%2 == 1 {
+		digits = "0" + digits
+	}
+	for strings.HasSuffix(digits, "00") {
+		digits = digits[:len(digits)-2]
+	}
+	return len(digits)/2 + 1
+}
+
+// opError wraps err from a DynamoDB request with the operation and the table,
+// and says what to do when the table does not exist.
+func (s *DynamoStore) opError(op string, err error) error {
+	var notFound *types.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("dynamostore: %s in table %q: the table does not exist; create it with dynamostore.CreateTable or `dynamostore create-table`: %w", op, s.tableName, err)
+	}
+	return fmt.Errorf("dynamostore: %s in table %q: %w", op, s.tableName, err)
+}
