@@ -1,0 +1,92 @@
+package dynamostore_test
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/dynamostore/dynamostore"
+)
+
+// An scs session manager whose sessions live in the DynamoDB table
+// "sessions", with the AWS configuration taken from the environment.
+func Example() {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	client := dynamodb.NewFromConfig(cfg)
+
+	sessionManager := scs.New()
+	sessionManager.Store = dynamostore.New(client)
+	sessionManager.Lifetime = 24 * time.Hour
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
+		sessionManager.Put(r.Context(), "message", "Hello from a session!")
+	})
+	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, sessionManager.GetString(r.Context(), "message"))
+	})
+	log.Fatal(http.ListenAndServe(":4000", sessionManager.LoadAndSave(mux)))
+}
+
+// Options mirror the settings of django-dynamodb-sessions; functions set
+// only what they change.
+func ExampleNew() {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.TableName = "myapp-sessions"
+		o.KeyPrefix = "myapp:"
+		o.ConsistentRead = false // behind a cache, eventually consistent reads cost half
+	})
+	defer store.StopCleanup()
+}
+
+// Without the background sweeper, relying on DynamoDB's TTL to delete
+// expired sessions; the store never serves one either way.
+func ExampleNewWithCleanupInterval() {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := dynamostore.NewWithCleanupInterval(dynamodb.NewFromConfig(cfg), 0)
+	_ = store
+}
+
+// Create the table once, at deployment or at start-up: it returns nil when the
+// table already exists with the right key schema.
+func ExampleCreateTable() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := dynamostore.CreateTable(ctx, dynamodb.NewFromConfig(cfg)); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Sweep expired sessions on your own schedule, from a cron job, say.
+func ExampleDynamoStore_DeleteExpired() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := dynamostore.NewWithCleanupInterval(dynamodb.NewFromConfig(cfg), 0)
+	n, err := store.DeleteExpired(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("deleted %d expired sessions", n)
+}
