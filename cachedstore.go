@@ -1,0 +1,377 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// CacheOptions configures a CachedStore. NewCached fills in the defaults
+// before it calls the caller's option functions.
+type CacheOptions struct {
+	// Cache is the cache layer. Nil, the default, means a bounded in-process
+	// LRU cache. A cache shared by several application instances (scs's
+	// goredisstore on Redis, say) makes a Delete on one instance visible to
+	// all of them at once; see the README on running more than one instance.
+	Cache scs.Store
+
+	// MaxEntries bounds the in-process cache, in sessions; the least
+	// recently used are evicted first. The default is 10,000.
+	MaxEntries int
+
+	// MaxStale is the longest a cached copy is served without asking the
+	// backing store, and so the longest another instance's Delete or Commit
+	// can go unseen with the in-process cache. A cached copy never outlives
+	// the session's expiry either. The default is 10 seconds; zero or less
+	// takes the default.
+	MaxStale time.Duration
+
+	// SkipWriteWithin saves backing writes for scs's IdleTimeout, which
+	// commits the same data with a later expiry on every request: a Commit
+	// whose data equals what this CachedStore last wrote or read for the
+	// token, and whose expiry moved less than SkipWriteWithin, does not reach
+	// the backing store. The stored expiry then lags, so an idle session may
+	// expire up to SkipWriteWithin early. Zero, the default, never skips.
+	SkipWriteWithin time.Duration
+}
+
+// CacheStats counts what a CachedStore did since it was created.
+type CacheStats struct {
+	Hits          uint64 // Finds answered by the cache
+	Misses        uint64 // Finds that read the backing store
+	SkippedWrites uint64 // Commits that SkipWriteWithin kept from the backing store
+}
+
+// CachedStore is an scs session store that keeps a cache in front of another
+// store, such as a DynamoStore, the way django-dynamodb-sessions'
+// cached_dynamodb backend did. Reads are served from the cache for up to
+// CacheOptions.MaxStale; writes and deletes go to the backing store first
+// and then to the cache, so the cache never holds data the backing store
+// refused. It is safe for concurrent use.
+type CachedStore struct {
+	backing scs.Store
+	cache   scs.Store
+	opts    CacheOptions
+	now     func() time.Time
+
+	// Misses for one token share one backing read; a Commit or Delete marks
+	// the read in flight stale, so its result is not cached. Striped so that
+	// unrelated tokens do not wait on one lock.
+	seed    maphash.Seed
+	stripes [64]stripe
+
+	// known remembers, per token, a hash of the data and the expiry the
+	// backing store holds, for SkipWriteWithin.
+	known *lru.Cache[string, knownWrite]
+
+	hits, misses, skipped atomic.Uint64
+}
+
+type stripe struct {
+	mu       sync.Mutex
+	inflight map[string]*fill
+}
+
+// fill is one backing read that concurrent misses wait on.
+type fill struct {
+	done   chan struct{}
+	data   []byte
+	found  bool
+	err    error
+	stale  bool // guarded by the stripe's mutex
+	expiry time.Time
+}
+
+type knownWrite struct {
+	sum    uint64
+	expiry time.Time
+}
+
+var (
+	_ scs.Store            = (*CachedStore)(nil)
+	_ scs.CtxStore         = (*CachedStore)(nil)
+	_ scs.IterableStore    = (*CachedStore)(nil)
+	_ scs.IterableCtxStore = (*CachedStore)(nil)
+)
+
+// NewCached returns a CachedStore in front of backing, with the defaults
+// described at CacheOptions changed by optFns.
+func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
+	o := CacheOptions{MaxEntries: 10_000, MaxStale: 10 * time.Second}
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 10_000
+	}
+	if o.MaxStale <= 0 {
+		o.MaxStale = 10 * time.Second
+	}
+	c := &CachedStore{backing: backing, cache: o.Cache, opts: o, now: time.Now, seed: maphash.MakeSeed()}
+	if c.cache == nil {
+		c.cache = newMemCache(o.MaxEntries)
+	}
+	if o.SkipWriteWithin > 0 {
+		c.known, _ = lru.New[string, knownWrite](o.MaxEntries)
+	}
+	for i := range c.stripes {
+		c.stripes[i].inflight = make(map[string]*fill)
+	}
+	return c
+}
+
+// Stats returns the hit, miss and skipped-write counts so far.
+func (c *CachedStore) Stats() CacheStats {
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), SkippedWrites: c.skipped.Load()}
+}
+
+// Find returns the data for a session token, from the cache when it holds a
+// fresh copy and from the backing store otherwise. It calls FindCtx with
+// context.Background().
+func (c *CachedStore) Find(token string) ([]byte, bool, error) {
+	return c.FindCtx(context.Background(), token)
+}
+
+// FindCtx is like Find with a context, passed to the cache and the backing
+// store where they take one.
+func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	if token == "" {
+		return nil, false, nil
+	}
+	if b, found, err := findCtx(ctx, c.cache, token); err == nil && found {
+		c.hits.Add(1)
+		return b, true, nil
+	}
+	c.misses.Add(1)
+
+	st := c.stripe(token)
+	st.mu.Lock()
+	if f, ok := st.inflight[token]; ok {
+		st.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.data, f.found, f.err
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("dynamostore: cached find: %w", ctx.Err())
+		}
+	}
+	f := &fill{done: make(chan struct{})}
+	st.inflight[token] = f
+	st.mu.Unlock()
+
+	f.data, f.expiry, f.found, f.err = c.findBacking(ctx, token)
+
+	st.mu.Lock()
+	if st.inflight[token] == f {
+		delete(st.inflight, token)
+	}
+	if !f.stale && f.err == nil && f.found {
+		// Under the stripe lock, so a Commit or Delete of this token cannot
+		// slip in between the staleness check and the cache write.
+		c.cacheCommit(ctx, token, f.data, f.expiry)
+	}
+	st.mu.Unlock()
+	close(f.done)
+	return f.data, f.found, f.err
+}
+
+// findBacking reads the backing store, with the session's expiry when the
+// backing store can tell it.
+func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+	if ds, ok := c.backing.(*DynamoStore); ok {
+		b, expiry, found, err := ds.find(ctx, token)
+		if found {
+			c.remember(token, b, expiry)
+		}
+		return b, expiry, found, err
+	}
+	b, found, err := findCtx(ctx, c.backing, token)
+	return b, time.Time{}, found, err
+}
+
+// cacheCommit caches data until MaxStale from now or expiry, whichever comes
+// first; a zero expiry means unknown. Cache errors are not the caller's: the
+// backing store has the data, so a failed cache write only costs a miss.
+func (c *CachedStore) cacheCommit(ctx context.Context, token string, data []byte, expiry time.Time) {
+	now := c.now()
+	until := now.Add(c.opts.MaxStale)
+	if !expiry.IsZero() && expiry.Before(until) {
+		until = expiry
+	}
+	if !until.After(now) {
+		// Some caches keep an entry forever when given a past expiry
+		// (goredisstore sends Redis no TTL for a negative one).
+		deleteCtx(ctx, c.cache, token)
+		return
+	}
+	commitCtx(ctx, c.cache, token, data, until)
+}
+
+// Commit writes the session to the backing store and then to the cache. It
+// calls CommitCtx with context.Background().
+func (c *CachedStore) Commit(token string, b []byte, expiry time.Time) error {
+	return c.CommitCtx(context.Background(), token, b, expiry)
+}
+
+// CommitCtx is like Commit with a context. When the backing write fails, the
+// cached copy is dropped too, so the cache never holds data the backing store
+// may not have.
+func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	st := c.stripe(token)
+	if c.skipWrite(token, b, expiry) {
+		c.skipped.Add(1)
+		return nil
+	}
+	err := commitCtx(ctx, c.backing, token, b, expiry)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if f, ok := st.inflight[token]; ok {
+		f.stale = true
+		delete(st.inflight, token)
+	}
+	if err != nil {
+		deleteCtx(ctx, c.cache, token)
+		c.forget(token)
+		return err
+	}
+	c.remember(token, b, expiry)
+	c.cacheCommit(ctx, token, b, expiry)
+	return nil
+}
+
+// Delete removes the session from the backing store and the cache. It calls
+// DeleteCtx with context.Background().
+func (c *CachedStore) Delete(token string) error {
+	return c.DeleteCtx(context.Background(), token)
+}
+
+// DeleteCtx is like Delete with a context. Once it returns, no Find through
+// this CachedStore returns the deleted session, even one whose backing read
+// began before the Delete.
+func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
+	err := deleteCtx(ctx, c.backing, token)
+	st := c.stripe(token)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if f, ok := st.inflight[token]; ok {
+		f.stale = true
+		delete(st.inflight, token)
+	}
+	c.forget(token)
+	if cerr := deleteCtx(ctx, c.cache, token); err == nil && cerr != nil {
+		err = fmt.Errorf("dynamostore: cached delete: remove from cache: %w", cerr)
+	}
+	return err
+}
+
+// All returns every unexpired session, from the backing store. It calls
+// AllCtx with context.Background().
+func (c *CachedStore) All() (map[string][]byte, error) {
+	return c.AllCtx(context.Background())
+}
+
+// AllCtx is like All with a context. It reads the backing store, which must
+// be an scs.IterableStore or scs.IterableCtxStore, and bypasses the cache.
+func (c *CachedStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
+	switch s := c.backing.(type) {
+	case scs.IterableCtxStore:
+		return s.AllCtx(ctx)
+	case scs.IterableStore:
+		return s.All()
+	}
+	return nil, fmt.Errorf("dynamostore: cached all: backing store %T cannot list its sessions", c.backing)
+}
+
+// skipWrite reports whether a Commit may skip the backing store under
+// SkipWriteWithin. It never skips a Commit that shortens the expiry.
+func (c *CachedStore) skipWrite(token string, b []byte, expiry time.Time) bool {
+	if c.known == nil {
+		return false
+	}
+	k, ok := c.known.Get(token)
+	if !ok || k.sum != maphash.Bytes(c.seed, b) {
+		return false
+	}
+	moved := expiry.Sub(k.expiry)
+	return moved >= 0 && moved < c.opts.SkipWriteWithin
+}
+
+func (c *CachedStore) remember(token string, b []byte, expiry time.Time) {
+	if c.known != nil {
+		c.known.Add(token, knownWrite{sum: maphash.Bytes(c.seed, b), expiry: expiry})
+	}
+}
+
+func (c *CachedStore) forget(token string) {
+	if c.known != nil {
+		c.known.Remove(token)
+	}
+}
+
+func (c *CachedStore) stripe(token string) *stripe {
+	return &c.stripes[maphash.String(c.seed, token)%uint64(len(c.stripes))]
+}
+
+// findCtx, commitCtx and deleteCtx pass ctx to stores that take one.
+func findCtx(ctx context.Context, s scs.Store, token string) ([]byte, bool, error) {
+	if cs, ok := s.(scs.CtxStore); ok {
+		return cs.FindCtx(ctx, token)
+	}
+	return s.Find(token)
+}
+
+func commitCtx(ctx context.Context, s scs.Store, token string, b []byte, expiry time.Time) error {
+	if cs, ok := s.(scs.CtxStore); ok {
+		return cs.CommitCtx(ctx, token, b, expiry)
+	}
+	return s.Commit(token, b, expiry)
+}
+
+func deleteCtx(ctx context.Context, s scs.Store, token string) error {
+	if cs, ok := s.(scs.CtxStore); ok {
+		return cs.DeleteCtx(ctx, token)
+	}
+	return s.Delete(token)
+}
+
+// memCache is the default cache layer: an LRU bounded in entries, from
+// hashicorp/golang-lru, whose entries expire at their own time.
+type memCache struct {
+	lru *lru.Cache[string, memEntry]
+	now func() time.Time
+}
+
+type memEntry struct {
+	data  []byte
+	until time.Time
+}
+
+func newMemCache(size int) *memCache {
+	l, _ := lru.New[string, memEntry](size) // errors only for size <= 0
+	return &memCache{lru: l, now: time.Now}
+}
+
+func (m *memCache) Find(token string) ([]byte, bool, error) {
+	e, ok := m.lru.Get(token)
+	if !ok || !m.now().Before(e.until) {
+		return nil, false, nil
+	}
+	return e.data, true, nil
+}
+
+func (m *memCache) Commit(token string, b []byte, expiry time.Time) error {
+	m.lru.Add(token, memEntry{data: bytes.Clone(b), until: expiry})
+	return nil
+}
+
+func (m *memCache) Delete(token string) error {
+	m.lru.Remove(token)
+	return nil
+}

@@ -1,0 +1,573 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/goredisstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
+	"github.com/redis/go-redis/v9"
+)
+
+// startRedis starts Debian's redis-server on a free loopback port, without
+// persistence, for the test's lifetime. `make test` installs it.
+func startRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redis-server not found: run `make test`, which installs it, or apt-get install redis-server")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(path, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	t.Cleanup(func() { client.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	for client.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not answer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return client
+}
+
+// setClock sets the CachedStore's clock, and its in-process cache's, to a
+// function of real time.
+func setClock(c *CachedStore, offset *atomic.Int64) {
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	c.now = now
+	if m, ok := c.cache.(*memCache); ok {
+		m.now = now
+	}
+}
+
+// holdStore is a backing store whose Find, once armed, reads the backing
+// store and then waits for release before it returns.
+type holdStore struct {
+	scs.Store
+	finds   atomic.Int64
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h *holdStore) Find(token string) ([]byte, bool, error) {
+	h.finds.Add(1)
+	b, found, err := h.Store.Find(token)
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-h.release
+	}
+	return b, found, err
+}
+
+func newHoldStore(s scs.Store) *holdStore {
+	return &holdStore{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func mustFind(t *testing.T, s scs.Store, token string, want string) {
+	t.Helper()
+	b, found, err := s.Find(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want == "" {
+		if found {
+			t.Fatalf("got %q for %s: expected not found", b, token)
+		}
+		return
+	}
+	if !found || string(b) != want {
+		t.Fatalf("got %q, %v for %s: expected %q", b, found, token, want)
+	}
+}
+
+func TestCachedFindHit(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	c := NewCached(newStore(t, spy))
+	if err := c.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		mustFind(t, c, "token", "data")
+	}
+	if n := spy.gets.Load(); n != 0 {
+		t.Fatalf("got %d GetItem: expected hits to make no backing call", n)
+	}
+	if st := c.Stats(); st.Hits != 3 || st.Misses != 0 {
+		t.Fatalf("got %+v: expected 3 hits, no miss", st)
+	}
+}
+
+func TestCachedFindMiss(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy)
+	c := NewCached(s)
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "token", "data")
+	mustFind(t, c, "token", "data")
+	mustFind(t, c, "missing", "")
+	if n := spy.gets.Load(); n != 2 {
+		t.Fatalf("got %d GetItem: expected one per missed token", n)
+	}
+	if st := c.Stats(); st.Hits != 1 || st.Misses != 2 {
+		t.Fatalf("got %+v: expected 1 hit, 2 misses", st)
+	}
+}
+
+func TestCachedConcurrentMissesShareRead(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	hold := newHoldStore(s)
+	hold.armed.Store(true)
+	c := NewCached(hold)
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b, found, err := c.Find("token"); err != nil || !found || string(b) != "data" {
+				errs <- fmt.Errorf("got %q, %v, %v", b, found, err)
+			}
+		}()
+	}
+	<-hold.reached
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Misses < n { // every Find has missed and is waiting
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d misses: expected %d", c.Stats().Misses, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(hold.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := hold.finds.Load(); got != 1 {
+		t.Fatalf("got %d backing reads: expected 1", got)
+	}
+}
+
+func TestCachedMaxStale(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	c := NewCached(s, func(o *CacheOptions) { o.MaxStale = time.Minute })
+	var offset atomic.Int64
+	setClock(c, &offset)
+	if err := c.Commit("token", []byte("old"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Another instance changes the session behind this cache's back.
+	if err := s.Commit("token", []byte("new"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(59 * time.Second))
+	mustFind(t, c, "token", "old")
+	offset.Store(int64(time.Minute))
+	mustFind(t, c, "token", "new")
+}
+
+func TestCachedNeverOutlivesExpiry(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	c := NewCached(s, func(o *CacheOptions) { o.MaxStale = time.Hour })
+	var offset atomic.Int64
+	setClock(c, &offset)
+	expiry := time.Now().Add(10 * time.Minute)
+	if err := c.Commit("token", []byte("data"), expiry); err != nil {
+		t.Fatal(err)
+	}
+	// Commit it again straight to the backing store, with a short expiry the
+	// cache learns only from a miss.
+	if err := s.Commit("other", []byte("data"), expiry); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "other", "data")
+	misses := c.Stats().Misses
+	offset.Store(int64(11 * time.Minute))
+	s.now = func() time.Time { return time.Now().Add(11 * time.Minute) }
+	mustFind(t, c, "token", "")
+	mustFind(t, c, "other", "")
+	if got := c.Stats().Misses - misses; got != 2 {
+		t.Fatalf("got %d misses: expected both expired entries to miss", got)
+	}
+}
+
+// failingStore fails every Commit.
+type failingStore struct{ scs.Store }
+
+var errBackingDown = errors.New("backing store down")
+
+func (failingStore) Commit(string, []byte, time.Time) error { return errBackingDown }
+
+func TestCachedCommitBackingFails(t *testing.T) {
+	t.Parallel()
+	mem := memstore.NewWithCleanupInterval(0)
+	backing := &struct{ scs.Store }{mem}
+	c := NewCached(backing)
+	if err := c.Commit("token", []byte("old"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	backing.Store = failingStore{mem}
+	if err := c.Commit("token", []byte("new"), time.Now().Add(time.Hour)); !errors.Is(err, errBackingDown) {
+		t.Fatalf("got %v: expected the backing error", err)
+	}
+	mustFind(t, c, "token", "old")
+}
+
+func TestCachedDeleteDuringMiss(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	hold := newHoldStore(s)
+	hold.armed.Store(true)
+	c := NewCached(hold)
+
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := c.Find("token") // reads "data", then is held
+		first <- err
+	}()
+	<-hold.reached
+	if err := c.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	// Started after Delete returned, while the old read is still held: it
+	// must not wait for, nor return, that read.
+	after := make(chan bool, 1)
+	go func() { _, found, _ := c.Find("token"); after <- found }()
+	select {
+	case found := <-after:
+		if found {
+			t.Fatal("got found: expected the deleted session gone")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Find after Delete waited on a read that began before it")
+	}
+	close(hold.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// The held read finished after the Delete: it must not have been cached.
+	mustFind(t, c, "token", "")
+	if n := hold.finds.Load(); n != 3 {
+		t.Fatalf("got %d backing reads: expected 3", n)
+	}
+}
+
+func TestCachedCommitDuringMiss(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	if err := s.Commit("token", []byte("old"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	hold := newHoldStore(s)
+	hold.armed.Store(true)
+	c := NewCached(hold)
+	done := make(chan struct{})
+	go func() { c.Find("token"); close(done) }()
+	<-hold.reached
+	if err := c.Commit("token", []byte("new"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	close(hold.release)
+	<-done
+	mustFind(t, c, "token", "new")
+}
+
+func TestCachedRace(t *testing.T) {
+	t.Parallel()
+	c := NewCached(newStore(t, nil), func(o *CacheOptions) { o.MaxEntries = 8 })
+	const workers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				token := fmt.Sprintf("token-%d", (w+i)%5) // shared between workers
+				own := fmt.Sprintf("own-%d", w)
+				if err := c.Commit(own, []byte{byte(i)}, time.Now().Add(time.Hour)); err != nil {
+					errs <- err
+					return
+				}
+				c.Find(token)
+				c.Commit(token, []byte{byte(w)}, time.Now().Add(time.Hour))
+				if b, found, err := c.Find(own); err != nil || !found || !bytes.Equal(b, []byte{byte(i)}) {
+					errs <- fmt.Errorf("got %v, %v, %v: expected own write %d", b, found, err, i)
+					return
+				}
+				if err := c.Delete(own); err != nil {
+					errs <- err
+					return
+				}
+				if _, found, err := c.Find(own); err != nil || found {
+					errs <- fmt.Errorf("got %v, %v: expected own session gone after Delete", found, err)
+					return
+				}
+				c.Delete(token)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestCachedBounded(t *testing.T) {
+	t.Parallel()
+	c := NewCached(memstore.NewWithCleanupInterval(0))
+	m := c.cache.(*memCache)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	data := bytes.Repeat([]byte{'x'}, 100)
+	until := time.Now().Add(time.Hour)
+	for i := range 10_000 {
+		m.Commit(fmt.Sprintf("token-%d", i), data, until)
+	}
+	warm := heap()
+	for i := range 1_000_000 {
+		m.Commit(fmt.Sprintf("token-%d", i), data, until)
+	}
+	if n := m.lru.Len(); n != 10_000 {
+		t.Fatalf("got %d entries: expected the bound, 10000", n)
+	}
+	// 990,000 more entries of 100 bytes would be over 100 MB.
+	if after := heap(); after > warm+10<<20 {
+		t.Fatalf("heap grew from %d to %d bytes: expected it flat", warm, after)
+	}
+}
+
+func TestCachedSkipWrite(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy)
+	c := NewCached(s, func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
+	start := time.Now().Add(time.Hour)
+	steps := []struct {
+		data    string
+		expiry  time.Time
+		written bool
+	}{
+		{"a", start, true},
+		{"a", start.Add(30 * time.Second), false}, // same data, expiry moved less than a minute
+		{"a", start.Add(59 * time.Second), false},
+		{"a", start.Add(time.Minute), true}, // moved a minute from what the backing store holds
+		{"b", start.Add(time.Minute), true}, // new data
+		{"b", start, true},                  // an earlier expiry is always written
+	}
+	for i, step := range steps {
+		puts := spy.puts.Load()
+		if err := c.Commit("token", []byte(step.data), step.expiry); err != nil {
+			t.Fatal(err)
+		}
+		if written := spy.puts.Load() > puts; written != step.written {
+			t.Fatalf("step %d: got written %v: expected %v", i, written, step.written)
+		}
+	}
+	if got := c.Stats().SkippedWrites; got != 2 {
+		t.Fatalf("got %d skipped writes: expected 2", got)
+	}
+	// Off by default.
+	c = NewCached(s)
+	puts := spy.puts.Load()
+	c.Commit("t2", []byte("a"), start)
+	c.Commit("t2", []byte("a"), start.Add(time.Second))
+	if spy.puts.Load()-puts != 2 {
+		t.Fatal("expected no skipped writes by default")
+	}
+}
+
+// TestCachedSkipWriteScenario measures the writes SkipWriteWithin saves for
+// scs's IdleTimeout: one session, a request every 5 seconds for an hour,
+// each committing the same data with expiry now + 30 minutes.
+func TestCachedSkipWriteScenario(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	c := NewCached(newStore(t, spy), func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
+	data := bytes.Repeat([]byte{'s'}, 512)
+	start := time.Now()
+	const requests = 720
+	for i := range requests {
+		if err := c.Commit("token", data, start.Add(time.Duration(i)*5*time.Second+30*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes := spy.puts.Load()
+	t.Logf("SkipWriteWithin 1m, a request every 5s: %d commits, %d PutItem, %.1f%% of writes saved",
+		requests, writes, 100*float64(requests-int(writes))/requests)
+	if writes != requests/12 { // one write per minute of expiry movement
+		t.Fatalf("got %d writes: expected %d", writes, requests/12)
+	}
+}
+
+func TestCachedTwoInstances(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+
+	// In-process caches: a Delete on b reaches a within MaxStale.
+	a := NewCached(s, func(o *CacheOptions) { o.MaxStale = time.Minute })
+	b := NewCached(s, func(o *CacheOptions) { o.MaxStale = time.Minute })
+	var offset atomic.Int64
+	setClock(a, &offset)
+	if err := a.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "token", "data") // stale, as documented
+	offset.Store(int64(time.Minute))
+	mustFind(t, a, "token", "")
+
+	// A shared cache: at once.
+	shared := memstore.NewWithCleanupInterval(0)
+	a = NewCached(s, func(o *CacheOptions) { o.Cache = shared })
+	b = NewCached(s, func(o *CacheOptions) { o.Cache = shared })
+	if err := a.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "token", "data")
+	if err := b.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "token", "")
+}
+
+func TestCachedRedis(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	redisClient := startRedis(t)
+	a := NewCached(s, func(o *CacheOptions) { o.Cache = goredisstore.New(redisClient) })
+	b := NewCached(s, func(o *CacheOptions) { o.Cache = goredisstore.New(redisClient) })
+	if err := a.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, b, "token", "data")
+	if st := b.Stats(); st.Hits != 1 {
+		t.Fatalf("got %+v: expected b to hit the cache a filled", st)
+	}
+	if err := b.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "token", "")
+	// goredisstore keys sessions as "scs:session:" + token.
+	if n, err := redisClient.Exists(context.Background(), "scs:session:token").Result(); err != nil || n != 0 {
+		t.Fatalf("got %d, %v: expected the session gone from Redis", n, err)
+	}
+
+	// A past expiry must not leave a Redis key without a TTL.
+	if err := a.Commit("old", []byte("data"), time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, b, "old", "")
+	if n, _ := redisClient.Exists(context.Background(), "scs:session:old").Result(); n != 0 {
+		t.Fatal("expected no Redis key for an expired session")
+	}
+	// Entries carry a TTL of at most MaxStale.
+	if err := a.Commit("ttl", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := redisClient.PTTL(context.Background(), "scs:session:ttl").Result(); err != nil || ttl <= 0 || ttl > 10*time.Second {
+		t.Fatalf("got TTL %v, %v: expected at most the default MaxStale", ttl, err)
+	}
+}
+
+func TestCachedAll(t *testing.T) {
+	t.Parallel()
+	c := NewCached(newStore(t, nil))
+	if err := c.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	all, err := c.AllCtx(context.Background())
+	if err != nil || len(all) != 1 || string(all["token"]) != "data" {
+		t.Fatalf("got %v, %v: expected the one session", all, err)
+	}
+	if _, err := NewCached(struct{ scs.Store }{memstore.NewWithCleanupInterval(0)}).All(); err == nil {
+		t.Fatal("expected an error for a backing store that cannot list")
+	}
+}
+
+// BenchmarkCachedHit is a cache hit beside scs memstore's Find, in parallel
+// so that lock contention shows.
+func BenchmarkCachedHit(b *testing.B) {
+	data := bytes.Repeat([]byte{'d'}, 1024)
+	expiry := time.Now().Add(time.Hour)
+	mem := memstore.NewWithCleanupInterval(0)
+	mem.Commit("token", data, expiry)
+	c := NewCached(memstore.NewWithCleanupInterval(0))
+	c.Commit("token", data, expiry)
+	for _, bc := range []struct {
+		name string
+		s    scs.Store
+	}{{"memstore", mem}, {"cached", c}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, found, _ := bc.s.Find("token"); !found {
+						b.Fatal("not found")
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCachedMiss is a cache miss beside the bare DynamoStore's Find,
+// interleaved.
+func BenchmarkCachedMiss(b *testing.B) {
+	s, _ := benchStore(b)
+	c := NewCached(s)
+	if err := s.Commit("token", bytes.Repeat([]byte{'d'}, 1024), time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	benchPair(b, func() error {
+		_, _, err := s.Find("token")
+		return err
+	}, func() error {
+		c.cache.Delete("token")
+		_, _, err := c.Find("token")
+		return err
+	})
+}
