@@ -85,6 +85,19 @@ func newHoldStore(s scs.Store) *holdStore {
 	return &holdStore{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
 }
 
+// heldCache commits token with data straight to a new DynamoStore and
+// returns a CachedStore over it whose first backing Find is held.
+func heldCache(t *testing.T, token, data string) (*CachedStore, *holdStore) {
+	t.Helper()
+	s := newStore(t, nil)
+	if err := s.Commit(token, []byte(data), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	hold := newHoldStore(s)
+	hold.armed.Store(true)
+	return NewCached(hold), hold
+}
+
 func mustFind(t *testing.T, s scs.Store, token string, want string) {
 	t.Helper()
 	b, found, err := s.Find(token)
@@ -141,13 +154,7 @@ func TestCachedFindMiss(t *testing.T) {
 
 func TestCachedConcurrentMissesShareRead(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil)
-	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	hold := newHoldStore(s)
-	hold.armed.Store(true)
-	c := NewCached(hold)
+	c, hold := heldCache(t, "token", "data")
 	const n = 10
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -248,13 +255,7 @@ func TestCachedCommitBackingFails(t *testing.T) {
 
 func TestCachedDeleteDuringMiss(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil)
-	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	hold := newHoldStore(s)
-	hold.armed.Store(true)
-	c := NewCached(hold)
+	c, hold := heldCache(t, "token", "data")
 
 	first := make(chan error, 1)
 	go func() {
@@ -290,13 +291,7 @@ func TestCachedDeleteDuringMiss(t *testing.T) {
 
 func TestCachedCommitDuringMiss(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil)
-	if err := s.Commit("token", []byte("old"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	hold := newHoldStore(s)
-	hold.armed.Store(true)
-	c := NewCached(hold)
+	c, hold := heldCache(t, "token", "old")
 	done := make(chan struct{})
 	go func() { c.Find("token"); close(done) }()
 	<-hold.reached
