@@ -2,7 +2,10 @@ package dynamostore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,7 +164,93 @@ func isThrottle(err error) bool {
 	return false
 }
 
-// startCleanup runs DeleteExpired every interval until StopCleanup.
+// The sweeper lease is the item keyed KeyPrefix + leaseToken. scs tokens are
+// base64url, so none can be "#sweeper-lease", and the store refuses it as a
+// token. The lease has no data or expiry attribute, so neither TTL nor a
+// sweep deletes it; it holds its holder and its end in Unix milliseconds,
+// since a CleanupInterval may be shorter than a second.
+const (
+	leaseToken     = "#sweeper-lease"
+	leaseOwnerAttr = "lease_owner"
+	leaseUntilAttr = "lease_until_ms"
+)
+
+// newOwnerID returns a random name for this store on the lease.
+func newOwnerID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails, per crypto/rand
+	return hex.EncodeToString(b[:])
+}
+
+// acquireLease takes or renews the sweeper lease until now+interval and
+// reports whether this store holds it.
+func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
+	now := s.now()
+	cond := "attribute_not_exists(#k) OR #u <= :now OR #o = :me"
+	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			s.keyAttr:      &types.AttributeValueMemberS{Value: s.prefix + leaseToken},
+			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.owner},
+			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.interval).UnixMilli(), 10)},
+		},
+		ConditionExpression:      &cond,
+		ExpressionAttributeNames: map[string]string{"#k": s.keyAttr, "#u": leaseUntilAttr, "#o": leaseOwnerAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
+			":me":  &types.AttributeValueMemberS{Value: s.owner},
+		},
+	})
+	var condFailed *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &condFailed):
+		return false, nil
+	case err != nil:
+		return false, s.opError("take sweeper lease", err)
+	}
+	return true, nil
+}
+
+// releaseLease gives the lease up, if this store holds it, so that another
+// store sweeps at its next tick rather than after the lease lapses.
+func (s *DynamoStore) releaseLease(ctx context.Context) error {
+	cond := "#o = :me"
+	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 s.table,
+		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: s.prefix + leaseToken}},
+		ConditionExpression:       &cond,
+		ExpressionAttributeNames:  map[string]string{"#o": leaseOwnerAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.owner}},
+	})
+	var condFailed *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &condFailed) {
+		return s.opError("release sweeper lease", err)
+	}
+	return nil
+}
+
+// sweep is one tick of the background sweeper.
+func (s *DynamoStore) sweep(ctx context.Context) {
+	if s.sweepLease {
+		held, err := s.acquireLease(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.logger.Error("dynamostore: sweep skipped", "table", s.tableName, "error", err)
+		}
+		if !held {
+			return
+		}
+	}
+	n, err := s.DeleteExpired(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.logger.Error("dynamostore: sweep failed", "table", s.tableName, "deleted", n, "error", err)
+	default:
+		s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
+	}
+}
+
+// startCleanup runs sweep every interval until StopCleanup.
 func (s *DynamoStore) startCleanup(interval time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweeper = cancel
@@ -173,17 +262,18 @@ func (s *DynamoStore) startCleanup(interval time.Duration) {
 		for {
 			select {
 			case <-ctx.Done():
+				if s.sweepLease {
+					// The store's context is cancelled; give the release a
+					// few seconds of its own.
+					rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					if err := s.releaseLease(rctx); err != nil {
+						s.logger.Warn("dynamostore: sweeper lease not released; it lapses after CleanupInterval", "table", s.tableName, "error", err)
+					}
+					cancel()
+				}
 				return
 			case <-ticker.C:
-			}
-			n, err := s.DeleteExpired(ctx)
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err != nil:
-				s.logger.Error("dynamostore: sweep failed", "table", s.tableName, "deleted", n, "error", err)
-			default:
-				s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
+				s.sweep(ctx)
 			}
 		}
 	}()

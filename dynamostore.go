@@ -75,6 +75,16 @@ type Options struct {
 	// sessions. Zero disables the sweeper. The default is 5 minutes.
 	CleanupInterval time.Duration
 
+	// SweepLease makes the background sweeper take a lease before each
+	// sweep, so that of all the stores sharing the table and KeyPrefix
+	// (one per application instance, say) only one sweeps per
+	// CleanupInterval. The lease is one item in the table, written with a
+	// conditional PutItem (one write unit per instance per interval); a
+	// stopped holder releases it and a crashed holder's lease lapses after
+	// CleanupInterval. DeleteExpired itself never takes the lease. The
+	// default is true.
+	SweepLease bool
+
 	// Logger receives the sweeper's errors and notes about corrupt items
 	// that All skips; neither carries a token or session data. The default
 	// is slog.Default().
@@ -118,6 +128,9 @@ type DynamoStore struct {
 
 	now func() time.Time
 
+	sweepLease  bool
+	interval    time.Duration
+	owner       string // this store's name on the sweeper lease
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
 }
@@ -153,6 +166,9 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		prefix:     o.KeyPrefix,
 		consistent: &consistent,
 		now:        o.now,
+		sweepLease: o.SweepLease,
+		interval:   o.CleanupInterval,
+		owner:      newOwnerID(),
 
 		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
 		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
@@ -171,6 +187,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 		ExpiryAttribute: "expires",
 		ConsistentRead:  true,
 		CleanupInterval: interval,
+		SweepLease:      true,
 		Logger:          slog.Default(),
 		now:             time.Now,
 	}
@@ -333,7 +350,7 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 		}
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, s.prefix) {
+			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.prefix+leaseToken {
 				continue
 			}
 			data, expiry, err := s.decode(item)
@@ -362,11 +379,12 @@ func (s *DynamoStore) scanFilter(cond string, now time.Time) (string, map[string
 	return cond + " AND begins_with(#k, :prefix)", s.keyAndExpiryNames, values
 }
 
-// key returns the item key for token, and false when DynamoDB cannot store
+// key returns the item key for token, and false when the store cannot use
 // it: the key would be empty, invalid UTF-8 (which the SDK would silently
-// replace, making two tokens one key) or longer than the key limit.
+// replace, making two tokens one key), longer than the key limit, or the
+// sweeper's lease.
 func (s *DynamoStore) key(token string) (string, bool) {
-	if token == "" || len(s.prefix)+len(token) > maxKeyBytes {
+	if token == "" || len(s.prefix)+len(token) > maxKeyBytes || token == leaseToken {
 		return "", false
 	}
 	key := s.prefix + token

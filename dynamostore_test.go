@@ -887,18 +887,138 @@ func TestCleanup(t *testing.T) {
 
 func TestCleanupLogsErrors(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
-	s := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), func(o *Options) { o.TableName = "no-such-table" })
-	defer s.StopCleanup()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "sweep failed") {
-		if time.Now().After(deadline) {
-			t.Fatal("expected the sweeper to log its error")
+	// With the lease, the lease's PutItem meets the missing table first.
+	for lease, want := range map[bool]string{true: "sweep skipped", false: "sweep failed"} {
+		var logs syncBuffer
+		s := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), func(o *Options) {
+			o.TableName = "no-such-table"
+			o.SweepLease = lease
+		})
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("expected the sweeper to log %q", want)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+		s.StopCleanup()
+		if !strings.Contains(logs.String(), "no-such-table") || !strings.Contains(logs.String(), "does not exist") {
+			t.Fatalf("got log %q: expected the table and the cause", logs.String())
+		}
 	}
-	if !strings.Contains(logs.String(), "no-such-table") {
-		t.Fatalf("got log %q: expected the table name", logs.String())
+}
+
+// sweepRecorder records which store ran a sweep's Scan, and when.
+type sweepRecorder struct {
+	mu     sync.Mutex
+	sweeps []sweepRecord
+}
+
+type sweepRecord struct {
+	store int
+	at    time.Time
+}
+
+type recordingClient struct {
+	Client
+	id  int
+	rec *sweepRecorder
+}
+
+func (c recordingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if in.ProjectionExpression != nil && in.ExclusiveStartKey == nil { // a sweep's first page
+		c.rec.mu.Lock()
+		c.rec.sweeps = append(c.rec.sweeps, sweepRecord{c.id, time.Now()})
+		c.rec.mu.Unlock()
+	}
+	return c.Client.Scan(ctx, in, optFns...)
+}
+
+func (r *sweepRecorder) snapshot() []sweepRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sweepRecord(nil), r.sweeps...)
+}
+
+// waitSweeps polls until cond holds for the recorded sweeps.
+func (r *sweepRecorder) waitSweeps(t *testing.T, what string, cond func([]sweepRecord) bool) []sweepRecord {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sw := r.snapshot()
+		if cond(sw) {
+			return sw
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30s for %s: got %d sweeps", what, len(sw))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFleetSweepsOncePerInterval(t *testing.T) {
+	t.Parallel()
+	const interval = 400 * time.Millisecond
+	fns := newTable(t)
+	client := newClient(t)
+	rec := &sweepRecorder{}
+	stores := make([]*DynamoStore, 5)
+	for i := range stores {
+		stores[i] = NewWithCleanupInterval(recordingClient{client, i, rec}, interval, fns...)
+		defer stores[i].StopCleanup()
+	}
+	sweeps := rec.waitSweeps(t, "8 sweeps", func(sw []sweepRecord) bool { return len(sw) >= 8 })
+	for i := 1; i < len(sweeps); i++ {
+		// A lease lasts one interval; allow for ticker and request jitter.
+		if gap := sweeps[i].at.Sub(sweeps[i-1].at); gap < interval-100*time.Millisecond {
+			t.Fatalf("sweeps %d and %d by stores %d and %d were %v apart: expected one per %v",
+				i-1, i, sweeps[i-1].store, sweeps[i].store, gap, interval)
+		}
+	}
+
+	// Stop the holder: another store takes the lease and sweeps.
+	holder := sweeps[len(sweeps)-1].store
+	stores[holder].StopCleanup()
+	stopped := time.Now()
+	after := rec.waitSweeps(t, "a sweep by another store", func(sw []sweepRecord) bool {
+		return sw[len(sw)-1].at.After(stopped)
+	})
+	for _, sw := range after {
+		if sw.store == holder && sw.at.After(stopped) {
+			t.Fatal("the stopped store swept")
+		}
+	}
+
+	// The lease item is no session.
+	s := stores[(holder+1)%len(stores)]
+	if _, found, err := s.Find(leaseToken); found || err != nil {
+		t.Fatalf("got %v, %v: expected the lease not found", found, err)
+	}
+	if all, err := s.All(); err != nil || len(all) != 0 {
+		t.Fatalf("got %v, %v: expected no sessions", all, err)
+	}
+	if err := s.Commit(leaseToken, []byte("x"), time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("expected Commit to refuse the lease's token")
+	}
+}
+
+func TestSweepLeaseLapses(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	crashed := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.CleanupInterval = 0 })...)
+	crashed.interval = time.Hour // as if its sweeper took the lease and died
+	if held, err := crashed.acquireLease(context.Background()); !held || err != nil {
+		t.Fatalf("got %v, %v: expected the lease", held, err)
+	}
+	other := NewWithCleanupInterval(client, 0, fns...)
+	other.interval = time.Minute
+	if held, err := other.acquireLease(context.Background()); held || err != nil {
+		t.Fatalf("got %v, %v: expected the lease held by the other store", held, err)
+	}
+	other.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if held, err := other.acquireLease(context.Background()); !held || err != nil {
+		t.Fatalf("got %v, %v: expected the lapsed lease taken over", held, err)
 	}
 }
 
