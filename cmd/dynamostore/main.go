@@ -1,0 +1,324 @@
+// Command dynamostore manages the DynamoDB table of a dynamostore session
+// store: it creates and checks the table, deletes expired sessions, and
+// reports what the table holds.
+//
+// Usage:
+//
+//	dynamostore SUBCOMMAND [flags]
+//
+// Subcommands: create-table, check, delete-expired, stats. Every subcommand
+// takes --table, --key-attribute, --data-attribute, --expiry-attribute and
+// --key-prefix (defaults as the library's Options), and --endpoint, --region
+// and --profile; otherwise the standard AWS configuration chain applies
+// (environment, shared config, AWS_ENDPOINT_URL_DYNAMODB). Run
+// `dynamostore SUBCOMMAND --help` for a subcommand's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore"
+)
+
+const usage = `usage: dynamostore SUBCOMMAND [flags]
+
+Subcommands:
+  create-table    create the session table (on-demand, TTL on the expiry attribute)
+  check           check the table's key schema and TTL against the options
+  delete-expired  delete expired sessions once (--dry-run only counts them)
+  stats           count live and expired sessions and their sizes (a full Scan)
+
+Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code: 0 on success, 1
+// when the command failed or found a problem, 2 for a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmds := map[string]func(context.Context, *flags, io.Writer) error{
+		"create-table":   createTable,
+		"check":          check,
+		"delete-expired": deleteExpired,
+		"stats":          stats,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "dynamostore: unknown subcommand %q\n\n%s", args[0], usage)
+		return 2
+	}
+	f, err := parseFlags(args[0], args[1:], stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if err := cmd(ctx, f, stdout); err != nil {
+		fmt.Fprintf(stderr, "dynamostore %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// flags are the command line's settings, common and per subcommand.
+type flags struct {
+	opts                      dynamostore.Options
+	endpoint, region, profile string
+	dryRun                    bool
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.opts.TableName, "table", "sessions", "DynamoDB table `name`")
+	fs.StringVar(&f.opts.KeyAttribute, "key-attribute", "session_key", "partition key attribute, type S")
+	fs.StringVar(&f.opts.DataAttribute, "data-attribute", "data", "session data attribute, type B")
+	fs.StringVar(&f.opts.ExpiryAttribute, "expiry-attribute", "expires", "expiry attribute, type N, Unix seconds; the TTL attribute")
+	fs.StringVar(&f.opts.KeyPrefix, "key-prefix", "", "prefix of this application's keys")
+	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local")
+	fs.StringVar(&f.region, "region", "", "AWS region (default: from the AWS configuration)")
+	fs.StringVar(&f.profile, "profile", "", "AWS shared config profile")
+	if name == "delete-expired" {
+		fs.BoolVar(&f.dryRun, "dry-run", false, "count expired sessions without deleting them")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dynamostore %s: unexpected argument %q\n", name, fs.Arg(0))
+		return nil, errors.New("unexpected argument")
+	}
+	return f, nil
+}
+
+// options returns the store options the flags describe.
+func (f *flags) options(o *dynamostore.Options) {
+	o.TableName = f.opts.TableName
+	o.KeyAttribute = f.opts.KeyAttribute
+	o.DataAttribute = f.opts.DataAttribute
+	o.ExpiryAttribute = f.opts.ExpiryAttribute
+	o.KeyPrefix = f.opts.KeyPrefix
+}
+
+// client builds a DynamoDB client from the AWS configuration chain and the
+// flags that override it.
+func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
+	var loads []func(*config.LoadOptions) error
+	if f.region != "" {
+		loads = append(loads, config.WithRegion(f.region))
+	}
+	if f.profile != "" {
+		loads = append(loads, config.WithSharedConfigProfile(f.profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loads...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region: pass --region or set AWS_REGION")
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if f.endpoint != "" {
+			o.BaseEndpoint = aws.String(f.endpoint)
+		}
+	}), nil
+}
+
+func createTable(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := dynamostore.CreateTable(ctx, client, f.options); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "table %s is ready: partition key %s (S), TTL on %s\n", f.opts.TableName, f.opts.KeyAttribute, f.opts.ExpiryAttribute)
+	return nil
+}
+
+func check(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &f.opts.TableName})
+	var notFound *types.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("table %s does not exist; create it with 'dynamostore create-table'", f.opts.TableName)
+	}
+	if err != nil {
+		return fmt.Errorf("describe table %s: %w", f.opts.TableName, err)
+	}
+	t := desc.Table
+	var keys []string
+	for _, k := range t.KeySchema {
+		typ := ""
+		for _, d := range t.AttributeDefinitions {
+			if aws.ToString(d.AttributeName) == aws.ToString(k.AttributeName) {
+				typ = string(d.AttributeType)
+			}
+		}
+		keys = append(keys, fmt.Sprintf("%s %s (%s)", k.KeyType, aws.ToString(k.AttributeName), typ))
+	}
+	billing := "PROVISIONED"
+	if t.BillingModeSummary != nil && t.BillingModeSummary.BillingMode != "" {
+		billing = string(t.BillingModeSummary.BillingMode)
+	}
+	fmt.Fprintf(out, "table: %s\nstatus: %s\nkey schema: %s\nbilling mode: %s\napproximate item count: %d\n",
+		f.opts.TableName, t.TableStatus, strings.Join(keys, ", "), billing, aws.ToInt64(t.ItemCount))
+
+	var problems []string
+	want := fmt.Sprintf("HASH %s (S)", f.opts.KeyAttribute)
+	if len(keys) != 1 || keys[0] != want {
+		problems = append(problems, fmt.Sprintf("key schema is %s, want %s only", strings.Join(keys, ", "), want))
+	}
+	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &f.opts.TableName})
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "ttl: unknown (%v)\n", err)
+		problems = append(problems, "TTL status cannot be read from this endpoint")
+	case ttl.TimeToLiveDescription == nil || ttl.TimeToLiveDescription.TimeToLiveStatus != types.TimeToLiveStatusEnabled:
+		status := types.TimeToLiveStatusDisabled
+		if ttl.TimeToLiveDescription != nil {
+			status = ttl.TimeToLiveDescription.TimeToLiveStatus
+		}
+		fmt.Fprintf(out, "ttl: %s\n", status)
+		problems = append(problems, fmt.Sprintf("TTL is %s; enable it on %s (dynamostore create-table does)", status, f.opts.ExpiryAttribute))
+	default:
+		attr := aws.ToString(ttl.TimeToLiveDescription.AttributeName)
+		fmt.Fprintf(out, "ttl: ENABLED on %s\n", attr)
+		if attr != f.opts.ExpiryAttribute {
+			problems = append(problems, fmt.Sprintf("TTL is on %s, want %s", attr, f.opts.ExpiryAttribute))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	fmt.Fprintln(out, "ok")
+	return nil
+}
+
+func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if f.dryRun {
+		st, err := scanTable(ctx, client, f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "dry run: %d expired sessions would be deleted (%d items scanned in %s)\n",
+			st.expired, st.scanned, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	store := dynamostore.NewWithCleanupInterval(client, 0, f.options)
+	n, err := store.DeleteExpired(ctx)
+	elapsed := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("deleted %d expired sessions before: %w", n, err)
+	}
+	fmt.Fprintf(out, "deleted %d expired sessions in %s (%.0f per second)\n", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	return nil
+}
+
+func stats(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "full Scan of table %s: it reads, and is billed for, every item\n", f.opts.TableName)
+	st, err := scanTable(ctx, client, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\nunreadable items: %d\n",
+		st.scanned, st.live, st.expired, st.corrupt)
+	if len(st.sizes) == 0 {
+		return nil
+	}
+	slices.Sort(st.sizes)
+	pct := func(p int) int { return st.sizes[(len(st.sizes)-1)*p/100] }
+	fmt.Fprintf(out, "session data bytes: min %d, p50 %d, p90 %d, p99 %d, max %d\n",
+		st.sizes[0], pct(50), pct(90), pct(99), st.sizes[len(st.sizes)-1])
+	return nil
+}
+
+type tableStats struct {
+	scanned, live, expired, corrupt int
+	sizes                           []int // data bytes of sessions, live and expired
+}
+
+// scanTable reads every item of the table under the key prefix. An item is
+// expired by the store's rule: now >= expiry, in Unix seconds.
+func scanTable(ctx context.Context, client *dynamodb.Client, f *flags) (tableStats, error) {
+	var st tableStats
+	now := time.Now().Unix()
+	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return st, fmt.Errorf("scan table %s: %w", f.opts.TableName, err)
+		}
+		for _, item := range page.Items {
+			key, ok := item[f.opts.KeyAttribute].(*types.AttributeValueMemberS)
+			if !ok || !strings.HasPrefix(key.Value, f.opts.KeyPrefix) || strings.HasPrefix(key.Value[len(f.opts.KeyPrefix):], "#") {
+				continue // another application's, or the sweeper's lease
+			}
+			st.scanned++
+			data, okData := item[f.opts.DataAttribute].(*types.AttributeValueMemberB)
+			exp, okExp := item[f.opts.ExpiryAttribute].(*types.AttributeValueMemberN)
+			var expiry int64
+			if okExp {
+				var err error
+				if expiry, err = strconv.ParseInt(exp.Value, 10, 64); err != nil {
+					okExp = false
+				}
+			}
+			if !okData || !okExp {
+				st.corrupt++
+				continue
+			}
+			st.sizes = append(st.sizes, len(data.Value))
+			if now >= expiry {
+				st.expired++
+			} else {
+				st.live++
+			}
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
+)
+
+var endpoint string
+
+func TestMain(m *testing.M) {
+	srv, err := ddblocal.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	endpoint = srv.Endpoint
+	// The tool reads credentials and region from the standard chain.
+	os.Setenv("AWS_ACCESS_KEY_ID", "test")
+	os.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	os.Setenv("AWS_REGION", "us-east-1")
+	code := m.Run()
+	srv.Stop()
+	os.Exit(code)
+}
+
+var tableSeq atomic.Int64
+
+func tableName(t *testing.T) string {
+	return fmt.Sprintf("cmd%d-%s", tableSeq.Add(1), t.Name())
+}
+
+// dynamostoreCmd runs the tool with args against the test endpoint.
+func dynamostoreCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "help" {
+		args = append(args, "--endpoint", endpoint)
+	}
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func client() *dynamodb.Client {
+	return dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
+		}),
+	})
+}
+
+// createWithoutTTL makes a session table without TTL, so DynamoDB Local
+// (which runs TTL itself) leaves expired items in place.
+func createWithoutTTL(t *testing.T, name string) {
+	t.Helper()
+	_, err := client().CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            &name,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("session_key"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("session_key"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateTableAndCheck(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	code, out, errOut := dynamostoreCmd(t, "create-table", "--table", name, "--expiry-attribute", "ttl")
+	if code != 0 || !strings.Contains(out, "table "+name+" is ready") {
+		t.Fatalf("got %d, %q, %q: expected the table created", code, out, errOut)
+	}
+	code, out, errOut = dynamostoreCmd(t, "check", "--table", name, "--expiry-attribute", "ttl")
+	if code != 0 {
+		t.Fatalf("got %d, %q, %q: expected check to pass", code, out, errOut)
+	}
+	for _, want := range []string{"key schema: HASH session_key (S)", "billing mode: PAY_PER_REQUEST", "approximate item count: 0", "ttl: ENABLED on ttl", "ok"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("got %q: expected %q", out, want)
+		}
+	}
+	// The same table checked against other options fails plainly.
+	code, _, errOut = dynamostoreCmd(t, "check", "--table", name)
+	if code != 1 || !strings.Contains(errOut, "TTL is on ttl, want expires") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q: expected one line about the TTL attribute", code, errOut)
+	}
+	code, _, errOut = dynamostoreCmd(t, "check", "--table", name, "--key-attribute", "id", "--expiry-attribute", "ttl")
+	if code != 1 || !strings.Contains(errOut, "want HASH id (S) only") {
+		t.Fatalf("got %d, %q: expected a key schema complaint", code, errOut)
+	}
+}
+
+func TestCheckTTLOff(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	code, out, errOut := dynamostoreCmd(t, "check", "--table", name)
+	if code != 1 || !strings.Contains(out, "ttl: DISABLED") || !strings.Contains(errOut, "TTL is DISABLED") {
+		t.Fatalf("got %d, %q, %q: expected TTL off reported and a failure", code, out, errOut)
+	}
+	code, _, errOut = dynamostoreCmd(t, "check", "--table", "no-such-table")
+	if code != 1 || !strings.Contains(errOut, "does not exist") {
+		t.Fatalf("got %d, %q: expected a missing-table message", code, errOut)
+	}
+}
+
+func TestDeleteExpiredAndStats(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) { o.TableName = name; o.KeyPrefix = "app:" })
+	other := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) { o.TableName = name; o.KeyPrefix = "other:" })
+	for i := range 7 {
+		store.Commit(fmt.Sprintf("old-%d", i), bytes.Repeat([]byte{'x'}, 100), time.Now().Add(-time.Hour))
+	}
+	for i := range 3 {
+		store.Commit(fmt.Sprintf("live-%d", i), bytes.Repeat([]byte{'x'}, 1000), time.Now().Add(time.Hour))
+	}
+	other.Commit("old", []byte("x"), time.Now().Add(-time.Hour))
+
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:")
+	if code != 0 {
+		t.Fatalf("got %d, %q: expected stats", code, errOut)
+	}
+	for _, want := range []string{"full Scan", "items scanned: 10", "live sessions: 3", "expired sessions: 7", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("got %q: expected %q", out, want)
+		}
+	}
+	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
+	if code != 0 || !strings.Contains(out, "dry run: 7 expired sessions would be deleted") {
+		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
+	}
+	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:")
+	if code != 0 || !strings.Contains(out, "deleted 7 expired sessions") {
+		t.Fatalf("got %d, %q: expected 7 deleted", code, out)
+	}
+	_, out, _ = dynamostoreCmd(t, "stats", "--table", name)
+	if !strings.Contains(out, "live sessions: 3") || !strings.Contains(out, "expired sessions: 1") {
+		t.Fatalf("got %q: expected the other prefix's expired session kept", out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: dynamostore SUBCOMMAND"},
+		{[]string{"--help"}, 0, "create-table"},
+		{[]string{"nope"}, 2, `unknown subcommand "nope"`},
+		{[]string{"stats", "--help"}, 0, "-key-prefix"},
+		{[]string{"delete-expired", "--help"}, 0, "-dry-run"},
+		{[]string{"check", "--bogus"}, 2, "flag provided but not defined"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.want) {
+			t.Fatalf("%v: got %d, %q: expected %d and %q", c.args, code, errOut.String(), c.code, c.want)
+		}
+	}
+}
