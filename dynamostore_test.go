@@ -40,13 +40,7 @@ func TestMain(m *testing.M) {
 // newClient returns a DynamoDB client for the test server.
 func newClient(tb testing.TB) *dynamodb.Client {
 	tb.Helper()
-	return dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
-		}),
-	})
+	return ddblocal.NewClient(endpoint)
 }
 
 var tableSeq atomic.Int64

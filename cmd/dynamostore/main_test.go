@@ -54,13 +54,7 @@ func dynamostoreCmd(t *testing.T, args ...string) (code int, stdout, stderr stri
 }
 
 func client() *dynamodb.Client {
-	return dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
-		}),
-	})
+	return ddblocal.NewClient(endpoint)
 }
 
 // createWithoutTTL makes a session table without TTL, so DynamoDB Local

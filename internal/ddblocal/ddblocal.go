@@ -17,6 +17,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 // EnvEndpoint names an environment variable that, when set, points the tests
@@ -137,4 +140,22 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Client returns a DynamoDB client for the server, with the dummy
+// credentials and region DynamoDB Local accepts.
+func (s *Server) Client() *dynamodb.Client {
+	return NewClient(s.Endpoint)
+}
+
+// NewClient returns a DynamoDB client for endpoint, with dummy credentials
+// and region.
+func NewClient(endpoint string) *dynamodb.Client {
+	return dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
+		}),
+	})
 }

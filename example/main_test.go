@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/alexedwards/scs/v2"
+
+	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
+)
+
+var endpoint string
+
+func TestMain(m *testing.M) {
+	srv, err := ddblocal.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	endpoint = srv.Endpoint
+	code := m.Run()
+	srv.Stop()
+	os.Exit(code)
+}
+
+var visitsRE = regexp.MustCompile(`<strong id="visits">(\d+)</strong>`)
+
+// get fetches path with client and returns the page's greeting line and
+// visit count.
+func get(t *testing.T, c *http.Client, base, path string, form url.Values) (greeting, visits string) {
+	t.Helper()
+	var resp *http.Response
+	var err error
+	if form != nil {
+		resp, err = c.PostForm(base+path, form)
+	} else {
+		resp, err = c.Get(base + path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: got status %d: %s", path, resp.StatusCode, body)
+	}
+	m := visitsRE.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("%s: no visit count in %s", path, body)
+	}
+	g := regexp.MustCompile(`<h1>(.*)</h1>`).FindSubmatch(body)
+	return string(g[1]), string(m[1])
+}
+
+func sessionCookie(t *testing.T, jar http.CookieJar, base string) string {
+	u, _ := url.Parse(base)
+	for _, c := range jar.Cookies(u) {
+		if c.Name == "session" {
+			return c.Value
+		}
+	}
+	t.Fatal("no session cookie")
+	return ""
+}
+
+// withCookie returns a client without a jar that always sends token.
+func withCookie(token string) *http.Client {
+	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r.AddCookie(&http.Cookie{Name: "session", Value: token})
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestExampleApp(t *testing.T) {
+	ctx := context.Background()
+	client := ddblocal.NewClient(endpoint)
+	setTable := func(o *dynamostore.Options) { o.TableName = "example-app" }
+	if err := dynamostore.CreateTable(ctx, client, setTable); err != nil {
+		t.Fatal(err)
+	}
+	store := dynamostore.NewWithCleanupInterval(client, 0, setTable)
+	sm := scs.New()
+	sm.Store = dynamostore.NewCached(store)
+	srv := httptest.NewServer(newApp(sm))
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	if g, v := get(t, browser, srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected a first visit", g, v)
+	}
+	if _, v := get(t, browser, srv.URL, "/", nil); v != "2" {
+		t.Fatalf("got %s visits: expected 2", v)
+	}
+	before := sessionCookie(t, jar, srv.URL)
+	if _, found, _ := store.Find(before); !found {
+		t.Fatal("expected the session in DynamoDB")
+	}
+
+	g, v := get(t, browser, srv.URL, "/login", url.Values{"name": {"ann"}})
+	if g != "Hello, ann" || v != "3" {
+		t.Fatalf("got %q, %s: expected ann logged in, on her third visit", g, v)
+	}
+	loggedIn := sessionCookie(t, jar, srv.URL)
+	if loggedIn == before {
+		t.Fatal("expected login to renew the token")
+	}
+	if g, v := get(t, withCookie(before), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected the pre-login token to be worthless", g, v)
+	}
+
+	if g, _ := get(t, browser, srv.URL, "/logout", url.Values{}); g != "Hello, visitor" {
+		t.Fatalf("got %q: expected logged out", g)
+	}
+	if g, v := get(t, withCookie(loggedIn), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
+	}
+	if _, found, _ := store.Find(loggedIn); found {
+		t.Fatal("expected the destroyed session gone from DynamoDB")
+	}
+}
