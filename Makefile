@@ -6,7 +6,13 @@ DDB_LOCAL_VERSION := 11.1.0
 DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)
 GO                ?= go
 
-.PHONY: test bench ddb-local redis-server
+DEMO_ADDR         ?= 127.0.0.1:8080
+
+.PHONY: test bench demo ddb-local redis-server
+
+## demo: start DynamoDB Local, create the table and serve the example app
+demo: $(DDB_JAR_STAMP)
+	$(GO) run ./example -local -addr $(DEMO_ADDR)
 
 ## test: install DynamoDB Local and redis-server if needed, and run every test with the race detector
 test: $(DDB_JAR_STAMP) redis-server

@@ -60,6 +60,7 @@ func Start() (*Server, error) {
 	cmd.Dir = dir
 	cmd.Stdout = out
 	cmd.Stderr = out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("ddblocal: start java: %w", err)
 	}
