@@ -5,14 +5,17 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -35,8 +38,9 @@ const (
 const sweepCondition = "#e <= :now"
 
 // DeleteExpired deletes the expired sessions under this store's KeyPrefix and
-// returns how many it deleted. It scans the table page by page, reading only
-// the key and expiry attributes with eventually consistent reads, and deletes
+// returns how many it deleted. It scans the table page by page, in
+// SweepSegments parallel segments and within SweepReadRate, reading only the
+// key and expiry attributes with eventually consistent reads, and deletes
 // each expired item with a DeleteItem conditional on the item still being
 // expired, so a session committed again in the meantime is kept. Deletes run
 // on a few concurrent workers; throttled deletes back off and retry. The scan
@@ -77,32 +81,36 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 		}()
 	}
 
-	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
-		TableName:                 s.table,
-		ProjectionExpression:      &projection,
-		FilterExpression:          &filter,
-		ExpressionAttributeNames:  s.keyAndExpiryNames,
-		ExpressionAttributeValues: values,
-	})
-scan:
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			fail(s.opError("delete expired: scan", err))
-			break
-		}
-		for _, item := range page.Items {
-			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok {
-				continue
-			}
-			select {
-			case keys <- key.Value:
-			case <-ctx.Done():
-				break scan
-			}
-		}
+	// One limiter for all segments: the cap is on the sweep's total reads.
+	var limiter *rate.Limiter
+	if s.readRate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(s.readRate), maxPageReadUnits)
 	}
+	var scanners sync.WaitGroup
+	for segment := range s.segments {
+		scanners.Add(1)
+		go func() {
+			defer scanners.Done()
+			input := &dynamodb.ScanInput{
+				TableName:                 s.table,
+				ProjectionExpression:      &projection,
+				FilterExpression:          &filter,
+				ExpressionAttributeNames:  s.keyAndExpiryNames,
+				ExpressionAttributeValues: values,
+			}
+			if s.segments > 1 {
+				input.Segment = aws.Int32(int32(segment))
+				input.TotalSegments = aws.Int32(int32(s.segments))
+			}
+			if limiter != nil {
+				input.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+			}
+			if err := s.scanExpired(ctx, input, limiter, keys); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	scanners.Wait()
 	close(keys)
 	wg.Wait()
 	if firstErr == nil {
@@ -113,6 +121,41 @@ scan:
 		}
 	}
 	return int(count.Load()), firstErr
+}
+
+// maxPageReadUnits is the most read capacity one Scan page can consume: 1 MB
+// read with eventual consistency, at 0.5 units per 4 KB.
+const maxPageReadUnits = 128
+
+// scanExpired sends the key of every expired item that input's Scan finds to
+// keys, waiting on limiter, when there is one, for the capacity each page
+// consumed.
+func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput, limiter *rate.Limiter, keys chan<- string) error {
+	p := dynamodb.NewScanPaginator(s.client, input)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return s.opError("delete expired: scan", err)
+		}
+		if limiter != nil && page.ConsumedCapacity != nil {
+			units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits)))
+			if err := limiter.WaitN(ctx, min(units, maxPageReadUnits)); err != nil {
+				return s.opError("delete expired", err)
+			}
+		}
+		for _, item := range page.Items {
+			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
+			if !ok {
+				continue
+			}
+			select {
+			case keys <- key.Value:
+			case <-ctx.Done():
+				return nil // the caller reports why
+			}
+		}
+	}
+	return nil
 }
 
 // deleteIfExpired deletes the item with key if it is still expired, and

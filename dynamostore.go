@@ -85,6 +85,17 @@ type Options struct {
 	// default is true.
 	SweepLease bool
 
+	// SweepSegments is how many parallel Scan segments a sweep reads, for
+	// large tables where one sequential Scan is too slow. The default is 1.
+	SweepSegments int
+
+	// SweepReadRate caps the read capacity units per second a sweep's Scan
+	// consumes, as DynamoDB reports them, so that a sweep leaves
+	// provisioned capacity to the application. Up to 128 units (one 1 MB
+	// page) may be read at once before the cap applies. Zero, the default,
+	// means no cap.
+	SweepReadRate float64
+
 	// Logger receives the sweeper's errors and notes about corrupt items
 	// that All skips; neither carries a token or session data. The default
 	// is slog.Default().
@@ -129,6 +140,8 @@ type DynamoStore struct {
 	now func() time.Time
 
 	sweepLease  bool
+	segments    int
+	readRate    float64
 	interval    time.Duration
 	owner       string // this store's name on the sweeper lease
 	stopSweeper context.CancelFunc
@@ -167,6 +180,8 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		consistent: &consistent,
 		now:        o.now,
 		sweepLease: o.SweepLease,
+		segments:   max(o.SweepSegments, 1),
+		readRate:   o.SweepReadRate,
 		interval:   o.CleanupInterval,
 		owner:      newOwnerID(),
 

@@ -87,6 +87,8 @@ type spyClient struct {
 	mu            sync.Mutex
 	lastGet       *dynamodb.GetItemInput
 	lastScan      *dynamodb.ScanInput
+	segments      map[int32]bool
+	readUnits     float64
 	beforeDelete  func(ctx context.Context, in *dynamodb.DeleteItemInput) error
 	inFlight, max int
 }
@@ -126,10 +128,20 @@ func (c *spyClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput
 
 func (c *spyClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
 	c.scans.Add(1)
+	out, err := c.Client.Scan(ctx, in, optFns...)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.lastScan = in
-	c.mu.Unlock()
-	return c.Client.Scan(ctx, in, optFns...)
+	if in.Segment != nil {
+		if c.segments == nil {
+			c.segments = map[int32]bool{}
+		}
+		c.segments[*in.Segment] = true
+	}
+	if err == nil && out.ConsumedCapacity != nil {
+		c.readUnits += aws.ToFloat64(out.ConsumedCapacity.CapacityUnits)
+	}
+	return out, err
 }
 
 // rawItem returns the item stored under key, bypassing the store.
@@ -813,6 +825,52 @@ func TestDeleteExpiredWorkers(t *testing.T) {
 	if got := aws.ToString(in.ProjectionExpression); got != "#k, #e" || in.ExpressionAttributeNames["#k"] != "session_key" || in.ExpressionAttributeNames["#e"] != "expires" {
 		t.Fatalf("got projection %q with %v: expected key and expiry only", got, in.ExpressionAttributeNames)
 	}
+}
+
+func TestDeleteExpiredSegments(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepSegments = 4 })
+	for i := range 100 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 100 {
+		t.Fatalf("got %d, %v: expected 100 deleted", n, err)
+	}
+	if len(spy.segments) != 4 {
+		t.Fatalf("got segments %v: expected 0 to 3", spy.segments)
+	}
+}
+
+func TestDeleteExpiredReadRate(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	// 20 units a second; 40 items of 40 KB, about 200 units to read.
+	const rate = 20
+	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepReadRate = rate })
+	data := bytes.Repeat([]byte{'z'}, 40<<10)
+	for i := range 40 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), data, expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 40 {
+		t.Fatalf("got %d, %v: expected 40 deleted", n, err)
+	}
+	if aws.ToString((*string)(&spy.lastScan.ReturnConsumedCapacity)) != "TOTAL" || spy.readUnits == 0 {
+		t.Fatalf("got %v units reported: expected the Scan to ask for consumed capacity", spy.readUnits)
+	}
+	// The first page's units up to maxPageReadUnits pass at once; the rest
+	// wait at the rate.
+	if minWait := time.Duration((spy.readUnits - maxPageReadUnits) / rate * float64(time.Second)); time.Since(start) < minWait {
+		t.Fatalf("swept %v units in %v: expected at least %v at %d units a second", spy.readUnits, time.Since(start), minWait, rate)
+	}
+	t.Logf("%v read units in %v", spy.readUnits, time.Since(start))
 }
 
 func TestDeleteExpiredThrottled(t *testing.T) {

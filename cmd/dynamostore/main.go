@@ -92,6 +92,8 @@ type flags struct {
 	opts                      dynamostore.Options
 	endpoint, region, profile string
 	dryRun                    bool
+	segments                  int
+	readRate                  float64
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
@@ -108,6 +110,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config profile")
 	if name == "delete-expired" {
 		fs.BoolVar(&f.dryRun, "dry-run", false, "count expired sessions without deleting them")
+		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments")
+		fs.Float64Var(&f.readRate, "read-rate", 0, "cap on read capacity `units` per second for the Scan; 0 for none")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
@@ -130,6 +134,8 @@ func (f *flags) options(o *dynamostore.Options) {
 	o.DataAttribute = f.opts.DataAttribute
 	o.ExpiryAttribute = f.opts.ExpiryAttribute
 	o.KeyPrefix = f.opts.KeyPrefix
+	o.SweepSegments = f.segments
+	o.SweepReadRate = f.readRate
 }
 
 // client builds a DynamoDB client from the AWS configuration chain and the

@@ -140,7 +140,7 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dry run: 7 expired sessions would be deleted") {
 		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
 	}
-	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:")
+	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--segments", "3", "--read-rate", "1000")
 	if code != 0 || !strings.Contains(out, "deleted 7 expired sessions") {
 		t.Fatalf("got %d, %q: expected 7 deleted", code, out)
 	}
@@ -162,6 +162,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"nope"}, 2, `unknown subcommand "nope"`},
 		{[]string{"stats", "--help"}, 0, "-key-prefix"},
 		{[]string{"delete-expired", "--help"}, 0, "-dry-run"},
+		{[]string{"delete-expired", "--help"}, 0, "-read-rate"},
+		{[]string{"delete-expired", "--segments", "x"}, 2, "invalid value"},
 		{[]string{"check", "--bogus"}, 2, "flag provided but not defined"},
 	} {
 		var out, errOut bytes.Buffer
