@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,8 +50,15 @@ Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		progressOut = os.Stderr
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// progressOut receives delete-expired's progress line; main sets it when
+// stderr is a terminal.
+var progressOut io.Writer
 
 // run executes one command line and returns the exit code: 0 on success, 1
 // when the command failed or found a problem, 2 for a usage error.
@@ -254,7 +262,13 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 			st.expired, st.scanned, time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	store := dynamostore.NewWithCleanupInterval(client, 0, f.options)
+	counter := &countingClient{Client: client}
+	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
+	if progressOut != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go counter.report(progressOut, start, done)
+	}
 	n, err := store.DeleteExpired(ctx)
 	elapsed := time.Since(start)
 	if err != nil {
@@ -330,4 +344,44 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags) (tableSta
 		}
 	}
 	return st, nil
+}
+
+// countingClient counts the items a sweep scans and deletes, for the
+// progress line.
+type countingClient struct {
+	dynamostore.Client
+	scanned, deleted atomic.Int64
+}
+
+func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	out, err := c.Client.Scan(ctx, in, optFns...)
+	if err == nil {
+		c.scanned.Add(int64(out.ScannedCount))
+	}
+	return out, err
+}
+
+func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	out, err := c.Client.DeleteItem(ctx, in, optFns...)
+	if err == nil {
+		c.deleted.Add(1)
+	}
+	return out, err
+}
+
+// report rewrites one progress line on w every half second until done.
+func (c *countingClient) report(w io.Writer, start time.Time, done <-chan struct{}) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			fmt.Fprintln(w)
+			return
+		case <-tick.C:
+			deleted := c.deleted.Load()
+			fmt.Fprintf(w, "\rscanned %d items, deleted %d (%.0f per second)  ",
+				c.scanned.Load(), deleted, float64(deleted)/time.Since(start).Seconds())
+		}
+	}
 }

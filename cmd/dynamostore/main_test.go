@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,5 +171,46 @@ func TestUsage(t *testing.T) {
 		if code := run(context.Background(), c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.want) {
 			t.Fatalf("%v: got %d, %q: expected %d and %q", c.args, code, errOut.String(), c.code, c.want)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestProgressLine(t *testing.T) {
+	t.Parallel()
+	c := &countingClient{}
+	c.scanned.Store(1200)
+	c.deleted.Store(300)
+	var out lockedBuffer
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() { c.report(&out, time.Now().Add(-time.Second), done); close(finished) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "\rscanned 1200 items, deleted 300 (") {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %q: expected a progress line", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(done)
+	<-finished
+	if !strings.HasSuffix(out.String(), "\n") {
+		t.Fatalf("got %q: expected the line ended when the sweep ends", out.String())
 	}
 }
