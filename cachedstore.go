@@ -3,6 +3,7 @@ package dynamostore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -157,10 +158,16 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 		st.mu.Unlock()
 		select {
 		case <-f.done:
-			return f.data, f.found, f.err
 		case <-ctx.Done():
 			return nil, false, fmt.Errorf("dynamostore: cached find: %w", ctx.Err())
 		}
+		if f.err != nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+			// The read ended with its own caller's context, not ours:
+			// read for ourselves rather than fail.
+			b, _, found, err := c.findBacking(ctx, token)
+			return b, found, err
+		}
+		return f.data, f.found, f.err
 	}
 	f := &fill{done: make(chan struct{})}
 	st.inflight[token] = f

@@ -289,6 +289,65 @@ func TestCachedDeleteDuringMiss(t *testing.T) {
 	}
 }
 
+// ctxHoldStore is a backing store whose FindCtx, once armed, waits for its
+// context to end before it returns.
+type ctxHoldStore struct {
+	*memstore.MemStore
+	armed   atomic.Bool
+	reached chan struct{}
+}
+
+func (h *ctxHoldStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-ctx.Done()
+		return nil, false, ctx.Err()
+	}
+	return h.MemStore.Find(token)
+}
+
+func (h *ctxHoldStore) CommitCtx(_ context.Context, token string, b []byte, expiry time.Time) error {
+	return h.MemStore.Commit(token, b, expiry)
+}
+
+func (h *ctxHoldStore) DeleteCtx(_ context.Context, token string) error {
+	return h.MemStore.Delete(token)
+}
+
+func TestCachedJoinerOutlivesCancelledFill(t *testing.T) {
+	t.Parallel()
+	backing := &ctxHoldStore{MemStore: memstore.NewWithCleanupInterval(0), reached: make(chan struct{})}
+	backing.MemStore.Commit("token", []byte("data"), time.Now().Add(time.Hour))
+	backing.armed.Store(true)
+	c := NewCached(backing)
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { _, _, err := c.FindCtx(ctx, "token"); first <- err }()
+	<-backing.reached
+	second := make(chan error, 1)
+	go func() {
+		b, found, err := c.Find("token")
+		if err == nil && (!found || string(b) != "data") {
+			err = fmt.Errorf("got %q, %v", b, found)
+		}
+		second <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Misses < 2 { // the second Find is waiting on the first's read
+		if time.Now().After(deadline) {
+			t.Fatal("expected the second Find to miss")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v: expected the first Find cancelled", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("got %v: expected the second Find unaffected by the first's cancellation", err)
+	}
+}
+
 func TestCachedCommitDuringMiss(t *testing.T) {
 	t.Parallel()
 	c, hold := heldCache(t, "token", "old")
