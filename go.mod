@@ -1,6 +1,6 @@
 module github.com/dynamostore/dynamostore
 
-go 1.26.0
+go 1.24.13
 
 require (
 	github.com/alexedwards/scs/goredisstore v0.0.0-20250212122300-421ef1d8611c
@@ -11,8 +11,8 @@ require (
 	github.com/aws/smithy-go v1.28.9
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/hashicorp/golang-lru/v2 v2.0.7
-	github.com/redis/go-redis/v9 v9.23.0
-	golang.org/x/time v0.16.0
+	github.com/redis/go-redis/v9 v9.20.1
+	golang.org/x/time v0.14.0
 )
 
 require (
@@ -30,5 +30,5 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sts v1.51.9 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.41.0 // indirect
 )
