@@ -138,9 +138,11 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 			return s.opError("delete expired: scan", err)
 		}
 		if limiter != nil && page.ConsumedCapacity != nil {
-			units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits)))
-			if err := limiter.WaitN(ctx, min(units, maxPageReadUnits)); err != nil {
-				return s.opError("delete expired", err)
+			// WaitN refuses more than the burst at once, so wait in bursts.
+			for units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits))); units > 0; units -= maxPageReadUnits {
+				if err := limiter.WaitN(ctx, min(units, maxPageReadUnits)); err != nil {
+					return s.opError("delete expired", err)
+				}
 			}
 		}
 		for _, item := range page.Items {

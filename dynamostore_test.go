@@ -1110,7 +1110,10 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 	started := make(chan struct{})
 	var once sync.Once
 	spy := &spyClient{Client: newClient(t)}
-	spy.beforeDelete = func(ctx context.Context, _ *dynamodb.DeleteItemInput) error {
+	spy.beforeDelete = func(ctx context.Context, in *dynamodb.DeleteItemInput) error {
+		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == leaseToken {
+			return nil // let StopCleanup release the lease
+		}
 		once.Do(func() { close(started) })
 		<-ctx.Done() // hold the sweep until StopCleanup cancels it
 		return ctx.Err()
