@@ -22,7 +22,7 @@ test: $(DDB_JAR_STAMP) redis-server
 ## bench: the store beside raw SDK calls against DynamoDB Local, and the cache
 bench: $(DDB_JAR_STAMP)
 	$(GO) test -run '^$$' -bench '^Benchmark(Find|Commit|CachedMiss)$$' -benchtime 3000x -count 3 .
-	$(GO) test -run '^$$' -bench '^BenchmarkCachedHit$$' -count 3 .
+	$(GO) test -run '^$$' -bench '^Benchmark(CachedHit|CacheLibraries)$$' -count 3 .
 
 ## redis-server: install Debian's redis-server, which the shared-cache tests start
 redis-server:
