@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"runtime"
@@ -494,6 +495,45 @@ func TestCachedSkipWriteScenario(t *testing.T) {
 		requests, writes, 100*float64(requests-int(writes))/requests)
 	if writes != requests/12 { // one write per minute of expiry movement
 		t.Fatalf("got %d writes: expected %d", writes, requests/12)
+	}
+}
+
+// TestCachedMaxStaleHitRate measures the hit rate a single instance gets
+// for several MaxStale values, on a simulated browsing pattern: each of 200
+// users views 20 pages, a think time of 2 to 60 seconds apart (uniform), each
+// page one HTML request and three XHR requests within 300 ms, every request a
+// Find and then a Commit of the same data (scs with IdleTimeout). The
+// default MaxStale, 10 s, is read off this table.
+func TestCachedMaxStaleHitRate(t *testing.T) {
+	t.Parallel()
+	var prev float64
+	for _, maxStale := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute} {
+		c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.MaxStale = maxStale })
+		var offset atomic.Int64
+		setClock(c, &offset)
+		r := rand.New(rand.NewPCG(1, 2))
+		for u := range 200 {
+			token := fmt.Sprintf("user-%d", u)
+			at := time.Duration(0)
+			for range 20 {
+				at += 2*time.Second + time.Duration(r.Int64N(int64(58*time.Second)))
+				for req := range 4 {
+					offset.Store(int64(at + time.Duration(req)*100*time.Millisecond))
+					now := time.Now().Add(time.Duration(offset.Load()))
+					c.Find(token)
+					if err := c.Commit(token, []byte("session"), now.Add(30*time.Minute)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		st := c.Stats()
+		rate := float64(st.Hits) / float64(st.Hits+st.Misses)
+		t.Logf("MaxStale %v: hit rate %.1f%% (%d hits, %d misses)", maxStale, 100*rate, st.Hits, st.Misses)
+		if rate < prev {
+			t.Fatalf("got hit rate %.3f at MaxStale %v: expected no lower than %.3f", rate, maxStale, prev)
+		}
+		prev = rate
 	}
 }
 
