@@ -36,9 +36,10 @@ type CacheOptions struct {
 
 	// SkipWriteWithin saves backing writes for scs's IdleTimeout, which
 	// commits the same data with a later expiry on every request: a Commit
-	// whose data equals what this CachedStore last wrote or read for the
-	// token, and whose expiry moved less than SkipWriteWithin, does not reach
-	// the backing store. The stored expiry then lags, so an idle session may
+	// whose data equals what this CachedStore last wrote for the token (or
+	// read, from a DynamoStore, which tells the stored expiry), and whose
+	// expiry moved forward less than SkipWriteWithin, does not reach the
+	// backing store. The stored expiry then lags, so an idle session may
 	// expire up to SkipWriteWithin early. Zero, the default, never skips.
 	SkipWriteWithin time.Duration
 }
