@@ -183,6 +183,9 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	if !f.stale && f.err == nil && f.found {
 		// Under the stripe lock, so a Commit or Delete of this token cannot
 		// slip in between the staleness check and the cache write.
+		if !f.expiry.IsZero() {
+			c.remember(token, f.data, f.expiry)
+		}
 		c.cacheCommit(ctx, token, f.data, f.expiry)
 	}
 	st.mu.Unlock()
@@ -194,11 +197,7 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 // backing store can tell it.
 func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
 	if ds, ok := c.backing.(*DynamoStore); ok {
-		b, expiry, found, err := ds.find(ctx, token)
-		if found {
-			c.remember(token, b, expiry)
-		}
-		return b, expiry, found, err
+		return ds.find(ctx, token)
 	}
 	b, found, err := findCtx(ctx, c.backing, token)
 	return b, time.Time{}, found, err

@@ -18,6 +18,7 @@ import (
 	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
 	"github.com/alexedwards/scs/v2/memstore"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -347,6 +348,46 @@ func TestCachedJoinerOutlivesCancelledFill(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatalf("got %v: expected the second Find unaffected by the first's cancellation", err)
 	}
+}
+
+func TestCachedSkipWriteAfterDeleteDuringMiss(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	expiry := time.Now().Add(time.Hour)
+	if err := s.Commit("token", []byte("data"), expiry); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the first GetItem after DynamoDB has answered it.
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.client = getHoldClient{s.client, func() { once.Do(func() { close(reached); <-release }) }}
+	c := NewCached(s, func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
+	done := make(chan struct{})
+	go func() { c.Find("token"); close(done) }() // reads "data", then is held
+	<-reached
+	if err := c.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	<-done
+	// The read that raced the Delete must not count as "last read": this
+	// Commit has to reach DynamoDB.
+	if err := c.Commit("token", []byte("data"), expiry.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, s, "token", "data")
+}
+
+// getHoldClient runs hook after each GetItem returns from DynamoDB.
+type getHoldClient struct {
+	Client
+	hook func()
+}
+
+func (c getHoldClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	out, err := c.Client.GetItem(ctx, in, optFns...)
+	c.hook()
+	return out, err
 }
 
 func TestCachedCommitDuringMiss(t *testing.T) {
