@@ -26,15 +26,7 @@ import (
 var endpoint string
 
 func TestMain(m *testing.M) {
-	srv, err := ddblocal.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	endpoint = srv.Endpoint
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	os.Exit(ddblocal.Run(m, &endpoint))
 }
 
 // newClient returns a DynamoDB client for the test server.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -21,15 +20,7 @@ import (
 var endpoint string
 
 func TestMain(m *testing.M) {
-	srv, err := ddblocal.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	endpoint = srv.Endpoint
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	os.Exit(ddblocal.Run(m, &endpoint))
 }
 
 var visitsRE = regexp.MustCompile(`<strong id="visits">(\d+)</strong>`)

@@ -22,19 +22,11 @@ import (
 var endpoint string
 
 func TestMain(m *testing.M) {
-	srv, err := ddblocal.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	endpoint = srv.Endpoint
 	// The tool reads credentials and region from the standard chain.
 	os.Setenv("AWS_ACCESS_KEY_ID", "test")
 	os.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	os.Setenv("AWS_REGION", "us-east-1")
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	os.Exit(ddblocal.Run(m, &endpoint))
 }
 
 var tableSeq atomic.Int64

@@ -160,3 +160,17 @@ func NewClient(endpoint string) *dynamodb.Client {
 		}),
 	})
 }
+
+// Run is the body of a TestMain: it starts the server, stores its endpoint
+// in *endpoint, runs the tests and stops the server, returning the exit code
+// for os.Exit. Without a server the run fails; it never skips.
+func Run(m interface{ Run() int }, endpoint *string) int {
+	srv, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Stop()
+	*endpoint = srv.Endpoint
+	return m.Run()
+}
