@@ -1311,3 +1311,61 @@ func BenchmarkCommit(b *testing.B) {
 		return s.CommitCtx(ctx, "token", data, expiry)
 	})
 }
+
+// TestNoSecretsInLogsOrErrors drives every error path it can reach with a
+// recognisable token and data, and scans the errors and the log for them.
+func TestNoSecretsInLogsOrErrors(t *testing.T) {
+	t.Parallel()
+	const token, data = "tok3n-secret-4b1d", "d4t4-secret-9c2e"
+	var logs syncBuffer
+	s := newStore(t, nil, withLogger(&logs))
+	missing := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), func(o *Options) { o.TableName = "no-such-table" })
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(s.Commit(token, bytes.Repeat([]byte(data), 30_000), time.Now().Add(time.Hour))) // too large
+	add(s.Commit(token+"\xff", []byte(data), time.Now().Add(time.Hour)))              // bad token
+	add(s.CommitCtx(cancelled, token, []byte(data), time.Now().Add(time.Hour)))
+	_, _, err := s.FindCtx(cancelled, token)
+	add(err)
+	add(s.DeleteCtx(cancelled, token))
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: token},
+		"data":        &types.AttributeValueMemberS{Value: data},
+		"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)},
+	})
+	_, _, err = s.Find(token) // corrupt
+	add(err)
+	_, err = s.All() // logs the corrupt item
+	add(err)
+	add(missing.Commit(token, []byte(data), time.Now().Add(time.Hour)))
+	_, _, err = missing.Find(token)
+	add(err)
+	add(missing.Delete(token))
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "sweep skipped") { // the sweeper's error, logged
+		if time.Now().After(deadline) {
+			t.Fatal("expected the sweeper to log")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	missing.StopCleanup()
+
+	if len(errs) < 9 {
+		t.Fatalf("got %d errors: expected every call above but All to fail", len(errs))
+	}
+	for _, err := range errs {
+		if msg := err.Error(); strings.Contains(msg, token) || strings.Contains(msg, data) {
+			t.Fatalf("error %q carries the token or the data", msg)
+		}
+	}
+	if out := logs.String(); strings.Contains(out, token) || strings.Contains(out, data) || !strings.Contains(out, "cannot be decoded") {
+		t.Fatalf("got log %q: expected the corrupt item logged without token or data", out)
+	}
+}
