@@ -1330,7 +1330,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		}
 	}
 	add(s.Commit(token, bytes.Repeat([]byte(data), 30_000), time.Now().Add(time.Hour))) // too large
-	add(s.Commit(token+"\xff", []byte(data), time.Now().Add(time.Hour)))              // bad token
+	add(s.Commit(token+"\xff", []byte(data), time.Now().Add(time.Hour)))                // bad token
 	add(s.CommitCtx(cancelled, token, []byte(data), time.Now().Add(time.Hour)))
 	_, _, err := s.FindCtx(cancelled, token)
 	add(err)
