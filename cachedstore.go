@@ -1,7 +1,6 @@
 package dynamostore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -374,7 +373,9 @@ func (m *memCache) Find(token string) ([]byte, bool, error) {
 }
 
 func (m *memCache) Commit(token string, b []byte, expiry time.Time) error {
-	m.lru.Add(token, memEntry{data: bytes.Clone(b), until: expiry})
+	// No copy: like scs's memstore, the cache keeps the caller's slice; scs
+	// encodes a new one for every Commit and never changes it afterwards.
+	m.lru.Add(token, memEntry{data: b, until: expiry})
 	return nil
 }
 

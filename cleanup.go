@@ -65,13 +65,15 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
+	// The delete's condition uses :now alone; DynamoDB rejects unused values.
+	condValues := map[string]types.AttributeValue{":now": values[":now"]}
 	keys := make(chan string)
 	for range sweepWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for key := range keys {
-				ok, err := s.deleteIfExpired(ctx, key, values)
+				ok, err := s.deleteIfExpired(ctx, key, condValues)
 				if err != nil {
 					fail(err)
 				} else if ok {
@@ -161,16 +163,15 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 }
 
 // deleteIfExpired deletes the item with key if it is still expired, and
-// reports whether it did. values holds :now, and :prefix, which the condition
-// ignores.
+// reports whether it did. values holds :now, shared by the sweep's deletes.
 func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values map[string]types.AttributeValue) (bool, error) {
 	cond := sweepCondition
 	input := &dynamodb.DeleteItemInput{
 		TableName:                 s.table,
 		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
 		ConditionExpression:       &cond,
-		ExpressionAttributeNames:  map[string]string{"#e": s.expiryAttr},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": values[":now"]},
+		ExpressionAttributeNames:  s.expiryName,
+		ExpressionAttributeValues: values,
 	}
 	backoff := throttleBackoff
 	for try := 0; ; try++ {
@@ -235,7 +236,7 @@ func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
-			s.keyAttr:      &types.AttributeValueMemberS{Value: s.prefix + leaseToken},
+			s.keyAttr:      &types.AttributeValueMemberS{Value: s.leaseKey},
 			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.owner},
 			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.interval).UnixMilli(), 10)},
 		},
@@ -262,7 +263,7 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 	cond := "#o = :me"
 	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 s.table,
-		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: s.prefix + leaseToken}},
+		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: s.leaseKey}},
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  map[string]string{"#o": leaseOwnerAttr},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.owner}},
@@ -295,14 +296,14 @@ func (s *DynamoStore) sweep(ctx context.Context) {
 	}
 }
 
-// startCleanup runs sweep every interval until StopCleanup.
-func (s *DynamoStore) startCleanup(interval time.Duration) {
+// startCleanup runs sweep every CleanupInterval until StopCleanup.
+func (s *DynamoStore) startCleanup() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweeper = cancel
 	s.sweeperDone = make(chan struct{})
 	go func() {
 		defer close(s.sweeperDone)
-		ticker := time.NewTicker(interval)
+		ticker := time.NewTicker(s.interval)
 		defer ticker.Stop()
 		for {
 			select {

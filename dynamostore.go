@@ -144,6 +144,7 @@ type DynamoStore struct {
 	readRate    float64
 	interval    time.Duration
 	owner       string // this store's name on the sweeper lease
+	leaseKey    string // KeyPrefix + leaseToken
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
 }
@@ -184,12 +185,13 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		readRate:   o.SweepReadRate,
 		interval:   o.CleanupInterval,
 		owner:      newOwnerID(),
+		leaseKey:   o.KeyPrefix + leaseToken,
 
 		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
 		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
 	}
 	if o.CleanupInterval > 0 {
-		s.startCleanup(o.CleanupInterval)
+		s.startCleanup()
 	}
 	return s
 }
@@ -365,7 +367,7 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 		}
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.prefix+leaseToken {
+			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {
 				continue
 			}
 			data, expiry, err := s.decode(item)
