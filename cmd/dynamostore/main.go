@@ -181,7 +181,14 @@ func createTable(ctx context.Context, f *flags, out io.Writer) error {
 	if err := dynamostore.CreateTable(ctx, client, f.options); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "table %s is ready: partition key %s (S), TTL on %s\n", f.opts.TableName, f.opts.KeyAttribute, f.opts.ExpiryAttribute)
+	// CreateTable returns nil on endpoints without the TTL API (dynalite,
+	// for one), so say what the table really has.
+	ttl := "TTL on " + f.opts.ExpiryAttribute
+	d, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &f.opts.TableName})
+	if err != nil || d.TimeToLiveDescription == nil || d.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusDisabled {
+		ttl = "TTL not enabled (this endpoint has no TTL API); only the sweeper deletes expired sessions"
+	}
+	fmt.Fprintf(out, "table %s is ready: partition key %s (S), %s\n", f.opts.TableName, f.opts.KeyAttribute, ttl)
 	return nil
 }
 
@@ -232,7 +239,7 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 			status = ttl.TimeToLiveDescription.TimeToLiveStatus
 		}
 		fmt.Fprintf(out, "ttl: %s\n", status)
-		problems = append(problems, fmt.Sprintf("TTL is %s; enable it on %s (dynamostore create-table does)", status, f.opts.ExpiryAttribute))
+		problems = append(problems, fmt.Sprintf("TTL is %s, so only the sweeper deletes expired sessions; enable it on %s (dynamostore create-table does where the endpoint has the TTL API)", status, f.opts.ExpiryAttribute))
 	default:
 		attr := aws.ToString(ttl.TimeToLiveDescription.AttributeName)
 		fmt.Fprintf(out, "ttl: ENABLED on %s\n", attr)

@@ -72,6 +72,21 @@ func TestCreateTableAndCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "table "+name+" is ready") {
 		t.Fatalf("got %d, %q, %q: expected the table created", code, out, errOut)
 	}
+	if ddblocal.IsDynalite() {
+		// dynalite has no UpdateTimeToLive: create-table says so, and
+		// check reports TTL off and fails.
+		if !strings.Contains(out, "TTL not enabled") {
+			t.Fatalf("got %q: expected TTL reported as not enabled", out)
+		}
+		code, out, errOut = dynamostoreCmd(t, "check", "--table", name, "--expiry-attribute", "ttl")
+		if code != 1 || !strings.Contains(out, "ttl: DISABLED") || !strings.Contains(errOut, "TTL is DISABLED, so only the sweeper deletes expired sessions") {
+			t.Fatalf("got %d, %q, %q: expected check to report TTL off", code, out, errOut)
+		}
+		return
+	}
+	if !strings.Contains(out, "TTL on ttl") {
+		t.Fatalf("got %q: expected TTL reported on ttl", out)
+	}
 	code, out, errOut = dynamostoreCmd(t, "check", "--table", name, "--expiry-attribute", "ttl")
 	if code != 0 {
 		t.Fatalf("got %d, %q, %q: expected check to pass", code, out, errOut)

