@@ -34,11 +34,12 @@ const (
 
 // sweepCondition holds while the item is still expired. Sessions expire when
 // now >= expiry (see expired), so a session committed again between the scan
-// and the delete fails the condition and survives.
+// and the delete fails the condition and survives. The sweeper's :now is its
+// clock less SweepGrace.
 const sweepCondition = "#e <= :now"
 
-// DeleteExpired deletes the expired sessions under this store's KeyPrefix and
-// returns how many it deleted. It scans the table page by page, in
+// DeleteExpired deletes the sessions under this store's KeyPrefix that
+// expired at least SweepGrace ago and returns how many it deleted. It scans the table page by page, in
 // SweepSegments parallel segments and within SweepReadRate, reading only the
 // key and expiry attributes with eventually consistent reads, and deletes
 // each expired item with a DeleteItem conditional on the item still being
@@ -53,7 +54,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	filter, _, values := s.scanFilter(sweepCondition, s.now())
+	filter, _, values := s.scanFilter(sweepCondition, s.now().Add(-s.grace))
 	projection := "#k, #e"
 
 	var (

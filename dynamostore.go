@@ -96,6 +96,15 @@ type Options struct {
 	// means no cap.
 	SweepReadRate float64
 
+	// SweepGrace is how long past its expiry a session must be before the
+	// sweeper deletes it. Find treats a session as gone the moment it
+	// expires by the reading instance's clock; the grace keeps a sweeper
+	// whose clock runs ahead of another instance's by up to SweepGrace from
+	// deleting a session that instance still serves. Set it to the most
+	// your instances' clocks can differ. The default is one minute; zero or
+	// a negative value means none.
+	SweepGrace time.Duration
+
 	// Logger receives the sweeper's errors and notes about corrupt items
 	// that All skips; neither carries a token or session data. The default
 	// is slog.Default().
@@ -142,6 +151,7 @@ type DynamoStore struct {
 	sweepLease  bool
 	segments    int
 	readRate    float64
+	grace       time.Duration
 	interval    time.Duration
 	owner       string // this store's name on the sweeper lease
 	leaseKey    string // KeyPrefix + leaseToken
@@ -183,6 +193,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		sweepLease: o.SweepLease,
 		segments:   max(o.SweepSegments, 1),
 		readRate:   o.SweepReadRate,
+		grace:      max(o.SweepGrace, 0),
 		interval:   o.CleanupInterval,
 		owner:      newOwnerID(),
 		leaseKey:   o.KeyPrefix + leaseToken,
@@ -205,6 +216,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 		ConsistentRead:  true,
 		CleanupInterval: interval,
 		SweepLease:      true,
+		SweepGrace:      time.Minute,
 		Logger:          slog.Default(),
 		now:             time.Now,
 	}

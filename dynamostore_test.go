@@ -781,6 +781,83 @@ func TestDeleteExpiredKeepsRecommitted(t *testing.T) {
 	}
 }
 
+// TestSweepClockSkew runs the sweeper on one store while another, whose clock
+// differs by up to a minute, serves the same sessions: the sweeper must not
+// delete any session the other still finds. Clocks are fixed, two hours
+// ahead, so neither the wall clock nor DynamoDB Local's own TTL moves them.
+func TestSweepClockSkew(t *testing.T) {
+	t.Parallel()
+	base := time.Now().Add(2 * time.Hour).Truncate(time.Second)
+	for _, tc := range []struct {
+		name          string
+		sweeper, peer time.Duration // offsets from base
+		grace         time.Duration
+		wantUnsafe    bool // without enough grace the sweep must be caught
+	}{
+		{"sweeper a minute ahead", time.Minute, 0, 0, false},
+		{"sweeper 30s ahead, peer 30s behind", 30 * time.Second, -30 * time.Second, 0, false},
+		{"sweeper a minute behind", -time.Minute, 0, 0, false},
+		{"sweeper 59.9s ahead, mid-second", time.Minute - 100*time.Millisecond, 0, 0, false},
+		// The control: no grace and a fast clock deletes live sessions,
+		// so this test can tell.
+		{"no grace", time.Minute, 0, -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := func(d time.Duration) func(*Options) {
+				return func(o *Options) { o.now = func() time.Time { return base.Add(d) } }
+			}
+			fns := newTable(t)
+			client := newClient(t)
+			sweeper := NewWithCleanupInterval(client, 0, append(fns, clock(tc.sweeper), func(o *Options) {
+				if tc.grace != 0 {
+					o.SweepGrace = tc.grace
+				}
+			})...)
+			peer := NewWithCleanupInterval(client, 0, append(fns, clock(tc.peer))...)
+			writer := NewWithCleanupInterval(client, 0, fns...) // the real clock: all are in its future
+
+			// A session every 5 s from three minutes before base to
+			// three after.
+			expiries := map[string]time.Time{}
+			for off := -180; off <= 180; off += 5 {
+				token := fmt.Sprintf("s%+d", off)
+				expiries[token] = base.Add(time.Duration(off) * time.Second)
+				if err := writer.Commit(token, []byte(token), expiries[token]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deleted, err := sweeper.DeleteExpired(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if deleted == 0 {
+				t.Fatal("expected the sweep to delete the sessions long expired for both")
+			}
+			var lost []string
+			for token, exp := range expiries {
+				if !exp.After(base.Add(tc.peer)) {
+					continue // expired for the peer: it may go
+				}
+				if _, found, err := peer.Find(token); err != nil {
+					t.Fatal(err)
+				} else if !found {
+					lost = append(lost, token)
+				}
+			}
+			if tc.wantUnsafe {
+				if len(lost) == 0 {
+					t.Fatal("expected a sweep without grace to delete sessions the peer still serves")
+				}
+				return
+			}
+			if len(lost) > 0 {
+				t.Fatalf("sweeper deleted %d sessions the peer still serves: %v", len(lost), lost)
+			}
+		})
+	}
+}
+
 func TestDeleteExpiredWorkers(t *testing.T) {
 	t.Parallel()
 	spy := &spyClient{Client: newClient(t)}

@@ -120,6 +120,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 		fs.BoolVar(&f.dryRun, "dry-run", false, "count expired sessions without deleting them")
 		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments")
 		fs.Float64Var(&f.readRate, "read-rate", 0, "cap on read capacity `units` per second for the Scan; 0 for none")
+		fs.DurationVar(&f.opts.SweepGrace, "grace", time.Minute, "delete only sessions expired at least this long, to allow for clock skew between instances")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
@@ -144,6 +145,7 @@ func (f *flags) options(o *dynamostore.Options) {
 	o.KeyPrefix = f.opts.KeyPrefix
 	o.SweepSegments = f.segments
 	o.SweepReadRate = f.readRate
+	o.SweepGrace = f.opts.SweepGrace // set by delete-expired's --grace; only sweeps use it
 }
 
 // client builds a DynamoDB client from the AWS configuration chain and the
@@ -261,7 +263,7 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	start := time.Now()
 	if f.dryRun {
-		st, err := scanTable(ctx, client, f)
+		st, err := scanTable(ctx, client, f, time.Now().Add(-max(f.opts.SweepGrace, 0)))
 		if err != nil {
 			return err
 		}
@@ -291,7 +293,7 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "full Scan of table %s: it reads, and is billed for, every item\n", f.opts.TableName)
-	st, err := scanTable(ctx, client, f)
+	st, err := scanTable(ctx, client, f, time.Now())
 	if err != nil {
 		return err
 	}
@@ -313,10 +315,10 @@ type tableStats struct {
 }
 
 // scanTable reads every item of the table under the key prefix. An item is
-// expired by the store's rule: now >= expiry, in Unix seconds.
-func scanTable(ctx context.Context, client *dynamodb.Client, f *flags) (tableStats, error) {
+// expired at at by the store's rule: at >= expiry, in Unix seconds.
+func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
 	var st tableStats
-	now := time.Now().Unix()
+	now := at.Unix()
 	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
