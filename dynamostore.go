@@ -3,8 +3,9 @@
 //
 // Each session is one item: the token (behind an optional key prefix) is the
 // partition key, the session data is a binary attribute holding exactly the
-// bytes scs encodes, and the expiry is a number attribute of whole Unix seconds
-// that doubles as the table's TTL attribute. Find is one GetItem, Commit one
+// bytes scs encodes (or, with Options.CompressAbove, those bytes compressed
+// with zstd), and the expiry is a number attribute of whole Unix seconds that
+// doubles as the table's TTL attribute. Find is one GetItem, Commit one
 // PutItem and Delete one DeleteItem; nothing else runs on the request path.
 //
 // DynamoDB's TTL deletes expired items lazily, often days late, so the store
@@ -23,12 +24,14 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Client is the part of the DynamoDB API the store calls. *dynamodb.Client
@@ -53,7 +56,18 @@ type Options struct {
 	KeyAttribute string
 
 	// DataAttribute holds the session data, of type B. The default is "data".
+	// Compressed data goes in DataAttribute followed by "_zstd" instead.
 	DataAttribute string
+
+	// CompressAbove makes Commit compress session data of at least this many
+	// bytes with zstd, when that makes it smaller, to save write and read
+	// capacity units and fit larger sessions under the 400 KB item limit.
+	// Compressed data is stored in its own attribute (DataAttribute + "_zstd"),
+	// which marks its format: Find reads both kinds whatever this option
+	// says, so turning it on or off needs no migration. Versions before this
+	// option cannot read compressed items. Zero, the default, never
+	// compresses; 1024 is a good value, since a write unit is 1 KB.
+	CompressAbove int
 
 	// ExpiryAttribute holds the session's expiry in whole Unix seconds, of
 	// type N. Make it the table's TTL attribute (CreateTable does). The
@@ -126,6 +140,29 @@ const (
 // session's previous data stays as it was.
 var ErrTooLarge = errors.New("session too large for a DynamoDB item (400 KB limit)")
 
+// Compressed session data. The attribute name marks the format, so items
+// written without compression, or by older versions, read as they always did.
+const (
+	zstdSuffix = "_zstd"
+	// maxDecodedBytes bounds what a compressed item may expand to, so a
+	// corrupt or hostile item cannot exhaust memory. Commit refuses to
+	// write more than this.
+	maxDecodedBytes = 16 << 20
+)
+
+var (
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		return e
+	})
+	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, _ := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(maxDecodedBytes))
+		return d
+	})
+)
+
 // DynamoStore is an scs session store on one DynamoDB table. Create it with
 // New or NewWithCleanupInterval. It is safe for concurrent use.
 type DynamoStore struct {
@@ -138,7 +175,9 @@ type DynamoStore struct {
 	tableName  string
 	keyAttr    string
 	dataAttr   string
+	zdataAttr  string // compressed data
 	expiryAttr string
+	compress   int // CompressAbove; 0 for never
 	prefix     string
 	consistent *bool
 
@@ -186,7 +225,9 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		tableName:  o.TableName,
 		keyAttr:    o.KeyAttribute,
 		dataAttr:   o.DataAttribute,
+		zdataAttr:  o.DataAttribute + zstdSuffix,
 		expiryAttr: o.ExpiryAttribute,
+		compress:   max(o.CompressAbove, 0),
 		prefix:     o.KeyPrefix,
 		consistent: &consistent,
 		now:        o.now,
@@ -303,18 +344,27 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	// Whole seconds, rounded down, so the stored expiry is never later than
 	// the real one; clamped at zero, which is as expired as any past time.
 	exp := strconv.FormatInt(max(expiry.Unix(), 0), 10)
-	if size := s.itemSize(key, len(b), exp); size > maxItemBytes {
-		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data make a %d-byte item: %w", s.tableName, len(b), size, ErrTooLarge)
+	attr, stored := s.dataAttr, b
+	if s.compress > 0 && len(b) >= s.compress {
+		if len(b) > maxDecodedBytes {
+			return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data exceed the %d-byte limit for compressed sessions: %w", s.tableName, len(b), maxDecodedBytes, ErrTooLarge)
+		}
+		if z := zstdEncoder().EncodeAll(b, make([]byte, 0, len(b)/2)); len(z) < len(b) {
+			attr, stored = s.zdataAttr, z
+		}
 	}
-	if b == nil {
+	if size := s.itemSize(key, attr, len(stored), exp); size > maxItemBytes {
+		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", s.tableName, len(b), len(stored), size, ErrTooLarge)
+	}
+	if stored == nil {
 		// The SDK sends a nil binary value as a missing one; store empty data.
-		b = []byte{}
+		stored = []byte{}
 	}
 	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
 			s.keyAttr:    &types.AttributeValueMemberS{Value: key},
-			s.dataAttr:   &types.AttributeValueMemberB{Value: b},
+			attr:         &types.AttributeValueMemberB{Value: stored},
 			s.expiryAttr: &types.AttributeValueMemberN{Value: exp},
 		},
 	})
@@ -433,9 +483,19 @@ func expired(expiry int64, now time.Time) bool {
 // decode returns an item's session data and expiry. Its errors name the
 // attribute at fault, never the key or the data.
 func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
-	data, ok := item[s.dataAttr].(*types.AttributeValueMemberB)
-	if !ok {
-		return nil, 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type B", s.dataAttr)
+	var data []byte
+	if raw, ok := item[s.dataAttr].(*types.AttributeValueMemberB); ok {
+		data = raw.Value
+	} else if z, ok := item[s.zdataAttr].(*types.AttributeValueMemberB); ok {
+		var err error
+		if data, err = zstdDecoder().DecodeAll(z.Value, nil); err != nil || len(z.Value) == 0 {
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q is not zstd data of at most %d bytes", s.zdataAttr, maxDecodedBytes)
+		}
+		if data == nil {
+			data = []byte{}
+		}
+	} else {
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q (or %q) is missing or not of type B", s.dataAttr, s.zdataAttr)
 	}
 	n, ok := item[s.expiryAttr].(*types.AttributeValueMemberN)
 	if !ok {
@@ -445,7 +505,7 @@ func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int6
 	if err != nil {
 		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not a number of seconds", s.expiryAttr)
 	}
-	return data.Value, expiry, nil
+	return data, expiry, nil
 }
 
 // parseExpiry reads Unix seconds written as an integer by this store, or as a
@@ -470,9 +530,9 @@ func parseExpiry(v string) (int64, error) {
 
 // itemSize returns the size DynamoDB counts for a session item: the UTF-8
 // bytes of each attribute name and value.
-func (s *DynamoStore) itemSize(key string, dataLen int, expiry string) int {
+func (s *DynamoStore) itemSize(key, dataAttr string, dataLen int, expiry string) int {
 	return len(s.keyAttr) + len(key) +
-		len(s.dataAttr) + dataLen +
+		len(dataAttr) + dataLen +
 		len(s.expiryAttr) + numberSize(expiry)
 }
 

@@ -3,11 +3,15 @@ package dynamostore
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,9 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
@@ -462,6 +468,147 @@ func TestCommitTooLarge(t *testing.T) {
 		if err != nil || !found || string(b) != "previous" {
 			t.Fatalf("got %q, %v, %v: expected the previous data", b, found, err)
 		}
+	}
+}
+
+// gobSession returns about size bytes of session data as scs's GobCodec
+// encodes it for a typical web application: a user, a CSRF token, a flash
+// message and a list of recently viewed pages, which grows to the size.
+// seed varies the random parts.
+func gobSession(tb testing.TB, size int, seed uint64) []byte {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	token := make([]byte, 32)
+	for i := range token {
+		token[i] = byte(rng.Uint32())
+	}
+	values := map[string]any{
+		"user_id":    rng.Int64N(1e9),
+		"email":      fmt.Sprintf("user%d@example.com", rng.IntN(1e6)),
+		"csrf_token": base64.RawURLEncoding.EncodeToString(token),
+		"flash":      "Your changes have been saved.",
+		"locale":     "en-GB",
+	}
+	words := []string{"blue", "cotton", "shirt", "wool", "jumper", "leather", "boots", "linen", "trousers", "silk", "scarf", "denim", "jacket"}
+	var recent []string
+	for {
+		recent = append(recent, fmt.Sprintf("/products/%d-%s-%s?ref=search&q=%s&page=%d",
+			rng.IntN(1e6), words[rng.IntN(len(words))], words[rng.IntN(len(words))], words[rng.IntN(len(words))], rng.IntN(20)))
+		values["recently_viewed"] = recent
+		b, err := scs.GobCodec{}.Encode(time.Now().Add(time.Hour), values)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(b) >= size {
+			return b
+		}
+	}
+}
+
+func TestCompress(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	plain := NewWithCleanupInterval(client, 0, fns...)
+	compressing := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.CompressAbove = 1024 })...)
+	expiry := time.Now().Add(time.Hour)
+	random := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+
+	for _, c := range []struct {
+		name       string
+		data       []byte
+		compressed bool
+	}{
+		{"small", gobSession(t, 500, 1)[:500], false},
+		{"at threshold", gobSession(t, 1024, 2)[:1024], true},
+		{"4 KB", gobSession(t, 4096, 3), true},
+		{"incompressible", random, false},
+	} {
+		if err := compressing.Commit(c.name, c.data, expiry); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		item := rawItem(t, compressing, c.name)
+		_, hasRaw := item["data"]
+		z, hasZ := item["data_zstd"].(*types.AttributeValueMemberB)
+		if hasZ == hasRaw || hasZ != c.compressed {
+			t.Fatalf("%s: got attributes %v: expected compressed=%v in exactly one attribute", c.name, slices.Collect(maps.Keys(item)), c.compressed)
+		}
+		if hasZ && len(z.Value) >= len(c.data) {
+			t.Fatalf("%s: got %d compressed bytes from %d: expected fewer", c.name, len(z.Value), len(c.data))
+		}
+		// Both stores read both formats: turning the option on or off
+		// needs no migration.
+		for _, s := range []*DynamoStore{compressing, plain} {
+			if b, found, err := s.Find(c.name); err != nil || !found || !bytes.Equal(b, c.data) {
+				t.Fatalf("%s: got %d bytes, %v, %v: expected the data back", c.name, len(b), found, err)
+			}
+		}
+	}
+	// A plain item written before the option was on reads through the
+	// compressing store, and committing it again compresses it.
+	data := gobSession(t, 4096, 4)
+	if err := plain.Commit("old", data, expiry); err != nil {
+		t.Fatal(err)
+	}
+	if b, found, err := compressing.Find("old"); err != nil || !found || !bytes.Equal(b, data) {
+		t.Fatalf("got %d bytes, %v, %v: expected the plain item read", len(b), found, err)
+	}
+	if err := compressing.Commit("old", data, expiry); err != nil {
+		t.Fatal(err)
+	}
+	if item := rawItem(t, compressing, "old"); item["data"] != nil || item["data_zstd"] == nil {
+		t.Fatal("expected the recommitted item compressed, with no plain data left")
+	}
+
+	// Compression lets a session larger than the item limit fit...
+	large := bytes.Repeat(gobSession(t, 4096, 5), 200) // 800 KB
+	if err := plain.Commit("large", large, expiry); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v: expected ErrTooLarge without compression", err)
+	}
+	if err := compressing.Commit("large", large, expiry); err != nil {
+		t.Fatalf("got %v: expected 800 KB of compressible data to fit", err)
+	}
+	if b, _, err := plain.Find("large"); err != nil || !bytes.Equal(b, large) {
+		t.Fatalf("got %d bytes, %v: expected the large session back", len(b), err)
+	}
+	// ...but never one that would expand past the decoder's bound.
+	if err := compressing.Commit("huge", make([]byte, maxDecodedBytes+1), expiry); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v: expected ErrTooLarge above %d bytes", err, maxDecodedBytes)
+	}
+	if item := rawItem(t, compressing, "huge"); item != nil {
+		t.Fatal("expected nothing written for a session over the bound")
+	}
+}
+
+func TestDecodeCompressedCorrupt(t *testing.T) {
+	t.Parallel()
+	s := NewWithCleanupInterval(nil, 0)
+	exp := &types.AttributeValueMemberN{Value: "4000000000"}
+	bomb := zstdEncoder().EncodeAll(make([]byte, maxDecodedBytes+1), nil)
+	// The same without the content size in the frame header, as a stream.
+	var streamed bytes.Buffer
+	w, _ := zstd.NewWriter(&streamed)
+	w.Write(make([]byte, maxDecodedBytes+1))
+	w.Close()
+	good := zstdEncoder().EncodeAll([]byte("session"), nil)
+	for name, z := range map[string][]byte{
+		"not zstd":  []byte("definitely not a zstd frame"),
+		"truncated": good[:len(good)-3],
+		"bomb":      bomb,
+		"streamed":  streamed.Bytes(),
+		"empty":     {},
+	} {
+		_, _, err := s.decode(map[string]types.AttributeValue{"data_zstd": &types.AttributeValueMemberB{Value: z}, "expires": exp})
+		if err == nil || !strings.Contains(err.Error(), `attribute "data_zstd" is not zstd data`) {
+			t.Fatalf("%s: got %v: expected a corrupt-item error", name, err)
+		}
+	}
+	if b, _, err := s.decode(map[string]types.AttributeValue{"data_zstd": &types.AttributeValueMemberB{Value: good}, "expires": exp}); err != nil || string(b) != "session" {
+		t.Fatalf("got %q, %v: expected the data", b, err)
 	}
 }
 

@@ -297,20 +297,21 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\nunreadable items: %d\n",
-		st.scanned, st.live, st.expired, st.corrupt)
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nunreadable items: %d\n",
+		st.scanned, st.live, st.expired, st.compressed, st.corrupt)
 	if len(st.sizes) == 0 {
 		return nil
 	}
 	slices.Sort(st.sizes)
 	pct := func(p int) int { return st.sizes[(len(st.sizes)-1)*p/100] }
-	fmt.Fprintf(out, "session data bytes: min %d, p50 %d, p90 %d, p99 %d, max %d\n",
+	fmt.Fprintf(out, "session data bytes as stored: min %d, p50 %d, p90 %d, p99 %d, max %d\n",
 		st.sizes[0], pct(50), pct(90), pct(99), st.sizes[len(st.sizes)-1])
 	return nil
 }
 
 type tableStats struct {
 	scanned, live, expired, corrupt int
+	compressed                      int
 	sizes                           []int // data bytes of sessions, live and expired
 }
 
@@ -332,6 +333,12 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 			}
 			st.scanned++
 			data, okData := item[f.opts.DataAttribute].(*types.AttributeValueMemberB)
+			if !okData {
+				// Compressed (Options.CompressAbove): sized as stored.
+				if data, okData = item[f.opts.DataAttribute+"_zstd"].(*types.AttributeValueMemberB); okData {
+					st.compressed++
+				}
+			}
 			exp, okExp := item[f.opts.ExpiryAttribute].(*types.AttributeValueMemberN)
 			var expiry int64
 			if okExp {

@@ -158,6 +158,24 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 	}
 }
 
+func TestStatsCompressed(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) { o.TableName = name; o.CompressAbove = 1024 })
+	store.Commit("big", bytes.Repeat([]byte("session "), 500), time.Now().Add(time.Hour))
+	store.Commit("small", []byte("session"), time.Now().Add(time.Hour))
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name)
+	if code != 0 {
+		t.Fatalf("got %d, %q: expected stats", code, errOut)
+	}
+	for _, want := range []string{"live sessions: 2", "compressed sessions: 1", "unreadable items: 0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("got %q: expected %q", out, want)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
