@@ -8,8 +8,13 @@ DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)-$(DYNALITE_VERSION)
 GO                ?= go
 
 DEMO_ADDR         ?= 127.0.0.1:8080
+FUZZTIME          ?= 10s
 
-.PHONY: test bench demo ddb-local redis-server
+# A fuzz target whose inputs each take DynamoDB requests minimizes slowly;
+# bound minimization so a new input does not stall a short run.
+FUZZFLAGS          = -race -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
+
+.PHONY: test fuzz bench demo ddb-local redis-server
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
@@ -20,6 +25,12 @@ test: $(DDB_JAR_STAMP) redis-server
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10s); seeds are in testdata/fuzz
+fuzz: $(DDB_JAR_STAMP)
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzDecode$$' .
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzToken$$' .
 
 ## bench: the store beside raw SDK calls against DynamoDB Local, and the cache
 bench: $(DDB_JAR_STAMP)

@@ -47,7 +47,9 @@ var tableSeq atomic.Int64
 // function naming it, followed by optFns.
 func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 	tb.Helper()
-	name := fmt.Sprintf("t%d-%s", tableSeq.Add(1), regexp.MustCompile(`[^a-zA-Z0-9_.-]`).ReplaceAllString(tb.Name(), "_"))
+	// The process ID keeps fuzzing workers, which are processes of their
+	// own sharing one server, on tables of their own.
+	name := fmt.Sprintf("t%d-%d-%s", os.Getpid(), tableSeq.Add(1), regexp.MustCompile(`[^a-zA-Z0-9_.-]`).ReplaceAllString(tb.Name(), "_"))
 	if len(name) > 200 {
 		name = name[:200]
 	}

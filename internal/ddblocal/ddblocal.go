@@ -204,5 +204,8 @@ func Run(m interface{ Run() int }, endpoint *string) int {
 	}
 	defer srv.Stop()
 	*endpoint = srv.Endpoint
+	// Fuzzing workers are child processes that run TestMain again: point
+	// them at this server rather than have each start its own.
+	os.Setenv(EnvEndpoint, srv.Endpoint)
 	return m.Run()
 }
