@@ -243,7 +243,9 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 		delete(st.inflight, token)
 	}
 	if err != nil {
-		deleteCtx(ctx, c.cache, token)
+		// Even when ctx is what failed: a shared cache must not keep the
+		// old copy.
+		deleteCtx(context.WithoutCancel(ctx), c.cache, token)
 		c.forget(token)
 		return err
 	}
@@ -271,7 +273,7 @@ func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
 		delete(st.inflight, token)
 	}
 	c.forget(token)
-	if cerr := deleteCtx(ctx, c.cache, token); err == nil && cerr != nil {
+	if cerr := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err == nil && cerr != nil {
 		err = fmt.Errorf("dynamostore: cached delete: remove from cache: %w", cerr)
 	}
 	return err

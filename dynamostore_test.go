@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -35,10 +36,15 @@ func TestMain(m *testing.M) {
 	os.Exit(ddblocal.Run(m, &endpoint))
 }
 
-// newClient returns a DynamoDB client for the test server.
+// newClient returns a DynamoDB client for the test server, whose idle
+// connections close when the test ends, so goleak sees none of them.
 func newClient(tb testing.TB) *dynamodb.Client {
 	tb.Helper()
-	return ddblocal.NewClient(endpoint)
+	tr := &http.Transport{}
+	tb.Cleanup(tr.CloseIdleConnections)
+	return dynamodb.New(ddblocal.NewClient(endpoint).Options(), func(o *dynamodb.Options) {
+		o.HTTPClient = &http.Client{Transport: tr}
+	})
 }
 
 var tableSeq atomic.Int64
