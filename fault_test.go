@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	"go.uber.org/goleak"
 
@@ -31,15 +31,15 @@ import (
 type fault int
 
 const (
-	faultNone         fault = iota
-	faultResetBefore        // read part of the request, then reset the connection
-	faultResetAfter         // forward the request, then reset instead of answering
-	faultLatency            // hold the request past the client's deadline, then forward it if the client is still there
-	faultStall              // forward the request, then withhold the answer until the client gives up
-	fault500                // answer 500 InternalServerError
-	fault503                // answer 503 Service Unavailable
-	faultThroughput         // answer ProvisionedThroughputExceededException
-	faultThrottling         // answer ThrottlingException
+	faultNone        fault = iota
+	faultResetBefore       // read part of the request, then reset the connection
+	faultResetAfter        // forward the request, then reset instead of answering
+	faultLatency           // hold the request past the client's deadline, then forward it if the client is still there
+	faultStall             // forward the request, then withhold the answer until the client gives up
+	fault500               // answer 500 InternalServerError
+	fault503               // answer 503 Service Unavailable
+	faultThroughput        // answer ProvisionedThroughputExceededException
+	faultThrottling        // answer ThrottlingException
 )
 
 var faultNames = map[fault]string{
