@@ -9,12 +9,13 @@ GO                ?= go
 
 DEMO_ADDR         ?= 127.0.0.1:8080
 FUZZTIME          ?= 10s
+SOAK_DURATION     ?= 2m
 
 # A fuzz target whose inputs each take DynamoDB requests minimizes slowly;
 # bound minimization so a new input does not stall a short run.
 FUZZFLAGS          = -race -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
-.PHONY: test fuzz bench demo ddb-local redis-server
+.PHONY: test fuzz soak bench demo ddb-local redis-server
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
@@ -26,6 +27,11 @@ test: $(DDB_JAR_STAMP) redis-server
 	$(GO) test -race -count=1 ./...
 	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	$(MAKE) --no-print-directory soak SOAK_DURATION=20s
+
+## soak: 32 workers through CachedStore on DynamoDB Local for SOAK_DURATION (default 2m); fails on any error or heap growth
+soak: $(DDB_JAR_STAMP)
+	$(GO) run ./internal/soak -duration $(SOAK_DURATION)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s); seeds are in testdata/fuzz
 fuzz: $(DDB_JAR_STAMP)
