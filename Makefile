@@ -38,10 +38,9 @@ fuzz: $(DDB_JAR_STAMP)
 	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzDecode$$' .
 	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzToken$$' .
 
-## bench: the store beside raw SDK calls against DynamoDB Local, and the cache
+## bench: run every benchmark, each beside its baseline, and write BENCHMARKS.md (under 10 minutes)
 bench: $(DDB_JAR_STAMP)
-	$(GO) test -run '^$$' -bench '^Benchmark(Find|Commit|CachedMiss)$$' -benchtime 3000x -count 3 .
-	$(GO) test -run '^$$' -bench '^Benchmark(CachedHit|CacheLibraries)$$' -count 3 .
+	$(GO) run ./internal/benchreport -o BENCHMARKS.md
 
 ## redis-server: install Debian's redis-server, which the shared-cache tests start
 redis-server:

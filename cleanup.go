@@ -19,7 +19,8 @@ import (
 )
 
 const (
-	// sweepWorkers is how many DeleteItem requests a sweep keeps in flight.
+	// sweepWorkers is how many DeleteItem requests a sweep keeps in flight
+	// per Scan segment.
 	// DeleteItem, not BatchWriteItem, because only DeleteItem takes the
 	// condition that keeps a re-committed session alive.
 	sweepWorkers = 8
@@ -69,7 +70,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	// The delete's condition uses :now alone; DynamoDB rejects unused values.
 	condValues := map[string]types.AttributeValue{":now": values[":now"]}
 	keys := make(chan string)
-	for range sweepWorkers {
+	for range sweepWorkers * s.segments {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

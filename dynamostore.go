@@ -100,7 +100,10 @@ type Options struct {
 	SweepLease bool
 
 	// SweepSegments is how many parallel Scan segments a sweep reads, for
-	// large tables where one sequential Scan is too slow. The default is 1.
+	// large tables where one sequential Scan is too slow. Each segment keeps
+	// up to 8 conditional deletes in flight, so more segments also delete
+	// faster where DynamoDB's latency, not its capacity, is the limit. The
+	// default is 1.
 	SweepSegments int
 
 	// SweepReadRate caps the read capacity units per second a sweep's Scan

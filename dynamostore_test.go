@@ -153,7 +153,7 @@ func (c *spyClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...
 }
 
 // rawItem returns the item stored under key, bypassing the store.
-func rawItem(t *testing.T, s *DynamoStore, key string) map[string]types.AttributeValue {
+func rawItem(t testing.TB, s *DynamoStore, key string) map[string]types.AttributeValue {
 	t.Helper()
 	out, err := newClient(t).GetItem(context.Background(), &dynamodb.GetItemInput{
 		TableName:      aws.String(s.tableName),

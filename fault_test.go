@@ -67,12 +67,13 @@ type faultProxy struct {
 	client   *http.Client // to upstream
 	kinds    []fault
 	share    float64
+	delay    time.Duration // added to every request, as network latency
 	injected atomic.Int64
 	mu       sync.Mutex
 	rng      *rand.Rand
 }
 
-func newFaultProxy(t *testing.T, upstream string, share float64, kinds ...fault) *faultProxy {
+func newFaultProxy(t testing.TB, upstream string, share float64, kinds ...fault) *faultProxy {
 	p := &faultProxy{
 		upstream: upstream,
 		client:   &http.Client{Transport: &http.Transport{}},
@@ -124,6 +125,9 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
+	}
+	if p.delay > 0 {
+		time.Sleep(p.delay)
 	}
 	if f == faultLatency {
 		// Once the body is read the server notices a client that hangs

@@ -25,6 +25,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -57,7 +58,14 @@ func serve(addr, table string, local bool) error {
 		os.Setenv("AWS_SECRET_ACCESS_KEY", "local")
 		optFns = append(optFns, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.Endpoint) })
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
+	// Keep an idle connection for every request in flight: with the SDK's
+	// default of 10 per host, a busy server opens and closes connections
+	// all the time (see BENCHMARKS.md).
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 256
+	})
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithHTTPClient(httpClient))
 	if err != nil {
 		return err
 	}

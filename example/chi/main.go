@@ -11,6 +11,7 @@ import (
 	"net/http"
 
 	"github.com/alexedwards/scs/v2"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/go-chi/chi/v5"
@@ -19,7 +20,12 @@ import (
 )
 
 func main() {
-	cfg, err := config.LoadDefaultConfig(context.Background())
+	// An idle connection for every request in flight; the SDK keeps 10.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 256
+	})
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithHTTPClient(httpClient))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func Start() (*Server, error) {
 		cmd = exec.Command("java",
 			"-Xms256m", "-Xmx1g",
 			"-Djava.library.path="+filepath.Join(dir, "DynamoDBLocal_lib"),
-			"-jar", jar, "-inMemory", "-sharedDb", "-port", strconv.Itoa(port))
+			"-jar", jar, "-inMemory", "-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(port))
 		cmd.Dir = dir
 	case "dynalite":
 		cli, err := find("dynalite", "cli.js")
