@@ -446,3 +446,26 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCodec compresses and decompresses realistic scs sessions as
+// Commit and Find do with CompressAbove set.
+func BenchmarkCodec(b *testing.B) {
+	for _, size := range []int{1024, 4096, 32768} {
+		data := gobSession(b, size, uint64(size))
+		z := compress(data)
+		b.Run(fmt.Sprintf("%dKB/compress", size/1024), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				compress(data)
+			}
+		})
+		b.Run(fmt.Sprintf("%dKB/decompress", size/1024), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decompress(z); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -22,6 +22,26 @@ func BenchmarkCacheLibraries(b *testing.B) {
 	}
 	entry := memEntry{data: make([]byte, 1024), until: time.Now().Add(time.Hour)}
 
+	// The CachedStore's own layer: golang-lru plus an expiry check, which
+	// reads the clock.
+	b.Run("memCache", func(b *testing.B) {
+		m := newMemCache(size)
+		for _, k := range keys[:size] {
+			m.Commit(k, entry.data, entry.until)
+		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+			for pb.Next() {
+				k := keys[r.IntN(tokens)]
+				if r.IntN(10) == 0 {
+					m.Commit(k, entry.data, entry.until)
+				} else {
+					m.Find(k)
+				}
+			}
+		})
+	})
 	b.Run("golang-lru", func(b *testing.B) {
 		c, _ := lru.New[string, memEntry](size)
 		for _, k := range keys[:size] {

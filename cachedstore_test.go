@@ -671,18 +671,26 @@ func BenchmarkCachedHit(b *testing.B) {
 	data := bytes.Repeat([]byte{'d'}, 1024)
 	expiry := time.Now().Add(time.Hour)
 	mem := memstore.NewWithCleanupInterval(0)
-	mem.Commit("token", data, expiry)
 	c := NewCached(memstore.NewWithCleanupInterval(0))
-	c.Commit("token", data, expiry)
+	// Many sessions, as on a server: goroutines rarely want the same one.
+	tokens := make([]string, 1000)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("token-%04d", i)
+		mem.Commit(tokens[i], data, expiry)
+		c.Commit(tokens[i], data, expiry)
+	}
 	for _, bc := range []struct {
 		name string
 		s    scs.Store
 	}{{"memstore", mem}, {"cached", c}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			var next atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(397))
 				for pb.Next() {
-					if _, found, _ := bc.s.Find("token"); !found {
+					i++
+					if _, found, _ := bc.s.Find(tokens[i%len(tokens)]); !found {
 						b.Fatal("not found")
 					}
 				}

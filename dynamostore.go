@@ -166,6 +166,31 @@ var (
 	})
 )
 
+// compress returns b compressed with zstd, or nil when that is no smaller.
+// Room for half of b is one allocation for the sessions that compress well
+// (BenchmarkCodec).
+func compress(b []byte) []byte {
+	z := zstdEncoder().EncodeAll(b, make([]byte, 0, len(b)/2))
+	if len(z) >= len(b) {
+		return nil
+	}
+	return z
+}
+
+// decompress returns the data of the zstd frame z.
+func decompress(z []byte) ([]byte, error) {
+	if len(z) == 0 {
+		return nil, errors.New("empty")
+	}
+	// With no buffer given, DecodeAll makes one of the size the frame
+	// header states: one allocation.
+	data, err := zstdDecoder().DecodeAll(z, nil)
+	if data == nil && err == nil {
+		data = []byte{}
+	}
+	return data, err
+}
+
 // DynamoStore is an scs session store on one DynamoDB table. Create it with
 // New or NewWithCleanupInterval. It is safe for concurrent use.
 type DynamoStore struct {
@@ -352,7 +377,7 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 		if len(b) > maxDecodedBytes {
 			return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data exceed the %d-byte limit for compressed sessions: %w", s.tableName, len(b), maxDecodedBytes, ErrTooLarge)
 		}
-		if z := zstdEncoder().EncodeAll(b, make([]byte, 0, len(b)/2)); len(z) < len(b) {
+		if z := compress(b); z != nil {
 			attr, stored = s.zdataAttr, z
 		}
 	}
@@ -491,11 +516,8 @@ func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int6
 		data = raw.Value
 	} else if z, ok := item[s.zdataAttr].(*types.AttributeValueMemberB); ok {
 		var err error
-		if data, err = zstdDecoder().DecodeAll(z.Value, nil); err != nil || len(z.Value) == 0 {
+		if data, err = decompress(z.Value); err != nil {
 			return nil, 0, fmt.Errorf("corrupt item: attribute %q is not zstd data of at most %d bytes", s.zdataAttr, maxDecodedBytes)
-		}
-		if data == nil {
-			data = []byte{}
 		}
 	} else {
 		return nil, 0, fmt.Errorf("corrupt item: attribute %q (or %q) is missing or not of type B", s.dataAttr, s.zdataAttr)
