@@ -414,3 +414,36 @@ func lastColon(s string) string {
 	}
 	return s
 }
+
+// TestThrottleErrorsUnwrap sends every request into a throttling error with
+// the SDK's retries off, so the error reaches the caller as DynamoDB sent it:
+// it must name the operation and table and unwrap to the API error.
+func TestThrottleErrorsUnwrap(t *testing.T) {
+	fns := newTable(t)
+	for _, c := range []struct {
+		kind fault
+		code string
+	}{{faultThroughput, "ProvisionedThroughputExceededException"}, {faultThrottling, "ThrottlingException"}} {
+		proxy := newFaultProxy(t, endpoint, 1, c.kind)
+		client, tr := faultClient(proxy)
+		client = dynamodb.New(client.Options(), func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+		s := NewWithCleanupInterval(client, 0, fns...)
+		_, _, errFind := s.Find("token")
+		errCommit := s.Commit("token", []byte("data"), time.Now().Add(time.Hour))
+		errDelete := s.Delete("token")
+		for op, err := range map[string]error{"find": errFind, "commit": errCommit, "delete": errDelete} {
+			var apiErr smithy.APIError
+			if !errors.As(err, &apiErr) || apiErr.ErrorCode() != c.code {
+				t.Fatalf("%s: got %v: expected it to unwrap to %s", op, err, c.code)
+			}
+			if want := fmt.Sprintf("dynamostore: %s in table %q", op, s.tableName); !strings.Contains(err.Error(), want) {
+				t.Fatalf("%s: got %q: expected %q", op, err, want)
+			}
+		}
+		var throughput *types.ProvisionedThroughputExceededException
+		if got := errors.As(errCommit, &throughput); got != (c.kind == faultThroughput) {
+			t.Fatalf("got %v: expected errors.As to the SDK's typed exception %v", errCommit, !got)
+		}
+		tr.CloseIdleConnections()
+	}
+}
