@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -219,42 +218,13 @@ func stubStore(b *testing.B) (*DynamoStore, *dynamodb.Client) {
 }
 
 func BenchmarkStubFind(b *testing.B) {
-	s, client := stubStore(b)
-	ctx := context.Background()
-	benchPair(b, func() error {
-		_, err := client.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:      s.table,
-			Key:            map[string]types.AttributeValue{"session_key": &types.AttributeValueMemberS{Value: "token"}},
-			ConsistentRead: aws.Bool(true),
-		})
-		return err
-	}, func() error {
-		_, found, err := s.FindCtx(ctx, "token")
-		if err == nil && !found {
-			err = errors.New("not found")
-		}
-		return err
-	})
+	raw, store := findPair(stubStore(b))
+	benchPair(b, raw, store)
 }
 
 func BenchmarkStubCommit(b *testing.B) {
-	s, client := stubStore(b)
-	data := bytes.Repeat([]byte{'d'}, 1024)
-	expiry := time.Now().Add(time.Hour)
-	ctx := context.Background()
-	benchPair(b, func() error {
-		_, err := client.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: s.table,
-			Item: map[string]types.AttributeValue{
-				"session_key": &types.AttributeValueMemberS{Value: "token"},
-				"data":        &types.AttributeValueMemberB{Value: data},
-				"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix(), 10)},
-			},
-		})
-		return err
-	}, func() error {
-		return s.CommitCtx(ctx, "token", data, expiry)
-	})
+	raw, store := commitPair(stubStore(b))
+	benchPair(b, raw, store)
 }
 
 func BenchmarkStubDelete(b *testing.B) {
@@ -318,22 +288,7 @@ func BenchmarkThroughput(b *testing.B) {
 			})
 			client := dynamodb.New(ddblocal.NewClient(endpoint).Options(), func(o *dynamodb.Options) { o.HTTPClient = hc })
 			s := NewWithCleanupInterval(client, 0, fns...)
-			ctx := context.Background()
-			store := func() error {
-				_, found, err := s.FindCtx(ctx, "token")
-				if err == nil && !found {
-					err = errors.New("not found")
-				}
-				return err
-			}
-			raw := func() error {
-				_, err := client.GetItem(ctx, &dynamodb.GetItemInput{
-					TableName:      s.table,
-					Key:            map[string]types.AttributeValue{"session_key": &types.AttributeValueMemberS{Value: "token"}},
-					ConsistentRead: aws.Bool(true),
-				})
-				return err
-			}
+			raw, store := findPair(s, client)
 			var rawNs, storeNs, calls atomic.Int64
 			timed := func(f func() error, total *atomic.Int64) error {
 				start := time.Now()
