@@ -40,13 +40,14 @@ const (
 const sweepCondition = "#e <= :now"
 
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
-// expired at least SweepGrace ago and returns how many it deleted. It scans the table page by page, in
-// SweepSegments parallel segments and within SweepReadRate, reading only the
-// key and expiry attributes with eventually consistent reads, and deletes
-// each expired item with a DeleteItem conditional on the item still being
-// expired, so a session committed again in the meantime is kept. Deletes run
-// on a few concurrent workers; throttled deletes back off and retry. The scan
-// reads, and is billed for, the whole table.
+// expired at least SweepGrace ago and returns how many it deleted. It scans
+// the table page by page, in SweepSegments parallel segments and within
+// SweepReadRate, reading only the key and expiry attributes with eventually
+// consistent reads, and deletes each expired item with a DeleteItem
+// conditional on the item still being expired, so a session committed again
+// in the meantime is kept. Each segment keeps 8 deletes in flight; throttled
+// deletes back off and retry. The scan reads, and is billed for, the whole
+// table.
 //
 // The background sweeper calls DeleteExpired every CleanupInterval; call it
 // yourself to sweep on your own schedule. On error it stops early and returns

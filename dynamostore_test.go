@@ -526,7 +526,7 @@ func TestCompress(t *testing.T) {
 		random[i] = byte(rng.Uint32())
 	}
 
-	for _, c := range []struct {
+	cases := []struct {
 		name       string
 		data       []byte
 		compressed bool
@@ -535,7 +535,8 @@ func TestCompress(t *testing.T) {
 		{"at threshold", gobSession(t, 1024, 2)[:1024], true},
 		{"4 KB", gobSession(t, 4096, 3), true},
 		{"incompressible", random, false},
-	} {
+	}
+	for _, c := range cases {
 		if err := compressing.Commit(c.name, c.data, expiry); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -554,6 +555,16 @@ func TestCompress(t *testing.T) {
 			if b, found, err := s.Find(c.name); err != nil || !found || !bytes.Equal(b, c.data) {
 				t.Fatalf("%s: got %d bytes, %v, %v: expected the data back", c.name, len(b), found, err)
 			}
+		}
+	}
+	// All decodes both kinds too.
+	all, err := plain.All()
+	if err != nil || len(all) != len(cases) {
+		t.Fatalf("got %d sessions, %v: expected %d", len(all), err, len(cases))
+	}
+	for _, c := range cases {
+		if !bytes.Equal(all[c.name], c.data) {
+			t.Fatalf("All: %s: got %d bytes: expected the data back", c.name, len(all[c.name]))
 		}
 	}
 	// A plain item written before the option was on reads through the
