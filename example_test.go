@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -17,7 +18,13 @@ import (
 // An scs session manager whose sessions live in the DynamoDB table
 // "sessions", with the AWS configuration taken from the environment.
 func Example() {
-	cfg, err := config.LoadDefaultConfig(context.Background())
+	// An idle connection for every request in flight: the SDK's default
+	// transport keeps 10 per host (see BENCHMARKS.md).
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 256
+	})
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithHTTPClient(httpClient))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -48,6 +55,20 @@ func ExampleNew() {
 		o.TableName = "myapp-sessions"
 		o.KeyPrefix = "myapp:"
 		o.ConsistentRead = false // behind a cache, eventually consistent reads cost half
+	})
+	defer store.StopCleanup()
+}
+
+// Compress sessions of 1 KB or more (a write unit is 1 KB), and let the
+// sweeper allow for instances whose clocks differ by up to two minutes.
+func ExampleOptions() {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.CompressAbove = 1024
+		o.SweepGrace = 2 * time.Minute
 	})
 	defer store.StopCleanup()
 }
