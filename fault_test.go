@@ -222,20 +222,19 @@ func TestFaults(t *testing.T) {
 	// Not parallel: goleak counts every goroutine the test leaves, so no
 	// other test may start any meanwhile.
 	ignore := goleak.IgnoreCurrent()
-	scenarios := []struct {
+	type scenario struct {
 		name  string
 		kinds []fault
-	}{}
-	for f := faultResetBefore; f <= faultThrottling; f++ {
-		scenarios = append(scenarios, struct {
-			name  string
-			kinds []fault
-		}{faultNames[f], []fault{f}})
 	}
-	scenarios = append(scenarios, struct {
-		name  string
-		kinds []fault
-	}{"all of them", []fault{faultResetBefore, faultResetAfter, faultLatency, faultStall, fault500, fault503, faultThroughput, faultThrottling}})
+	var (
+		scenarios []scenario
+		all       []fault
+	)
+	for f := faultResetBefore; f <= faultThrottling; f++ {
+		scenarios = append(scenarios, scenario{faultNames[f], []fault{f}})
+		all = append(all, f)
+	}
+	scenarios = append(scenarios, scenario{"all of them", all})
 
 	for _, sc := range scenarios {
 		for _, cached := range []bool{false, true} {
