@@ -159,7 +159,7 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return nil, false, fmt.Errorf("dynamostore: cached find: %w", ctx.Err())
+			return nil, false, c.opError("find", ctx.Err())
 		}
 		if f.err != nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
 			// The read ended with its own caller's context, not ours:
@@ -274,7 +274,7 @@ func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
 	}
 	c.forget(token)
 	if cerr := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err == nil && cerr != nil {
-		err = fmt.Errorf("dynamostore: cached delete: remove from cache: %w", cerr)
+		err = c.opError("delete: remove from cache", cerr)
 	}
 	return err
 }
@@ -294,7 +294,7 @@ func (c *CachedStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 	case scs.IterableStore:
 		return s.All()
 	}
-	return nil, fmt.Errorf("dynamostore: cached all: backing store %T cannot list its sessions", c.backing)
+	return nil, c.opError("all", fmt.Errorf("backing store %T cannot list its sessions", c.backing))
 }
 
 // skipWrite reports whether a Commit may skip the backing store under
@@ -325,6 +325,16 @@ func (c *CachedStore) forget(token string) {
 
 func (c *CachedStore) stripe(token string) *stripe {
 	return &c.stripes[maphash.String(c.seed, token)%uint64(len(c.stripes))]
+}
+
+// opError wraps an error of the CachedStore's own, as DynamoStore's errors
+// do: with the operation and, when the backing store is a DynamoStore, its
+// table.
+func (c *CachedStore) opError(op string, err error) error {
+	if ds, ok := c.backing.(*DynamoStore); ok {
+		return fmt.Errorf("dynamostore: cached %s in table %q: %w", op, ds.tableName, err)
+	}
+	return fmt.Errorf("dynamostore: cached %s: %w", op, err)
 }
 
 // findCtx, commitCtx and deleteCtx pass ctx to stores that take one.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -715,4 +716,40 @@ func BenchmarkCachedMiss(b *testing.B) {
 		_, _, err := c.Find("token")
 		return err
 	})
+}
+
+// heldGetClient holds every GetItem until release is closed, after telling
+// started.
+type heldGetClient struct {
+	Client
+	started chan struct{}
+	release chan struct{}
+}
+
+func (c *heldGetClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.started <- struct{}{}
+	<-c.release
+	return c.Client.GetItem(ctx, in, optFns...)
+}
+
+// TestCachedOwnErrors checks an error the CachedStore makes itself, a Find
+// whose context ends while it waits on another's backing read: like the
+// DynamoStore's, it names the operation and table and unwraps to the cause.
+func TestCachedOwnErrors(t *testing.T) {
+	t.Parallel()
+	held := &heldGetClient{Client: newClient(t), started: make(chan struct{}, 1), release: make(chan struct{})}
+	s := newStore(t, held)
+	c := NewCached(s)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Find("token") }()
+	<-held.started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, _, err := c.FindCtx(ctx, "token")
+	close(held.release)
+	<-done
+	want := fmt.Sprintf("dynamostore: cached find in table %q", s.tableName)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v: expected %q wrapping the deadline", err, want)
+	}
 }

@@ -376,7 +376,8 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 // for its cause.
 func checkFaultError(t *testing.T, problem func(string, ...any), op, table string, err error, token string) string {
 	msg := err.Error()
-	if !strings.Contains(msg, fmt.Sprintf("dynamostore: %s in table %q", op, table)) {
+	if !strings.Contains(msg, fmt.Sprintf("dynamostore: %s in table %q", op, table)) &&
+		!strings.Contains(msg, fmt.Sprintf("dynamostore: cached %s in table %q", op, table)) {
 		problem("%s: error %q does not name the operation and table", op, msg)
 	}
 	if strings.Contains(msg, "SECRET") || strings.Contains(msg, token) {
