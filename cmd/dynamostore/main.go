@@ -120,7 +120,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config profile")
 	if name == "delete-expired" {
 		fs.BoolVar(&f.dryRun, "dry-run", false, "count expired sessions without deleting them")
-		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments")
+		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments, each with 8 deletes in flight")
 		fs.Float64Var(&f.readRate, "read-rate", 0, "cap on read capacity `units` per second for the Scan; 0 for none")
 		fs.DurationVar(&f.opts.SweepGrace, "grace", time.Minute, "delete only sessions expired at least this long, to allow for clock skew between instances")
 	}
