@@ -22,60 +22,36 @@ func BenchmarkCacheLibraries(b *testing.B) {
 	}
 	entry := memEntry{data: make([]byte, 1024), until: time.Now().Add(time.Hour)}
 
+	// mix fills the cache with add, then runs the pattern with get and add.
+	mix := func(b *testing.B, get, add func(key string)) {
+		for _, k := range keys[:size] {
+			add(k)
+		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+			for pb.Next() {
+				k := keys[r.IntN(tokens)]
+				if r.IntN(10) == 0 {
+					add(k)
+				} else {
+					get(k)
+				}
+			}
+		})
+	}
 	// The CachedStore's own layer: golang-lru plus an expiry check, which
 	// reads the clock.
 	b.Run("memCache", func(b *testing.B) {
 		m := newMemCache(size)
-		for _, k := range keys[:size] {
-			m.Commit(k, entry.data, entry.until)
-		}
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-			for pb.Next() {
-				k := keys[r.IntN(tokens)]
-				if r.IntN(10) == 0 {
-					m.Commit(k, entry.data, entry.until)
-				} else {
-					m.Find(k)
-				}
-			}
-		})
+		mix(b, func(k string) { m.Find(k) }, func(k string) { m.Commit(k, entry.data, entry.until) })
 	})
 	b.Run("golang-lru", func(b *testing.B) {
 		c, _ := lru.New[string, memEntry](size)
-		for _, k := range keys[:size] {
-			c.Add(k, entry)
-		}
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-			for pb.Next() {
-				k := keys[r.IntN(tokens)]
-				if r.IntN(10) == 0 {
-					c.Add(k, entry)
-				} else {
-					c.Get(k)
-				}
-			}
-		})
+		mix(b, func(k string) { c.Get(k) }, func(k string) { c.Add(k, entry) })
 	})
 	b.Run("otter", func(b *testing.B) {
 		c := otter.Must(&otter.Options[string, memEntry]{MaximumSize: size})
-		for _, k := range keys[:size] {
-			c.Set(k, entry)
-		}
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-			for pb.Next() {
-				k := keys[r.IntN(tokens)]
-				if r.IntN(10) == 0 {
-					c.Set(k, entry)
-				} else {
-					c.GetIfPresent(k)
-				}
-			}
-		})
+		mix(b, func(k string) { c.GetIfPresent(k) }, func(k string) { c.Set(k, entry) })
 	})
 }
