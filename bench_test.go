@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -423,4 +424,105 @@ func BenchmarkCodec(b *testing.B) {
 			}
 		})
 	}
+}
+
+func benchStore(b *testing.B) (*DynamoStore, *dynamodb.Client) {
+	fns := newTable(b)
+	client := newClient(b)
+	return NewWithCleanupInterval(client, 0, fns...), client
+}
+
+// benchPair runs raw and store alternately, swapping their order each
+// iteration, after a warm-up that lets DynamoDB Local's JIT settle.
+func benchPair(b *testing.B, raw, store func() error) {
+	for range 300 {
+		if err := raw(); err != nil {
+			b.Fatal(err)
+		}
+		if err := store(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var rawTime, storeTime time.Duration
+	timed := func(f func() error, total *time.Duration) {
+		start := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		*total += time.Since(start)
+	}
+	n := 0
+	for b.Loop() {
+		if n%2 == 0 {
+			timed(raw, &rawTime)
+			timed(store, &storeTime)
+		} else {
+			timed(store, &storeTime)
+			timed(raw, &rawTime)
+		}
+		n++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rawTime.Nanoseconds())/float64(n), "raw-ns/call")
+	b.ReportMetric(float64(storeTime.Nanoseconds())/float64(n), "store-ns/call")
+	b.ReportMetric(float64(storeTime)/float64(rawTime), "store/raw")
+	allocs := func(f func() error) float64 { return testing.AllocsPerRun(50, func() { f() }) }
+	b.ReportMetric(allocs(raw), "raw-allocs/call")
+	b.ReportMetric(allocs(store), "store-allocs/call")
+}
+
+func BenchmarkFind(b *testing.B) {
+	s, client := benchStore(b)
+	if err := s.Commit("token", bytes.Repeat([]byte{'d'}, 1024), time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	raw, store := findPair(s, client)
+	benchPair(b, raw, store)
+}
+
+func BenchmarkCommit(b *testing.B) {
+	s, client := benchStore(b)
+	raw, store := commitPair(s, client)
+	benchPair(b, raw, store)
+}
+
+// findPair returns a raw consistent GetItem of the item "token" and the
+// store's Find of it, which must find it.
+func findPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error) {
+	ctx := context.Background()
+	return func() error {
+			_, err := client.GetItem(ctx, &dynamodb.GetItemInput{
+				TableName:      s.table,
+				Key:            map[string]types.AttributeValue{"session_key": &types.AttributeValueMemberS{Value: "token"}},
+				ConsistentRead: aws.Bool(true),
+			})
+			return err
+		}, func() error {
+			_, found, err := s.FindCtx(ctx, "token")
+			if err == nil && !found {
+				err = errors.New("not found")
+			}
+			return err
+		}
+}
+
+// commitPair returns a raw PutItem of 1 KB under "token" and the store's
+// Commit of the same.
+func commitPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error) {
+	data := bytes.Repeat([]byte{'d'}, 1024)
+	expiry := time.Now().Add(time.Hour)
+	ctx := context.Background()
+	return func() error {
+			_, err := client.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: s.table,
+				Item: map[string]types.AttributeValue{
+					"session_key": &types.AttributeValueMemberS{Value: "token"},
+					"data":        &types.AttributeValueMemberB{Value: data},
+					"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix(), 10)},
+				},
+			})
+			return err
+		}, func() error {
+			return s.CommitCtx(ctx, "token", data, expiry)
+		}
 }

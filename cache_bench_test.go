@@ -1,11 +1,16 @@
 package dynamostore
 
 import (
+	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/maypok86/otter/v2"
 )
@@ -53,5 +58,57 @@ func BenchmarkCacheLibraries(b *testing.B) {
 	b.Run("otter", func(b *testing.B) {
 		c := otter.Must(&otter.Options[string, memEntry]{MaximumSize: size})
 		mix(b, func(k string) { c.GetIfPresent(k) }, func(k string) { c.Set(k, entry) })
+	})
+}
+
+// BenchmarkCachedHit is a cache hit beside scs memstore's Find, in parallel
+// so that lock contention shows.
+func BenchmarkCachedHit(b *testing.B) {
+	data := bytes.Repeat([]byte{'d'}, 1024)
+	expiry := time.Now().Add(time.Hour)
+	mem := memstore.NewWithCleanupInterval(0)
+	c := NewCached(memstore.NewWithCleanupInterval(0))
+	// Many sessions, as on a server: goroutines rarely want the same one.
+	tokens := make([]string, 1000)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("token-%04d", i)
+		mem.Commit(tokens[i], data, expiry)
+		c.Commit(tokens[i], data, expiry)
+	}
+	for _, bc := range []struct {
+		name string
+		s    scs.Store
+	}{{"memstore", mem}, {"cached", c}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(397))
+				for pb.Next() {
+					i++
+					if _, found, _ := bc.s.Find(tokens[i%len(tokens)]); !found {
+						b.Fatal("not found")
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCachedMiss is a cache miss beside the bare DynamoStore's Find,
+// interleaved.
+func BenchmarkCachedMiss(b *testing.B) {
+	s, _ := benchStore(b)
+	c := NewCached(s)
+	if err := s.Commit("token", bytes.Repeat([]byte{'d'}, 1024), time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	benchPair(b, func() error {
+		_, _, err := s.Find("token")
+		return err
+	}, func() error {
+		c.cache.Delete("token")
+		_, _, err := c.Find("token")
+		return err
 	})
 }

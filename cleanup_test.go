@@ -1,0 +1,520 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+func TestDeleteExpired(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	s := NewWithCleanupInterval(client, 0, append(fns, clockAhead, func(o *Options) { o.KeyPrefix = "mine:" })...)
+	other := NewWithCleanupInterval(client, 0, append(fns, clockAhead, func(o *Options) { o.KeyPrefix = "other:" })...)
+	past, future := expiredAt(), liveAt()
+	const expiredCount = 120
+	for i := range expiredCount {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		s      *DynamoStore
+		token  string
+		expiry time.Time
+	}{{s, "live", future}, {other, "old", past}, {other, "live", future}} {
+		if err := c.s.Commit(c.token, []byte("x"), c.expiry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != expiredCount {
+		t.Fatalf("got %d deleted: expected %d", n, expiredCount)
+	}
+	if rawItem(t, s, "mine:old-7") != nil {
+		t.Fatal("expected the expired session deleted")
+	}
+	if rawItem(t, s, "mine:live") == nil || rawItem(t, s, "other:live") == nil {
+		t.Fatal("expected live sessions kept")
+	}
+	if rawItem(t, s, "other:old") == nil {
+		t.Fatal("expected another prefix's expired session untouched")
+	}
+	if n, err := s.DeleteExpired(context.Background()); n != 0 || err != nil {
+		t.Fatalf("second sweep got %d, %v: expected 0, nil", n, err)
+	}
+}
+
+func TestDeleteExpiredKeepsRecommitted(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy, clockAhead)
+	if err := s.Commit("revived", []byte("old"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit("dead", []byte("old"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	spy.beforeDelete = func(ctx context.Context, in *dynamodb.DeleteItemInput) error {
+		var err error
+		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == "revived" {
+			// The user comes back between the sweeper's Scan and its delete.
+			once.Do(func() { err = s.CommitCtx(ctx, "revived", []byte("new"), liveAt()) })
+		}
+		return err
+	}
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("got %d deleted: expected 1", n)
+	}
+	b, found, err := s.Find("revived")
+	if err != nil || !found || string(b) != "new" {
+		t.Fatalf("got %q, %v, %v: expected the re-committed session to survive", b, found, err)
+	}
+	if rawItem(t, s, "dead") != nil {
+		t.Fatal("expected the expired session deleted")
+	}
+}
+
+// TestSweepClockSkew runs the sweeper on one store while another, whose clock
+// differs by up to a minute, serves the same sessions: the sweeper must not
+// delete any session the other still finds. Clocks are fixed, two hours
+// ahead, so neither the wall clock nor DynamoDB Local's own TTL moves them.
+func TestSweepClockSkew(t *testing.T) {
+	t.Parallel()
+	base := time.Now().Add(2 * time.Hour).Truncate(time.Second)
+	for _, tc := range []struct {
+		name          string
+		sweeper, peer time.Duration // offsets from base
+		grace         time.Duration
+		wantUnsafe    bool // without enough grace the sweep must be caught
+	}{
+		{"sweeper a minute ahead", time.Minute, 0, 0, false},
+		{"sweeper 30s ahead, peer 30s behind", 30 * time.Second, -30 * time.Second, 0, false},
+		{"sweeper a minute behind", -time.Minute, 0, 0, false},
+		{"sweeper 59.9s ahead, mid-second", time.Minute - 100*time.Millisecond, 0, 0, false},
+		// The control: no grace and a fast clock deletes live sessions,
+		// so this test can tell.
+		{"no grace", time.Minute, 0, -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := func(d time.Duration) func(*Options) {
+				return func(o *Options) { o.now = func() time.Time { return base.Add(d) } }
+			}
+			fns := newTable(t)
+			client := newClient(t)
+			sweeper := NewWithCleanupInterval(client, 0, append(fns, clock(tc.sweeper), func(o *Options) {
+				if tc.grace != 0 {
+					o.SweepGrace = tc.grace
+				}
+			})...)
+			peer := NewWithCleanupInterval(client, 0, append(fns, clock(tc.peer))...)
+			writer := NewWithCleanupInterval(client, 0, fns...) // the real clock: all are in its future
+
+			// A session every 5 s from three minutes before base to
+			// three after.
+			expiries := map[string]time.Time{}
+			for off := -180; off <= 180; off += 5 {
+				token := fmt.Sprintf("s%+d", off)
+				expiries[token] = base.Add(time.Duration(off) * time.Second)
+				if err := writer.Commit(token, []byte(token), expiries[token]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deleted, err := sweeper.DeleteExpired(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if deleted == 0 {
+				t.Fatal("expected the sweep to delete the sessions long expired for both")
+			}
+			var lost []string
+			for token, exp := range expiries {
+				if !exp.After(base.Add(tc.peer)) {
+					continue // expired for the peer: it may go
+				}
+				if _, found, err := peer.Find(token); err != nil {
+					t.Fatal(err)
+				} else if !found {
+					lost = append(lost, token)
+				}
+			}
+			if tc.wantUnsafe {
+				if len(lost) == 0 {
+					t.Fatal("expected a sweep without grace to delete sessions the peer still serves")
+				}
+				return
+			}
+			if len(lost) > 0 {
+				t.Fatalf("sweeper deleted %d sessions the peer still serves: %v", len(lost), lost)
+			}
+		})
+	}
+}
+
+func TestDeleteExpiredWorkers(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy, clockAhead)
+	for i := range 100 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first delete waits for a second one to start: the sweep must run
+	// deletes concurrently.
+	second := make(chan struct{})
+	var calls atomic.Int64
+	spy.beforeDelete = func(ctx context.Context, _ *dynamodb.DeleteItemInput) error {
+		switch calls.Add(1) {
+		case 1:
+			select {
+			case <-second:
+			case <-time.After(10 * time.Second):
+				return errors.New("no second delete ran concurrently")
+			}
+		case 2:
+			close(second)
+		}
+		return nil
+	}
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 100 {
+		t.Fatalf("got %d, %v: expected 100 deleted", n, err)
+	}
+	if spy.max > sweepWorkers {
+		t.Fatalf("got %d deletes in flight: expected at most %d", spy.max, sweepWorkers)
+	}
+	// The sweep's Scan reads only the key and the expiry.
+	in := spy.lastScan
+	if got := aws.ToString(in.ProjectionExpression); got != "#k, #e" || in.ExpressionAttributeNames["#k"] != "session_key" || in.ExpressionAttributeNames["#e"] != "expires" {
+		t.Fatalf("got projection %q with %v: expected key and expiry only", got, in.ExpressionAttributeNames)
+	}
+}
+
+func TestDeleteExpiredSegments(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepSegments = 4 })
+	for i := range 100 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 100 {
+		t.Fatalf("got %d, %v: expected 100 deleted", n, err)
+	}
+	if len(spy.segments) != 4 {
+		t.Fatalf("got segments %v: expected 0 to 3", spy.segments)
+	}
+}
+
+func TestDeleteExpiredReadRate(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	// 20 units a second; 40 items of 40 KB, about 200 units to read.
+	const rate = 20
+	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepReadRate = rate })
+	data := bytes.Repeat([]byte{'z'}, 40<<10)
+	for i := range 40 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), data, expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 40 {
+		t.Fatalf("got %d, %v: expected 40 deleted", n, err)
+	}
+	if aws.ToString((*string)(&spy.lastScan.ReturnConsumedCapacity)) != "TOTAL" || spy.readUnits == 0 {
+		t.Fatalf("got %v units reported: expected the Scan to ask for consumed capacity", spy.readUnits)
+	}
+	// The first page's units up to maxPageReadUnits pass at once; the rest
+	// wait at the rate.
+	if minWait := time.Duration((spy.readUnits - maxPageReadUnits) / rate * float64(time.Second)); time.Since(start) < minWait {
+		t.Fatalf("swept %v units in %v: expected at least %v at %d units a second", spy.readUnits, time.Since(start), minWait, rate)
+	}
+	t.Logf("%v read units in %v", spy.readUnits, time.Since(start))
+}
+
+func TestDeleteExpiredThrottled(t *testing.T) {
+	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	s := newStore(t, spy, clockAhead)
+	for i := range 5 {
+		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var throttled atomic.Int64
+	spy.beforeDelete = func(context.Context, *dynamodb.DeleteItemInput) error {
+		if throttled.Add(1) <= 6 {
+			return &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+		}
+		return nil
+	}
+	start := time.Now()
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil || n != 5 {
+		t.Fatalf("got %d, %v: expected all 5 deleted after backing off", n, err)
+	}
+	if elapsed := time.Since(start); elapsed < throttleBackoff {
+		t.Fatalf("took %v: expected a back-off of at least %v", elapsed, throttleBackoff)
+	}
+
+	// Any other error ends the sweep with the operation, table and cause.
+	spy.mu.Lock()
+	spy.beforeDelete = func(context.Context, *dynamodb.DeleteItemInput) error {
+		return &types.InternalServerError{Message: aws.String("boom")}
+	}
+	spy.mu.Unlock()
+	if err := s.Commit("old-x", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.DeleteExpired(context.Background())
+	var ise *types.InternalServerError
+	if !errors.As(err, &ise) || !strings.Contains(err.Error(), "dynamostore: delete expired in table "+strconv.Quote(s.tableName)) {
+		t.Fatalf("got %v: expected the cause wrapped with operation and table", err)
+	}
+}
+
+func TestCleanup(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	s := NewWithCleanupInterval(newClient(t), 50*time.Millisecond, append(fns, clockAhead)...)
+	defer s.StopCleanup()
+	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit("live", []byte("x"), liveAt()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for rawItem(t, s, "old") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("expected the sweeper to delete the expired session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rawItem(t, s, "live") == nil {
+		t.Fatal("expected the live session kept")
+	}
+}
+
+func TestCleanupLogsErrors(t *testing.T) {
+	t.Parallel()
+	// With the lease, the lease's PutItem meets the missing table first.
+	for lease, want := range map[bool]string{true: "sweep skipped", false: "sweep failed"} {
+		var logs syncBuffer
+		s := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), func(o *Options) {
+			o.TableName = "no-such-table"
+			o.SweepLease = lease
+		})
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("expected the sweeper to log %q", want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.StopCleanup()
+		if !strings.Contains(logs.String(), "no-such-table") || !strings.Contains(logs.String(), "does not exist") {
+			t.Fatalf("got log %q: expected the table and the cause", logs.String())
+		}
+	}
+}
+
+// sweepRecorder records which store ran a sweep's Scan, and when.
+type sweepRecorder struct {
+	mu     sync.Mutex
+	sweeps []sweepRecord
+}
+
+type sweepRecord struct {
+	store int
+	at    time.Time
+}
+
+type recordingClient struct {
+	Client
+	id  int
+	rec *sweepRecorder
+}
+
+func (c recordingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if in.ProjectionExpression != nil && in.ExclusiveStartKey == nil { // a sweep's first page
+		c.rec.mu.Lock()
+		c.rec.sweeps = append(c.rec.sweeps, sweepRecord{c.id, time.Now()})
+		c.rec.mu.Unlock()
+	}
+	return c.Client.Scan(ctx, in, optFns...)
+}
+
+func (r *sweepRecorder) snapshot() []sweepRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sweepRecord(nil), r.sweeps...)
+}
+
+// waitSweeps polls until cond holds for the recorded sweeps.
+func (r *sweepRecorder) waitSweeps(t *testing.T, what string, cond func([]sweepRecord) bool) []sweepRecord {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sw := r.snapshot()
+		if cond(sw) {
+			return sw
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30s for %s: got %d sweeps", what, len(sw))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFleetSweepsOncePerInterval(t *testing.T) {
+	t.Parallel()
+	const interval = 400 * time.Millisecond
+	fns := newTable(t)
+	client := newClient(t)
+	rec := &sweepRecorder{}
+	stores := make([]*DynamoStore, 5)
+	for i := range stores {
+		stores[i] = NewWithCleanupInterval(recordingClient{client, i, rec}, interval, fns...)
+		defer stores[i].StopCleanup()
+	}
+	sweeps := rec.waitSweeps(t, "8 sweeps", func(sw []sweepRecord) bool { return len(sw) >= 8 })
+	for i := 1; i < len(sweeps); i++ {
+		// A lease lasts one interval; allow for ticker and request jitter.
+		if gap := sweeps[i].at.Sub(sweeps[i-1].at); gap < interval-100*time.Millisecond {
+			t.Fatalf("sweeps %d and %d by stores %d and %d were %v apart: expected one per %v",
+				i-1, i, sweeps[i-1].store, sweeps[i].store, gap, interval)
+		}
+	}
+
+	// Stop the holder: another store takes the lease and sweeps.
+	holder := sweeps[len(sweeps)-1].store
+	stores[holder].StopCleanup()
+	stopped := time.Now()
+	after := rec.waitSweeps(t, "a sweep by another store", func(sw []sweepRecord) bool {
+		return sw[len(sw)-1].at.After(stopped)
+	})
+	for _, sw := range after {
+		if sw.store == holder && sw.at.After(stopped) {
+			t.Fatal("the stopped store swept")
+		}
+	}
+
+	// The lease item is no session.
+	s := stores[(holder+1)%len(stores)]
+	if _, found, err := s.Find(leaseToken); found || err != nil {
+		t.Fatalf("got %v, %v: expected the lease not found", found, err)
+	}
+	if all, err := s.All(); err != nil || len(all) != 0 {
+		t.Fatalf("got %v, %v: expected no sessions", all, err)
+	}
+	if err := s.Commit(leaseToken, []byte("x"), time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("expected Commit to refuse the lease's token")
+	}
+}
+
+func TestSweepLeaseLapses(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	crashed := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.CleanupInterval = 0 })...)
+	crashed.interval = time.Hour // as if its sweeper took the lease and died
+	if held, err := crashed.acquireLease(context.Background()); !held || err != nil {
+		t.Fatalf("got %v, %v: expected the lease", held, err)
+	}
+	other := NewWithCleanupInterval(client, 0, fns...)
+	other.interval = time.Minute
+	if held, err := other.acquireLease(context.Background()); held || err != nil {
+		t.Fatalf("got %v, %v: expected the lease held by the other store", held, err)
+	}
+	other.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if held, err := other.acquireLease(context.Background()); !held || err != nil {
+		t.Fatalf("got %v, %v: expected the lapsed lease taken over", held, err)
+	}
+}
+
+func TestStopCleanup(t *testing.T) {
+	t.Parallel()
+	s := NewWithCleanupInterval(newClient(t), time.Hour)
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.StopCleanup() }()
+	}
+	wg.Wait()
+	select {
+	case <-s.sweeperDone:
+	default:
+		t.Fatal("expected the sweeper to have exited when StopCleanup returned")
+	}
+	s.StopCleanup() // and again, later
+}
+
+func TestStopNilCleanup(t *testing.T) {
+	t.Parallel()
+	s := NewWithCleanupInterval(newClient(t), 0)
+	s.StopCleanup()
+	if s.sweeperDone != nil {
+		t.Fatal("expected no sweeper with interval 0")
+	}
+	s = New(newClient(t), func(o *Options) { o.CleanupInterval = 0 })
+	s.StopCleanup()
+	if s.sweeperDone != nil {
+		t.Fatal("expected an option to disable the sweeper")
+	}
+}
+
+func TestStopCleanupCancelsSweep(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	var once sync.Once
+	spy := &spyClient{Client: newClient(t)}
+	spy.beforeDelete = func(ctx context.Context, in *dynamodb.DeleteItemInput) error {
+		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == leaseToken {
+			return nil // let StopCleanup release the lease
+		}
+		once.Do(func() { close(started) })
+		<-ctx.Done() // hold the sweep until StopCleanup cancels it
+		return ctx.Err()
+	}
+	fns := newTable(t)
+	s := NewWithCleanupInterval(spy, 10*time.Millisecond, append(fns, clockAhead)...)
+	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("expected a sweep to start")
+	}
+	s.StopCleanup()
+	if rawItem(t, s, "old") == nil {
+		t.Fatal("expected the cancelled sweep to delete nothing")
+	}
+}

@@ -1,0 +1,94 @@
+package dynamostore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
+)
+
+func TestCreateTable(t *testing.T) {
+	t.Parallel()
+	var logBuf syncBuffer
+	fns := newTable(t, func(o *Options) {
+		o.ExpiryAttribute = "ttl"
+		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	})
+	client := newClient(t)
+	ctx := context.Background()
+	// Again on the existing table: nothing to do.
+	if err := CreateTable(ctx, client, fns...); err != nil {
+		t.Fatalf("got %v: expected nil for a matching table", err)
+	}
+	o := resolveOptions(0, fns)
+	desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &o.TableName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc.Table.TableStatus != types.TableStatusActive {
+		t.Fatalf("got status %s: expected ACTIVE", desc.Table.TableStatus)
+	}
+	if bm := desc.Table.BillingModeSummary; bm == nil || bm.BillingMode != types.BillingModePayPerRequest {
+		t.Fatalf("got billing %v: expected on-demand", bm)
+	}
+	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &o.TableName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ddblocal.IsDynalite() {
+		// dynalite has no UpdateTimeToLive: the table is made all the
+		// same, TTL stays off and a warning says so.
+		if d := ttl.TimeToLiveDescription; d.TimeToLiveStatus != types.TimeToLiveStatusDisabled {
+			t.Fatalf("got TTL %s: expected DISABLED on dynalite", d.TimeToLiveStatus)
+		}
+		if log := logBuf.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "TTL is not enabled") {
+			t.Fatalf("got log %q: expected a warning that TTL is not enabled", log)
+		}
+		return
+	}
+	if d := ttl.TimeToLiveDescription; d.TimeToLiveStatus != types.TimeToLiveStatusEnabled || aws.ToString(d.AttributeName) != "ttl" {
+		t.Fatalf("got TTL %s on %q: expected ENABLED on %q", d.TimeToLiveStatus, aws.ToString(d.AttributeName), "ttl")
+	}
+	if logBuf.String() != "" {
+		t.Fatalf("got log %q: expected no warning where TTL is enabled", logBuf.String())
+	}
+
+	// The same name with another key schema is an error that says so.
+	err = CreateTable(ctx, client, append(fns, func(o *Options) { o.KeyAttribute = "id" })...)
+	if err == nil || !strings.Contains(err.Error(), "another key schema") {
+		t.Fatalf("got %v: expected a key schema error", err)
+	}
+	// And so is TTL already on another attribute.
+	err = CreateTable(ctx, client, append(fns, func(o *Options) { o.ExpiryAttribute = "expires" })...)
+	if err == nil || !strings.Contains(err.Error(), `TTL is already enabled on attribute "ttl"`) {
+		t.Fatalf("got %v: expected a TTL attribute error", err)
+	}
+}
+
+func TestCreateTableKeyType(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	name := fmt.Sprintf("t%d-numeric-key", tableSeq.Add(1))
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            &name,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("session_key"), AttributeType: types.ScalarAttributeTypeN}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("session_key"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: &name})
+	err = CreateTable(ctx, client, func(o *Options) { o.TableName = name })
+	if err == nil || !strings.Contains(err.Error(), "of type N, want S") {
+		t.Fatalf("got %v: expected a key type error", err)
+	}
+}
