@@ -10,12 +10,13 @@ GO                ?= go
 DEMO_ADDR         ?= 127.0.0.1:8080
 FUZZTIME          ?= 10s
 SOAK_DURATION     ?= 2m
+STRESS_RUNS       ?= 5
 
 # A fuzz target whose inputs each take DynamoDB requests minimizes slowly;
 # bound minimization so a new input does not stall a short run.
 FUZZFLAGS          = -race -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
-.PHONY: test fuzz soak bench demo ddb-local redis-server
+.PHONY: test stress fuzz soak bench demo ddb-local redis-server
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
@@ -29,6 +30,10 @@ test: $(DDB_JAR_STAMP) redis-server
 	DYNAMOSTORE_BENCH_SWEEP_ITEMS=200 $(GO) test -run '^$$' -bench . -benchtime 1x .  # every benchmark still runs
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	$(MAKE) --no-print-directory soak SOAK_DURATION=20s
+
+## stress: run `make test` STRESS_RUNS times (default 5) with a CPU hog on every core; prints "N passed, M failed", logs in .stress
+stress: $(DDB_JAR_STAMP) redis-server
+	$(GO) run ./internal/stress -runs $(STRESS_RUNS)
 
 ## soak: 32 workers through CachedStore on DynamoDB Local for SOAK_DURATION (default 2m); fails on any error or heap growth
 soak: $(DDB_JAR_STAMP)

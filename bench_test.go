@@ -37,24 +37,6 @@ func sweepItems() int {
 	return 100_000
 }
 
-// newTableWithoutTTL creates a table that DynamoDB Local's own TTL leaves
-// alone, so expired items stay until a sweep deletes them.
-func newTableWithoutTTL(b *testing.B) []func(*Options) {
-	name := fmt.Sprintf("t%d-%d-%s", os.Getpid(), tableSeq.Add(1), "sweep")
-	client := newClient(b)
-	_, err := client.CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName:            &name,
-		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("session_key"), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("session_key"), KeyType: types.KeyTypeHash}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
-	return []func(*Options){func(o *Options) { o.TableName = name }}
-}
-
 // loadExpired writes n sessions that expired two hours ago, 25 to a
 // BatchWriteItem, from 8 goroutines.
 func loadExpired(b *testing.B, client *dynamodb.Client, table string, n int) {
@@ -129,7 +111,9 @@ func BenchmarkSweep(b *testing.B) {
 				var total time.Duration
 				for b.Loop() {
 					b.StopTimer()
-					fns := newTableWithoutTTL(b)
+					name := newTableName(b)
+					ddblocal.CreateTableWithoutTTL(b, newClient(b), name, "session_key", types.ScalarAttributeTypeS)
+					fns := []func(*Options){func(o *Options) { o.TableName = name }}
 					direct := newClient(b)
 					client := direct
 					if network.latency > 0 {

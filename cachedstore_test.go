@@ -44,20 +44,15 @@ func startRedis(t *testing.T) *redis.Client {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
 	t.Cleanup(func() { client.Close() })
-	deadline := time.Now().Add(20 * time.Second)
-	for client.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not answer")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, "redis-server to answer", func() bool { return client.Ping(context.Background()).Err() == nil })
 	return client
 }
 
-// setClock sets the CachedStore's clock, and its in-process cache's, to a
-// function of real time.
+// setClock stops the CachedStore's clock, and its in-process cache's, at the
+// time of the call plus offset, so that only the test moves it.
 func setClock(c *CachedStore, offset *atomic.Int64) {
-	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	base := time.Now()
+	now := func() time.Time { return base.Add(time.Duration(offset.Load())) }
 	c.now = now
 	if m, ok := c.cache.(*memCache); ok {
 		m.now = now
@@ -171,13 +166,7 @@ func TestCachedConcurrentMissesShareRead(t *testing.T) {
 		}()
 	}
 	<-hold.reached
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().Misses < n { // every Find has missed and is waiting
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d misses: expected %d", c.Stats().Misses, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "every Find to miss and wait on the one read", func() bool { return c.Stats().Misses == n })
 	close(hold.release)
 	wg.Wait()
 	close(errs)
@@ -278,7 +267,7 @@ func TestCachedDeleteDuringMiss(t *testing.T) {
 		if found {
 			t.Fatal("got found: expected the deleted session gone")
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hangTimeout):
 		t.Fatal("a Find after Delete waited on a read that began before it")
 	}
 	close(hold.release)
@@ -335,13 +324,7 @@ func TestCachedJoinerOutlivesCancelledFill(t *testing.T) {
 		}
 		second <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().Misses < 2 { // the second Find is waiting on the first's read
-		if time.Now().After(deadline) {
-			t.Fatal("expected the second Find to miss")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the second Find to miss and wait on the first's read", func() bool { return c.Stats().Misses == 2 })
 	cancel()
 	if err := <-first; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v: expected the first Find cancelled", err)
@@ -358,18 +341,16 @@ func TestCachedSkipWriteAfterDeleteDuringMiss(t *testing.T) {
 	if err := s.Commit("token", []byte("data"), expiry); err != nil {
 		t.Fatal(err)
 	}
-	// Hold the first GetItem after DynamoDB has answered it.
-	reached, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	s.client = getHoldClient{s.client, func() { once.Do(func() { close(reached); <-release }) }}
+	held := newHeldGetClient(s.client)
+	s.client = held
 	c := NewCached(s, func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
 	done := make(chan struct{})
 	go func() { c.Find("token"); close(done) }() // reads "data", then is held
-	<-reached
+	<-held.reached
 	if err := c.Delete("token"); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
+	close(held.release)
 	<-done
 	// The read that raced the Delete must not count as "last read": this
 	// Commit has to reach DynamoDB.
@@ -379,15 +360,24 @@ func TestCachedSkipWriteAfterDeleteDuringMiss(t *testing.T) {
 	mustFind(t, s, "token", "data")
 }
 
-// getHoldClient runs hook after each GetItem returns from DynamoDB.
-type getHoldClient struct {
+// heldGetClient holds its first GetItem, once DynamoDB has answered it,
+// until release is closed, after closing reached.
+type heldGetClient struct {
 	Client
-	hook func()
+	once             sync.Once
+	reached, release chan struct{}
 }
 
-func (c getHoldClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+func newHeldGetClient(c Client) *heldGetClient {
+	return &heldGetClient{Client: c, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (c *heldGetClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	out, err := c.Client.GetItem(ctx, in, optFns...)
-	c.hook()
+	c.once.Do(func() {
+		close(c.reached)
+		<-c.release
+	})
 	return out, err
 }
 
@@ -447,8 +437,9 @@ func TestCachedRace(t *testing.T) {
 	}
 }
 
+// TestCachedBounded is not parallel: it measures the process's heap, which
+// other tests' allocations would move.
 func TestCachedBounded(t *testing.T) {
-	t.Parallel()
 	c := NewCached(memstore.NewWithCleanupInterval(0))
 	m := c.cache.(*memCache)
 	heap := func() uint64 {
@@ -561,9 +552,8 @@ func TestCachedMaxStaleHitRate(t *testing.T) {
 				at += 2*time.Second + time.Duration(r.Int64N(int64(58*time.Second)))
 				for req := range 4 {
 					offset.Store(int64(at + time.Duration(req)*100*time.Millisecond))
-					now := time.Now().Add(time.Duration(offset.Load()))
 					c.Find(token)
-					if err := c.Commit(token, []byte("session"), now.Add(30*time.Minute)); err != nil {
+					if err := c.Commit(token, []byte("session"), c.now().Add(30*time.Minute)); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -666,31 +656,17 @@ func TestCachedAll(t *testing.T) {
 	}
 }
 
-// heldGetClient holds every GetItem until release is closed, after telling
-// started.
-type heldGetClient struct {
-	Client
-	started chan struct{}
-	release chan struct{}
-}
-
-func (c *heldGetClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.started <- struct{}{}
-	<-c.release
-	return c.Client.GetItem(ctx, in, optFns...)
-}
-
 // TestCachedOwnErrors checks an error the CachedStore makes itself, a Find
 // whose context ends while it waits on another's backing read: like the
 // DynamoStore's, it names the operation and table and unwraps to the cause.
 func TestCachedOwnErrors(t *testing.T) {
 	t.Parallel()
-	held := &heldGetClient{Client: newClient(t), started: make(chan struct{}, 1), release: make(chan struct{})}
+	held := newHeldGetClient(newClient(t))
 	s := newStore(t, held)
 	c := NewCached(s)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Find("token") }()
-	<-held.started
+	<-held.reached
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, _, err := c.FindCtx(ctx, "token")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -53,79 +53,64 @@ const sweepCondition = "#e <= :now"
 // yourself to sweep on your own schedule. On error it stops early and returns
 // the count deleted so far.
 func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	filter, _, values := s.scanFilter(sweepCondition, s.now().Add(-s.grace))
 	projection := "#k, #e"
-
-	var (
-		count    atomic.Int64
-		errOnce  sync.Once
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
 	// The delete's condition uses :now alone; DynamoDB rejects unused values.
 	condValues := map[string]types.AttributeValue{":now": values[":now"]}
-	keys := make(chan string)
-	for range sweepWorkers * s.segments {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for key := range keys {
-				ok, err := s.deleteIfExpired(ctx, key, condValues)
-				if err != nil {
-					fail(err)
-				} else if ok {
-					count.Add(1)
-				}
-			}
-		}()
-	}
-
 	// One limiter for all segments: the cap is on the sweep's total reads.
 	var limiter *rate.Limiter
 	if s.readRate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(s.readRate), maxPageReadUnits)
 	}
-	var scanners sync.WaitGroup
-	for segment := range s.segments {
-		scanners.Add(1)
-		go func() {
-			defer scanners.Done()
-			input := &dynamodb.ScanInput{
-				TableName:                 s.table,
-				ProjectionExpression:      &projection,
-				FilterExpression:          &filter,
-				ExpressionAttributeNames:  s.keyAndExpiryNames,
-				ExpressionAttributeValues: values,
-			}
-			if s.segments > 1 {
-				input.Segment = aws.Int32(int32(segment))
-				input.TotalSegments = aws.Int32(int32(s.segments))
-			}
-			if limiter != nil {
-				input.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
-			}
-			if err := s.scanExpired(ctx, input, limiter, keys); err != nil {
-				fail(err)
-			}
-		}()
-	}
-	scanners.Wait()
-	close(keys)
-	wg.Wait()
-	if firstErr == nil {
-		// The caller's context may have ended between pages.
-		firstErr = ctx.Err()
-		if firstErr != nil {
-			firstErr = s.opError("delete expired", firstErr)
+
+	// The first error cancels the rest of the sweep and is the one returned.
+	g, gctx := errgroup.WithContext(ctx)
+	keys := make(chan string)
+	g.Go(func() error {
+		defer close(keys)
+		var scans errgroup.Group
+		for segment := range s.segments {
+			scans.Go(func() error {
+				input := &dynamodb.ScanInput{
+					TableName:                 s.table,
+					ProjectionExpression:      &projection,
+					FilterExpression:          &filter,
+					ExpressionAttributeNames:  s.keyAndExpiryNames,
+					ExpressionAttributeValues: values,
+				}
+				if s.segments > 1 {
+					input.Segment = aws.Int32(int32(segment))
+					input.TotalSegments = aws.Int32(int32(s.segments))
+				}
+				if limiter != nil {
+					input.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+				}
+				return s.scanExpired(gctx, input, limiter, keys)
+			})
 		}
+		return scans.Wait()
+	})
+	var count atomic.Int64
+	for range sweepWorkers * s.segments {
+		g.Go(func() error {
+			for key := range keys {
+				ok, err := s.deleteIfExpired(gctx, key, condValues)
+				if err != nil {
+					return err
+				}
+				if ok {
+					count.Add(1)
+				}
+			}
+			return nil
+		})
 	}
-	return int(count.Load()), firstErr
+	err = g.Wait()
+	if err == nil && ctx.Err() != nil {
+		// The caller's context ended between pages.
+		err = s.opError("delete expired", ctx.Err())
+	}
+	return int(count.Load()), err
 }
 
 // maxPageReadUnits is the most read capacity one Scan page can consume: 1 MB
@@ -278,15 +263,17 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 	return nil
 }
 
-// sweep is one tick of the background sweeper.
-func (s *DynamoStore) sweep(ctx context.Context) {
+// sweep is one tick of the background sweeper. It reports whether this
+// store may hold the sweeper lease afterwards: it took it, or the attempt
+// failed in a way that leaves it unknown.
+func (s *DynamoStore) sweep(ctx context.Context) (mayHold bool) {
 	if s.sweepLease {
 		held, err := s.acquireLease(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.logger.Error("dynamostore: sweep skipped", "table", s.tableName, "error", err)
 		}
 		if !held {
-			return
+			return err != nil
 		}
 	}
 	n, err := s.DeleteExpired(ctx)
@@ -297,6 +284,7 @@ func (s *DynamoStore) sweep(ctx context.Context) {
 	default:
 		s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
 	}
+	return s.sweepLease
 }
 
 // startCleanup runs sweep every CleanupInterval until StopCleanup.
@@ -308,10 +296,13 @@ func (s *DynamoStore) startCleanup() {
 		defer close(s.sweeperDone)
 		ticker := time.NewTicker(s.interval)
 		defer ticker.Stop()
+		mayHold := false
 		for {
 			select {
 			case <-ctx.Done():
-				if s.sweepLease {
+				// A store that never held the lease has nothing to
+				// release, and spares the write.
+				if mayHold {
 					// The store's context is cancelled; give the release a
 					// few seconds of its own.
 					rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -322,7 +313,7 @@ func (s *DynamoStore) startCleanup() {
 				}
 				return
 			case <-ticker.C:
-				s.sweep(ctx)
+				mayHold = s.sweep(ctx)
 			}
 		}
 	}()

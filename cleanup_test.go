@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,7 +191,7 @@ func TestDeleteExpiredWorkers(t *testing.T) {
 		case 1:
 			select {
 			case <-second:
-			case <-time.After(10 * time.Second):
+			case <-time.After(hangTimeout):
 				return errors.New("no second delete ran concurrently")
 			}
 		case 2:
@@ -301,8 +302,16 @@ func TestDeleteExpiredThrottled(t *testing.T) {
 
 func TestCleanup(t *testing.T) {
 	t.Parallel()
+	spy := &spyClient{Client: newClient(t)}
+	gone := make(chan struct{})
+	var once sync.Once
+	spy.afterDelete = func(in *dynamodb.DeleteItemInput, err error) {
+		if err == nil && in.Key["session_key"].(*types.AttributeValueMemberS).Value == "old" {
+			once.Do(func() { close(gone) })
+		}
+	}
 	fns := newTable(t)
-	s := NewWithCleanupInterval(newClient(t), 50*time.Millisecond, append(fns, clockAhead)...)
+	s := NewWithCleanupInterval(spy, 50*time.Millisecond, append(fns, clockAhead)...)
 	defer s.StopCleanup()
 	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
 		t.Fatal(err)
@@ -310,12 +319,9 @@ func TestCleanup(t *testing.T) {
 	if err := s.Commit("live", []byte("x"), liveAt()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for rawItem(t, s, "old") != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("expected the sweeper to delete the expired session")
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitChan(t, gone, "the sweeper to delete the expired session")
+	if rawItem(t, s, "old") != nil {
+		t.Fatal("expected the expired session gone from the table")
 	}
 	if rawItem(t, s, "live") == nil {
 		t.Fatal("expected the live session kept")
@@ -331,13 +337,7 @@ func TestCleanupLogsErrors(t *testing.T) {
 			o.TableName = "no-such-table"
 			o.SweepLease = lease
 		})
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(logs.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("expected the sweeper to log %q", want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		logs.waitFor(t, want)
 		s.StopCleanup()
 		if !strings.Contains(logs.String(), "no-such-table") || !strings.Contains(logs.String(), "does not exist") {
 			t.Fatalf("got log %q: expected the table and the cause", logs.String())
@@ -345,51 +345,137 @@ func TestCleanupLogsErrors(t *testing.T) {
 	}
 }
 
-// sweepRecorder records which store ran a sweep's Scan, and when.
-type sweepRecorder struct {
-	mu     sync.Mutex
-	sweeps []sweepRecord
+// fleetLog records, in order, what each store of a fleet did with the
+// sweeper lease and when it swept.
+type fleetLog struct {
+	mu      sync.Mutex
+	events  []fleetEvent
+	changed chan struct{} // closed by the next record
 }
 
-type sweepRecord struct {
-	store int
-	at    time.Time
+type fleetEvent struct {
+	store       int
+	kind        fleetEventKind
+	from, until int64 // a granted lease, in Unix milliseconds of the store's clock
 }
 
+type fleetEventKind int
+
+const (
+	leaseGranted fleetEventKind = iota // recorded once DynamoDB accepted the lease
+	leaseRelease                       // recorded before the release is sent
+	sweepBegun                         // a sweep's first Scan
+)
+
+func (l *fleetLog) record(e fleetEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+}
+
+func (l *fleetLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.events)
+}
+
+// wait returns the events so far once cond holds for them.
+func (l *fleetLog) wait(t *testing.T, what string, cond func([]fleetEvent) bool) []fleetEvent {
+	t.Helper()
+	hang := time.NewTimer(hangTimeout)
+	defer hang.Stop()
+	for {
+		l.mu.Lock()
+		events := slices.Clone(l.events)
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if cond(events) {
+			return events
+		}
+		select {
+		case <-changed:
+		case <-hang.C:
+			t.Fatalf("waited %v for %s: got %d events", hangTimeout, what, len(events))
+		}
+	}
+}
+
+// recordingClient records its store's lease and sweeps in a fleetLog.
 type recordingClient struct {
 	Client
 	id  int
-	rec *sweepRecorder
+	log *fleetLog
+}
+
+func (c recordingClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	out, err := c.Client.PutItem(ctx, in, optFns...)
+	if until, ok := in.Item[leaseUntilAttr].(*types.AttributeValueMemberN); ok && err == nil {
+		from, _ := strconv.ParseInt(in.ExpressionAttributeValues[":now"].(*types.AttributeValueMemberN).Value, 10, 64)
+		to, _ := strconv.ParseInt(until.Value, 10, 64)
+		c.log.record(fleetEvent{store: c.id, kind: leaseGranted, from: from, until: to})
+	}
+	return out, err
+}
+
+func (c recordingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if key, ok := in.Key["session_key"].(*types.AttributeValueMemberS); ok && key.Value == leaseToken {
+		c.log.record(fleetEvent{store: c.id, kind: leaseRelease})
+	}
+	return c.Client.DeleteItem(ctx, in, optFns...)
 }
 
 func (c recordingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
-	if in.ProjectionExpression != nil && in.ExclusiveStartKey == nil { // a sweep's first page
-		c.rec.mu.Lock()
-		c.rec.sweeps = append(c.rec.sweeps, sweepRecord{c.id, time.Now()})
-		c.rec.mu.Unlock()
+	if in.ProjectionExpression != nil && in.ExclusiveStartKey == nil {
+		c.log.record(fleetEvent{store: c.id, kind: sweepBegun})
 	}
 	return c.Client.Scan(ctx, in, optFns...)
 }
 
-func (r *sweepRecorder) snapshot() []sweepRecord {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sweepRecord(nil), r.sweeps...)
+func countSweeps(events []fleetEvent) (n int) {
+	for _, e := range events {
+		if e.kind == sweepBegun {
+			n++
+		}
+	}
+	return n
 }
 
-// waitSweeps polls until cond holds for the recorded sweeps.
-func (r *sweepRecorder) waitSweeps(t *testing.T, what string, cond func([]sweepRecord) bool) []sweepRecord {
+// checkLease fails the test unless leases granted to different stores never
+// overlap in time, until a store releases its lease, and every store swept
+// only under a lease of its own. This holds however slowly the stores run,
+// where the time between two sweeps would not: one slow request brings two
+// sweeps close together.
+func checkLease(t *testing.T, events []fleetEvent) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sw := r.snapshot()
-		if cond(sw) {
-			return sw
+	grants, sweeps := map[int]int{}, map[int]int{}
+	var held []fleetEvent // leases granted and not released
+	for _, e := range events {
+		switch e.kind {
+		case sweepBegun:
+			if sweeps[e.store]++; sweeps[e.store] > grants[e.store] {
+				t.Fatalf("store %d swept without a lease", e.store)
+			}
+		case leaseRelease:
+			// Released early: another store may take it before it lapses.
+			held = slices.DeleteFunc(held, func(g fleetEvent) bool { return g.store == e.store })
+		case leaseGranted:
+			grants[e.store]++
+			for _, g := range held {
+				if g.store != e.store && g.from < e.until && e.from < g.until {
+					t.Logf("events: %+v", events)
+					t.Fatalf("store %d was granted the lease for [%d, %d) ms and store %d for [%d, %d) ms: expected one holder at a time",
+						g.store, g.from, g.until, e.store, e.from, e.until)
+				}
+			}
+			held = append(held, e)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 30s for %s: got %d sweeps", what, len(sw))
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -398,33 +484,31 @@ func TestFleetSweepsOncePerInterval(t *testing.T) {
 	const interval = 400 * time.Millisecond
 	fns := newTable(t)
 	client := newClient(t)
-	rec := &sweepRecorder{}
+	log := &fleetLog{}
 	stores := make([]*DynamoStore, 5)
 	for i := range stores {
-		stores[i] = NewWithCleanupInterval(recordingClient{client, i, rec}, interval, fns...)
+		stores[i] = NewWithCleanupInterval(recordingClient{client, i, log}, interval, fns...)
 		defer stores[i].StopCleanup()
 	}
-	sweeps := rec.waitSweeps(t, "8 sweeps", func(sw []sweepRecord) bool { return len(sw) >= 8 })
-	for i := 1; i < len(sweeps); i++ {
-		// A lease lasts one interval; allow for ticker and request jitter.
-		if gap := sweeps[i].at.Sub(sweeps[i-1].at); gap < interval-100*time.Millisecond {
-			t.Fatalf("sweeps %d and %d by stores %d and %d were %v apart: expected one per %v",
-				i-1, i, sweeps[i-1].store, sweeps[i].store, gap, interval)
-		}
-	}
+	events := log.wait(t, "8 sweeps", func(ev []fleetEvent) bool { return countSweeps(ev) >= 8 })
+	checkLease(t, events)
 
 	// Stop the holder: another store takes the lease and sweeps.
-	holder := sweeps[len(sweeps)-1].store
-	stores[holder].StopCleanup()
-	stopped := time.Now()
-	after := rec.waitSweeps(t, "a sweep by another store", func(sw []sweepRecord) bool {
-		return sw[len(sw)-1].at.After(stopped)
-	})
-	for _, sw := range after {
-		if sw.store == holder && sw.at.After(stopped) {
-			t.Fatal("the stopped store swept")
+	holder := -1
+	for _, e := range events {
+		if e.kind == leaseGranted {
+			holder = e.store
 		}
 	}
+	stores[holder].StopCleanup()
+	stopped := log.len()
+	events = log.wait(t, "a sweep by another store", func(ev []fleetEvent) bool { return countSweeps(ev[stopped:]) > 0 })
+	for _, e := range events[stopped:] {
+		if e.store == holder && e.kind != leaseRelease {
+			t.Fatal("the stopped store took the lease or swept")
+		}
+	}
+	checkLease(t, events)
 
 	// The lease item is no session.
 	s := stores[(holder+1)%len(stores)]
@@ -508,11 +592,7 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-started:
-	case <-time.After(20 * time.Second):
-		t.Fatal("expected a sweep to start")
-	}
+	waitChan(t, started, "a sweep to start")
 	s.StopCleanup()
 	if rawItem(t, s, "old") == nil {
 		t.Fatal("expected the cancelled sweep to delete nothing")

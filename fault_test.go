@@ -49,11 +49,21 @@ var faultNames = map[fault]string{
 	faultThroughput: "ProvisionedThroughputExceededException", faultThrottling: "ThrottlingException",
 }
 
-// opTimeout is every operation's deadline in the fault tests; faultDelay,
-// longer, is how long latency and stalls last.
+// opTimeout is every operation's deadline in the fault tests: long enough
+// that a busy machine meets it, short enough that a stalled request costs
+// little. Latency and stalls last until the client gives up, or faultDelay.
 const (
-	opTimeout  = 300 * time.Millisecond
-	faultDelay = time.Second
+	opTimeout  = time.Second
+	faultDelay = time.Minute
+)
+
+// A fault scenario runs until the proxy has injected minFaults faults and
+// the workers know the state of minKnown tokens (of 48), however long that
+// takes on the machine at hand: a fixed window would see too little on a
+// busy one.
+const (
+	minFaults = 24
+	minKnown  = 24
 )
 
 // faultProxy is an HTTP proxy on loopback in front of the DynamoDB test
@@ -247,7 +257,14 @@ func TestFaults(t *testing.T) {
 			})
 		}
 	}
-	goleak.VerifyNone(t, ignore)
+	// Goroutines of closed connections end soon, but not at once on a busy
+	// machine: give them until a hang.
+	hang := time.Now().Add(hangTimeout)
+	for err := goleak.Find(ignore); err != nil; err = goleak.Find(ignore) {
+		if time.Now().After(hang) {
+			t.Fatal(err)
+		}
+	}
 }
 
 func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
@@ -266,15 +283,26 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 	}
 
 	const workers, tokensPerWorker = 8, 6
-	deadline := time.Now().Add(time.Second)
 	models := make([][]sessionModel, workers)
 	var (
-		ops, failures atomic.Int64
-		causes        sync.Map // cause description -> count
-		wg            sync.WaitGroup
-		mu            sync.Mutex
-		problems      []string
+		ops, failures, known atomic.Int64
+		causes               sync.Map // cause description -> count
+		wg                   sync.WaitGroup
+		mu                   sync.Mutex
+		problems             []string
 	)
+	enough := func() bool { return proxy.injected.Load() >= minFaults && known.Load() >= minKnown }
+	hang := time.Now().Add(hangTimeout)
+	// setModel keeps known, the count of tokens whose state is known.
+	setModel := func(m *sessionModel, to sessionModel) {
+		switch {
+		case to.known && !m.known:
+			known.Add(1)
+		case !to.known && m.known:
+			known.Add(-1)
+		}
+		*m = to
+	}
 	problem := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -289,7 +317,11 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 99))
-			for n := 0; time.Now().Before(deadline); n++ {
+			for n := 0; !enough(); n++ {
+				if time.Now().After(hang) {
+					t.Errorf("after %v: %d faults injected, %d tokens known: expected %d and %d", hangTimeout, proxy.injected.Load(), known.Load(), minFaults, minKnown)
+					return
+				}
 				i := rng.IntN(tokensPerWorker)
 				token, m := tokenOf(w, i), &models[w][i]
 				ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -307,13 +339,13 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 					}
 					err = sessions.CommitCtx(ctx, token, data, time.Now().Add(time.Hour))
 					if err == nil {
-						*m = sessionModel{known: true, present: true, data: data}
+						setModel(m, sessionModel{known: true, present: true, data: data})
 					}
 				case r < 6:
 					op = "delete"
 					err = sessions.DeleteCtx(ctx, token)
 					if err == nil {
-						*m = sessionModel{known: true}
+						setModel(m, sessionModel{known: true})
 					}
 				default:
 					op = "find"
@@ -330,7 +362,7 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 					continue
 				}
 				if op != "find" {
-					m.known = false // it may or may not have happened
+					setModel(m, sessionModel{}) // it may or may not have happened
 				}
 				failures.Add(1)
 				causes.Store(checkFaultError(t, problem, op, store.tableName, err, token), true)
@@ -363,9 +395,10 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 	}
 	var seen []string
 	causes.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
-	t.Logf("%d operations, %d failed, %d faults injected; causes: %v", ops.Load(), failures.Load(), proxy.injected.Load(), seen)
-	if proxy.injected.Load() == 0 || failures.Load() == 0 || verified == 0 {
-		t.Fatalf("%d faults, %d failures, %d sessions verified: expected some of each", proxy.injected.Load(), failures.Load(), verified)
+	// A fault the SDK's retries absorbed is a pass: failures may be none.
+	t.Logf("%d operations, %d failed, %d faults injected, %d sessions verified; causes: %v", ops.Load(), failures.Load(), proxy.injected.Load(), verified, seen)
+	if proxy.injected.Load() == 0 || verified == 0 {
+		t.Fatalf("%d faults, %d sessions verified: expected some of each", proxy.injected.Load(), verified)
 	}
 	for _, p := range problems {
 		t.Error(p)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,34 @@ import (
 
 // endpoint is the DynamoDB Local server every test in this package uses.
 var endpoint string
+
+// hangTimeout is how long a test waits for something that must happen
+// before it calls it a hang. Nothing waits for a fixed time: a test waits for
+// the event it needs, and only a real hang reaches this, however busy the
+// machine.
+const hangTimeout = 2 * time.Minute
+
+// waitChan returns once ch is closed or receives.
+func waitChan[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(hangTimeout):
+		t.Fatalf("waited %v for %s", hangTimeout, what)
+	}
+}
+
+// waitUntil polls cond, for what no event announces, until it holds.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	hang := time.Now().Add(hangTimeout)
+	for !cond() {
+		if time.Now().After(hang) {
+			t.Fatalf("waited %v for %s", hangTimeout, what)
+		}
+		time.Sleep(time.Millisecond) // a poll, not a wait for the event
+	}
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(ddblocal.Run(m, &endpoint))
@@ -43,16 +72,19 @@ func newClient(tb testing.TB) *dynamodb.Client {
 
 var tableSeq atomic.Int64
 
+// newTableName returns a table name of the test's own. The process ID keeps
+// fuzzing workers, which are processes of their own sharing one server, on
+// tables of their own.
+func newTableName(tb testing.TB) string {
+	name := fmt.Sprintf("t%d-%d-%s", os.Getpid(), tableSeq.Add(1), regexp.MustCompile(`[^a-zA-Z0-9_.-]`).ReplaceAllString(tb.Name(), "_"))
+	return name[:min(len(name), 200)]
+}
+
 // newTable creates a table of its own for the test and returns an option
 // function naming it, followed by optFns.
 func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 	tb.Helper()
-	// The process ID keeps fuzzing workers, which are processes of their
-	// own sharing one server, on tables of their own.
-	name := fmt.Sprintf("t%d-%d-%s", os.Getpid(), tableSeq.Add(1), regexp.MustCompile(`[^a-zA-Z0-9_.-]`).ReplaceAllString(tb.Name(), "_"))
-	if len(name) > 200 {
-		name = name[:200]
-	}
+	name := newTableName(tb)
 	fns := append([]func(*Options){func(o *Options) { o.TableName = name }}, optFns...)
 	client := newClient(tb)
 	ctx := context.Background()
@@ -92,6 +124,7 @@ type spyClient struct {
 	segments      map[int32]bool
 	readUnits     float64
 	beforeDelete  func(ctx context.Context, in *dynamodb.DeleteItemInput) error
+	afterDelete   func(in *dynamodb.DeleteItemInput, err error)
 	inFlight, max int
 }
 
@@ -113,19 +146,23 @@ func (c *spyClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput
 	c.mu.Lock()
 	c.inFlight++
 	c.max = max(c.max, c.inFlight)
-	hook := c.beforeDelete
+	before, after := c.beforeDelete, c.afterDelete
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.inFlight--
 		c.mu.Unlock()
 	}()
-	if hook != nil {
-		if err := hook(ctx, in); err != nil {
+	if before != nil {
+		if err := before(ctx, in); err != nil {
 			return nil, err
 		}
 	}
-	return c.Client.DeleteItem(ctx, in, optFns...)
+	out, err := c.Client.DeleteItem(ctx, in, optFns...)
+	if after != nil {
+		after(in, err)
+	}
+	return out, err
 }
 
 func (c *spyClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
@@ -169,16 +206,46 @@ func putRaw(t *testing.T, s *DynamoStore, item map[string]types.AttributeValue) 
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger used from several goroutines.
+// syncBuffer is a bytes.Buffer safe for a logger used from several
+// goroutines, which a test can wait on.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	written chan struct{} // closed by the next Write
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitFor returns once the buffer holds s.
+func (b *syncBuffer) waitFor(t testing.TB, s string) {
+	t.Helper()
+	hang := time.NewTimer(hangTimeout)
+	defer hang.Stop()
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.buf.String(), s) {
+			b.mu.Unlock()
+			return
+		}
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		select {
+		case <-written:
+		case <-hang.C:
+			t.Fatalf("waited %v for %q in the log; got %q", hangTimeout, s, b.String())
+		}
+	}
 }
 
 func (b *syncBuffer) String() string {

@@ -2,7 +2,6 @@ package dynamostore
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -76,18 +75,9 @@ func TestCreateTableKeyType(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
 	ctx := context.Background()
-	name := fmt.Sprintf("t%d-numeric-key", tableSeq.Add(1))
-	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            &name,
-		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("session_key"), AttributeType: types.ScalarAttributeTypeN}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("session_key"), KeyType: types.KeyTypeHash}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: &name})
-	err = CreateTable(ctx, client, func(o *Options) { o.TableName = name })
+	name := newTableName(t)
+	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeN)
+	err := CreateTable(ctx, client, func(o *Options) { o.TableName = name })
 	if err == nil || !strings.Contains(err.Error(), "of type N, want S") {
 		t.Fatalf("got %v: expected a key type error", err)
 	}

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -54,15 +53,7 @@ func client() *dynamodb.Client {
 // (which runs TTL itself) leaves expired items in place.
 func createWithoutTTL(t *testing.T, name string) {
 	t.Helper()
-	_, err := client().CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName:            &name,
-		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("session_key"), AttributeType: types.ScalarAttributeTypeS}},
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("session_key"), KeyType: types.KeyTypeHash}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ddblocal.CreateTableWithoutTTL(t, client(), name, "session_key", types.ScalarAttributeTypeS)
 }
 
 func TestCreateTableAndCheck(t *testing.T) {
@@ -199,43 +190,27 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestProgressLine(t *testing.T) {
 	t.Parallel()
 	c := &countingClient{}
 	c.scanned.Store(1200)
 	c.deleted.Store(300)
-	var out lockedBuffer
+	// Through a pipe, the test reads each write as report makes it.
+	r, w := io.Pipe()
 	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() { c.report(&out, time.Now().Add(-time.Second), done); close(finished) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "\rscanned 1200 items, deleted 300 (") {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %q: expected a progress line", out.String())
+	go func() { c.report(w, time.Now().Add(-time.Second), done); w.Close() }()
+	var out []byte
+	buf := make([]byte, 256)
+	for !strings.Contains(string(out), "\rscanned 1200 items, deleted 300 (") {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatalf("got %q, %v: expected a progress line", out, err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		out = append(out, buf[:n]...)
 	}
 	close(done)
-	<-finished
-	if !strings.HasSuffix(out.String(), "\n") {
-		t.Fatalf("got %q: expected the line ended when the sweep ends", out.String())
+	rest, err := io.ReadAll(r)
+	if err != nil || !strings.HasSuffix(string(rest), "\n") {
+		t.Fatalf("got %q, %v after the sweep: expected the line ended when the sweep ends", rest, err)
 	}
 }

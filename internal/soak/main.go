@@ -61,17 +61,32 @@ func run(duration time.Duration, workers, sessions int) error {
 	var (
 		ops, failures, mismatches atomic.Int64
 		stop                      = make(chan struct{})
-		wg                        sync.WaitGroup
+		wg, filled                sync.WaitGroup
 	)
 	perWorker := max(sessions/workers, 1)
 	for w := range workers {
 		wg.Add(1)
+		filled.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			// Each worker owns its tokens, so it knows what each holds.
 			want := make([][]byte, perWorker)
 			unknown := make([]bool, perWorker) // after a failed write
+			// Every session first, so the cache and want hold all of
+			// them before the heap is measured: how many a run reaches
+			// would otherwise depend on the machine's speed.
+			for i := range perWorker {
+				data := session(rng, i)
+				if err := cached.CommitCtx(ctx, fmt.Sprintf("soak-%d-%d", w, i), data, time.Now().Add(time.Hour)); err != nil {
+					failures.Add(1)
+					unknown[i] = true
+					fmt.Fprintln(os.Stderr, "soak: operation failed:", err)
+				}
+				want[i] = data
+				ops.Add(1)
+			}
+			filled.Done()
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -110,6 +125,7 @@ func run(duration time.Duration, workers, sessions int) error {
 		}()
 	}
 
+	filled.Wait()
 	// Live heap after a collection, every second.
 	start := time.Now()
 	warm := start.Add(duration / 4)
