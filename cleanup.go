@@ -68,7 +68,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	keys := make(chan string)
 	g.Go(func() error {
 		defer close(keys)
-		var scans errgroup.Group
+		scans, sctx := errgroup.WithContext(gctx)
 		for segment := range s.segments {
 			scans.Go(func() error {
 				input := &dynamodb.ScanInput{
@@ -85,7 +85,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 				if limiter != nil {
 					input.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
 				}
-				return s.scanExpired(gctx, input, limiter, keys)
+				return s.scanExpired(sctx, input, limiter, keys)
 			})
 		}
 		return scans.Wait()
