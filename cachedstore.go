@@ -208,7 +208,9 @@ func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, ti
 func (c *CachedStore) cacheCommit(ctx context.Context, token string, data []byte, expiry time.Time) {
 	now := c.now()
 	until := now.Add(c.opts.MaxStale)
-	if !expiry.IsZero() && expiry.Before(until) {
+	// To the millisecond, as a DynamoStore keeps it, so that a cached copy
+	// and the backing store agree on when the session ends.
+	if expiry = expiry.Truncate(time.Millisecond); !expiry.IsZero() && expiry.Before(until) {
 		until = expiry
 	}
 	if !until.After(now) {

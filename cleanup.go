@@ -33,10 +33,12 @@ const (
 	maxThrottleRetries = 10
 )
 
-// sweepCondition holds while the item is still expired. Sessions expire when
-// now >= expiry (see expired), so a session committed again between the scan
-// and the delete fails the condition and survives. The sweeper's :now is its
-// clock less SweepGrace.
+// sweepCondition holds while the item is still expired: its TTL second,
+// rounded up from the exact expiry, is at or before :now, the sweeper's
+// clock less SweepGrace rounded down to the second. So the exact expiry is
+// at least SweepGrace past, and no instance whose clock is within SweepGrace
+// still serves the session; one committed again between the scan and the
+// delete fails the condition and survives.
 const sweepCondition = "#e <= :now"
 
 // DeleteExpired deletes the sessions under this store's KeyPrefix that

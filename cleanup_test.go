@@ -132,12 +132,12 @@ func TestSweepClockSkew(t *testing.T) {
 			peer := NewWithCleanupInterval(client, 0, append(fns, clock(tc.peer))...)
 			writer := NewWithCleanupInterval(client, 0, fns...) // the real clock: all are in its future
 
-			// A session every 5 s from three minutes before base to
-			// three after.
+			// A session every 2.3 s from three minutes before base to
+			// three after, so expiries fall at every part of a second.
 			expiries := map[string]time.Time{}
-			for off := -180; off <= 180; off += 5 {
-				token := fmt.Sprintf("s%+d", off)
-				expiries[token] = base.Add(time.Duration(off) * time.Second)
+			for off := -180 * time.Second; off <= 180*time.Second; off += 2300 * time.Millisecond {
+				token := fmt.Sprintf("s%+d", off.Milliseconds())
+				expiries[token] = base.Add(off)
 				if err := writer.Commit(token, []byte(token), expiries[token]); err != nil {
 					t.Fatal(err)
 				}

@@ -4,9 +4,11 @@
 // Each session is one item: the token (behind an optional key prefix) is the
 // partition key, the session data is a binary attribute holding exactly the
 // bytes scs encodes (or, with Options.CompressAbove, those bytes compressed
-// with zstd), and the expiry is a number attribute of whole Unix seconds that
-// doubles as the table's TTL attribute. Find is one GetItem, Commit one
-// PutItem and Delete one DeleteItem; nothing else runs on the request path.
+// with zstd), and the expiry is two number attributes: whole Unix seconds,
+// rounded up, which is the table's TTL attribute, and the exact expiry in
+// Unix milliseconds. A session is live until its expiry, to the millisecond.
+// Find is one GetItem, Commit one PutItem and Delete one DeleteItem; nothing
+// else runs on the request path.
 //
 // DynamoDB's TTL deletes expired items lazily, often days late, so the store
 // never trusts an item's presence: Find and All compare the expiry with the
@@ -21,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // Client is the part of the DynamoDB API the store calls. *dynamodb.Client
@@ -69,9 +72,13 @@ type Options struct {
 	// compresses; 1024 is a good value, since a write unit is 1 KB.
 	CompressAbove int
 
-	// ExpiryAttribute holds the session's expiry in whole Unix seconds, of
-	// type N. Make it the table's TTL attribute (CreateTable does). The
-	// default is "expires".
+	// ExpiryAttribute holds the session's expiry in whole Unix seconds,
+	// rounded up, of type N: the format DynamoDB's TTL documents, so make it
+	// the table's TTL attribute (CreateTable does); TTL never deletes a
+	// session before its expiry. The exact expiry, in Unix milliseconds,
+	// goes in ExpiryAttribute followed by "_ms". An item without that
+	// attribute (written by a version before it) expires at the start of
+	// its ExpiryAttribute's second. The default is "expires".
 	ExpiryAttribute string
 
 	// KeyPrefix is prepended to every token, so that several applications can
@@ -205,7 +212,8 @@ type DynamoStore struct {
 	dataAttr   string
 	zdataAttr  string // compressed data
 	expiryAttr string
-	compress   int // CompressAbove; 0 for never
+	expiryMs   string // the exact expiry's attribute
+	compress   int    // CompressAbove; 0 for never
 	prefix     string
 	consistent *bool
 
@@ -255,6 +263,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		dataAttr:   o.DataAttribute,
 		zdataAttr:  o.DataAttribute + zstdSuffix,
 		expiryAttr: o.ExpiryAttribute,
+		expiryMs:   o.ExpiryAttribute + sessionitem.MillisSuffix,
 		compress:   max(o.CompressAbove, 0),
 		prefix:     o.KeyPrefix,
 		consistent: &consistent,
@@ -346,10 +355,10 @@ func (s *DynamoStore) find(ctx context.Context, token string) ([]byte, time.Time
 	if err != nil {
 		return nil, time.Time{}, false, s.opError("find", err)
 	}
-	if expired(expiry, s.now()) {
+	if sessionitem.Expired(expiry, s.now()) {
 		return nil, time.Time{}, false, nil
 	}
-	return data, time.Unix(expiry, 0), true, nil
+	return data, time.UnixMilli(expiry), true, nil
 }
 
 // Commit adds the session token and data to the store with the given expiry,
@@ -369,9 +378,7 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	if !ok {
 		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
-	// Whole seconds, rounded down, so the stored expiry is never later than
-	// the real one; clamped at zero, which is as expired as any past time.
-	exp := strconv.FormatInt(max(expiry.Unix(), 0), 10)
+	exp, expMs := sessionitem.ExpiryValues(expiry)
 	attr, stored := s.dataAttr, b
 	if s.compress > 0 && len(b) >= s.compress {
 		if len(b) > maxDecodedBytes {
@@ -381,7 +388,7 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 			attr, stored = s.zdataAttr, z
 		}
 	}
-	if size := s.itemSize(key, attr, len(stored), exp); size > maxItemBytes {
+	if size := s.itemSize(key, attr, len(stored), exp, expMs); size > maxItemBytes {
 		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", s.tableName, len(b), len(stored), size, ErrTooLarge)
 	}
 	if stored == nil {
@@ -394,6 +401,7 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 			s.keyAttr:    &types.AttributeValueMemberS{Value: key},
 			attr:         &types.AttributeValueMemberB{Value: stored},
 			s.expiryAttr: &types.AttributeValueMemberN{Value: exp},
+			s.expiryMs:   &types.AttributeValueMemberN{Value: expMs},
 		},
 	})
 	if err != nil {
@@ -465,7 +473,7 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 				s.logger.Warn("dynamostore: all: skipping an item that cannot be decoded", "table", s.tableName, "error", err)
 				continue
 			}
-			if !expired(expiry, now) {
+			if !sessionitem.Expired(expiry, now) {
 				sessions[key.Value[len(s.prefix):]] = data
 			}
 		}
@@ -474,7 +482,8 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 }
 
 // scanFilter returns a filter expression that adds the key prefix to cond,
-// with its attribute names and values; :now is now in Unix seconds.
+// with its attribute names and values; :now is now in whole Unix seconds,
+// rounded down, to compare with the TTL attribute's seconds, rounded up.
 func (s *DynamoStore) scanFilter(cond string, now time.Time) (string, map[string]string, map[string]types.AttributeValue) {
 	values := map[string]types.AttributeValue{
 		":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
@@ -501,15 +510,8 @@ func (s *DynamoStore) key(token string) (string, bool) {
 	return key, true
 }
 
-// expired reports whether an item whose expiry attribute holds expiry (Unix
-// seconds) has expired at now. The same rule drives the sweeper's condition
-// "#e <= :now", so the sweeper never deletes what Find would still serve.
-func expired(expiry int64, now time.Time) bool {
-	return now.Unix() >= expiry
-}
-
-// decode returns an item's session data and expiry. Its errors name the
-// attribute at fault, never the key or the data.
+// decode returns an item's session data and expiry in Unix milliseconds.
+// Its errors name the attribute at fault, never the key or the data.
 func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
 	var data []byte
 	if raw, ok := item[s.dataAttr].(*types.AttributeValueMemberB); ok {
@@ -522,43 +524,20 @@ func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int6
 	} else {
 		return nil, 0, fmt.Errorf("corrupt item: attribute %q (or %q) is missing or not of type B", s.dataAttr, s.zdataAttr)
 	}
-	n, ok := item[s.expiryAttr].(*types.AttributeValueMemberN)
-	if !ok {
-		return nil, 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type N", s.expiryAttr)
-	}
-	expiry, err := parseExpiry(n.Value)
+	expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
 	if err != nil {
-		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not a number of seconds", s.expiryAttr)
+		return nil, 0, err
 	}
 	return data, expiry, nil
 }
 
-// parseExpiry reads Unix seconds written as an integer by this store, or as a
-// decimal by another tool, rounding down.
-func parseExpiry(v string) (int64, error) {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
-		return 0, errors.New("not a number")
-	}
-	f = math.Floor(f)
-	switch {
-	case f >= math.MaxInt64:
-		return math.MaxInt64, nil
-	case f <= math.MinInt64:
-		return math.MinInt64, nil
-	}
-	return int64(f), nil
-}
-
 // itemSize returns the size DynamoDB counts for a session item: the UTF-8
 // bytes of each attribute name and value.
-func (s *DynamoStore) itemSize(key, dataAttr string, dataLen int, expiry string) int {
+func (s *DynamoStore) itemSize(key, dataAttr string, dataLen int, expiry, expiryMs string) int {
 	return len(s.keyAttr) + len(key) +
 		len(dataAttr) + dataLen +
-		len(s.expiryAttr) + numberSize(expiry)
+		len(s.expiryAttr) + numberSize(expiry) +
+		len(s.expiryMs) + numberSize(expiryMs)
 }
 
 // numberSize returns the bytes DynamoDB stores for a non-negative integer in

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -141,20 +142,26 @@ func TestExpiry(t *testing.T) {
 func TestExpiryBoundaries(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, nil)
-	expiry := time.Unix(time.Now().Unix()+3600, 700_000_000) // x.7 s
+	expiry := time.Unix(time.Now().Unix()+3600, 700_400_000) // x.7004 s
 	if err := s.Commit("token", []byte("data"), expiry); err != nil {
 		t.Fatal(err)
 	}
-	if got := rawItem(t, s, "token")["expires"].(*types.AttributeValueMemberN).Value; got != strconv.FormatInt(expiry.Unix(), 10) {
-		t.Fatalf("got stored expiry %s: expected whole seconds %d", got, expiry.Unix())
+	item := rawItem(t, s, "token")
+	if got, want := item["expires"].(*types.AttributeValueMemberN).Value, strconv.FormatInt(expiry.Unix()+1, 10); got != want {
+		t.Fatalf("got TTL attribute %s: expected whole seconds rounded up, %s", got, want)
 	}
+	if got, want := item["expires_ms"].(*types.AttributeValueMemberN).Value, strconv.FormatInt(expiry.UnixMilli(), 10); got != want {
+		t.Fatalf("got exact expiry %s: expected milliseconds %s", got, want)
+	}
+	second := time.Unix(expiry.Unix(), 0)
 	cases := []struct {
 		now   time.Time
 		found bool
 	}{
-		{expiry.Add(-time.Second), true},                          // a second early is still live
-		{time.Unix(expiry.Unix(), 0).Add(-time.Nanosecond), true}, // last instant before the whole second
-		{time.Unix(expiry.Unix(), 0), false},                      // up to a second early: the stored second
+		{expiry.Add(-time.Second), true},
+		{second, true}, // the expiry's second has begun: still live
+		{expiry.Add(-400 * time.Microsecond).Add(-time.Nanosecond), true}, // the last instant before x.700
+		{expiry.Add(-400 * time.Microsecond), false},                      // x.700: expired, to the millisecond
 		{expiry, false},
 		{expiry.Add(time.Nanosecond), false}, // never after the expiry
 	}
@@ -166,6 +173,28 @@ func TestExpiryBoundaries(t *testing.T) {
 		all, err := s.All()
 		if err != nil || (len(all) == 1) != c.found {
 			t.Fatalf("All at %v: got %d sessions, %v: expected found=%v", c.now, len(all), err, c.found)
+		}
+	}
+}
+
+// TestExpiryWholeSeconds reads items written before the exact expiry existed,
+// with whole seconds only: each expires at the start of its second.
+func TestExpiryWholeSeconds(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	second := time.Now().Add(time.Hour).Truncate(time.Second)
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "old"},
+		"data":        &types.AttributeValueMemberB{Value: []byte("data")},
+		"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(second.Unix(), 10)},
+	})
+	for now, found := range map[time.Time]bool{second.Add(-time.Millisecond): true, second: false} {
+		s.now = func() time.Time { return now }
+		if b, ok, err := s.Find("old"); err != nil || ok != found || found && string(b) != "data" {
+			t.Fatalf("at %v: got %q, %v, %v: expected found=%v", now, b, ok, err, found)
+		}
+		if all, err := s.All(); err != nil || (len(all) == 1) != found {
+			t.Fatalf("All at %v: got %d sessions, %v: expected found=%v", now, len(all), err, found)
 		}
 	}
 }
@@ -211,14 +240,18 @@ func TestItemLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	item := rawItem(t, s, "shop:token")
-	if len(item) != 3 {
-		t.Fatalf("got %d attributes: expected 3", len(item))
+	if len(item) != 4 {
+		t.Fatalf("got %d attributes: expected 4", len(item))
 	}
 	if got := item["d"].(*types.AttributeValueMemberB).Value; !bytes.Equal(got, data) {
 		t.Fatalf("got data %v: expected exactly %v", got, data)
 	}
-	if got := item["x"].(*types.AttributeValueMemberN).Value; got != strconv.FormatInt(expiry.Unix(), 10) {
-		t.Fatalf("got expiry %s: expected %d", got, expiry.Unix())
+	seconds, millis := sessionitem.ExpiryValues(expiry)
+	if got := item["x"].(*types.AttributeValueMemberN).Value; got != seconds {
+		t.Fatalf("got expiry %s: expected %s", got, seconds)
+	}
+	if got := item["x_ms"].(*types.AttributeValueMemberN).Value; got != millis {
+		t.Fatalf("got exact expiry %s: expected %s", got, millis)
 	}
 }
 
@@ -240,8 +273,8 @@ func TestCommitUpdated(t *testing.T) {
 	if err != nil || !found || string(b) != "new" {
 		t.Fatalf("got %q, %v, %v: expected %q", b, found, err, "new")
 	}
-	if got := rawItem(t, s, "token")["expires"].(*types.AttributeValueMemberN).Value; got != strconv.FormatInt(later.Unix(), 10) {
-		t.Fatalf("got expiry %s: expected %d", got, later.Unix())
+	if got := rawItem(t, s, "token")["expires_ms"].(*types.AttributeValueMemberN).Value; got != strconv.FormatInt(later.UnixMilli(), 10) {
+		t.Fatalf("got expiry %s: expected %d", got, later.UnixMilli())
 	}
 }
 
@@ -268,10 +301,11 @@ func TestCommitTooLarge(t *testing.T) {
 		if err := s.Commit("token", []byte("previous"), expiry); err != nil {
 			t.Fatal(err)
 		}
-		exp := strconv.FormatInt(expiry.Unix(), 10)
+		exp, expMs := sessionitem.ExpiryValues(expiry)
 		// The largest data that fits, by DynamoDB's own count: DynamoDB Local
 		// must accept it, so the store is not stricter than DynamoDB.
-		fits := maxItemBytes - len("session_key") - len(prefix+"token") - len("data") - len("expires") - numberSize(exp)
+		fits := maxItemBytes - len("session_key") - len(prefix+"token") - len("data") -
+			len("expires") - numberSize(exp) - len("expires_ms") - numberSize(expMs)
 		big := bytes.Repeat([]byte{'x'}, fits)
 		if err := s.Commit("tokex", big, expiry); err != nil { // a key as long as "token"
 			t.Fatalf("got %v: expected an item of exactly 400 KB to be stored", err)
@@ -573,18 +607,6 @@ func TestDecode(t *testing.T) {
 	t.Parallel()
 	s := NewWithCleanupInterval(nil, 0)
 	data := &types.AttributeValueMemberB{Value: []byte("d")}
-	for v, want := range map[string]int64{"10": 10, "10.9": 10, "-1.5": -2, "1e3": 1000, "1e400": 0} {
-		exp, err := parseExpiry(v)
-		if v == "1e400" {
-			if err != nil || exp != 1<<63-1 {
-				t.Fatalf("parseExpiry(%s) got %d, %v: expected the largest expiry", v, exp, err)
-			}
-			continue
-		}
-		if err != nil || exp != want {
-			t.Fatalf("parseExpiry(%s) got %d, %v: expected %d", v, exp, err, want)
-		}
-	}
 	for _, v := range []string{"", "abc", "NaN", "0x10"} {
 		if _, _, err := s.decode(map[string]types.AttributeValue{"data": data, "expires": &types.AttributeValueMemberN{Value: v}}); err == nil {
 			t.Fatalf("decode with expiry %q got nil error: expected one", v)

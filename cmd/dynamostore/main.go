@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 const usage = `usage: dynamostore SUBCOMMAND [flags]
@@ -325,10 +325,9 @@ type tableStats struct {
 }
 
 // scanTable reads every item of the table under the key prefix. An item is
-// expired at at by the store's rule: at >= expiry, in Unix seconds.
+// expired at at by the store's rule (package sessionitem).
 func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
 	var st tableStats
-	now := at.Unix()
 	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -348,20 +347,13 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 					st.compressed++
 				}
 			}
-			exp, okExp := item[f.opts.ExpiryAttribute].(*types.AttributeValueMemberN)
-			var expiry int64
-			if okExp {
-				var err error
-				if expiry, err = strconv.ParseInt(exp.Value, 10, 64); err != nil {
-					okExp = false
-				}
-			}
-			if !okData || !okExp {
+			expiry, err := sessionitem.ExpiryMillis(item, f.opts.ExpiryAttribute)
+			if !okData || err != nil {
 				st.corrupt++
 				continue
 			}
 			st.sizes = append(st.sizes, len(data.Value))
-			if now >= expiry {
+			if sessionitem.Expired(expiry, at) {
 				st.expired++
 			} else {
 				st.live++

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -164,6 +165,34 @@ func TestStatsCompressed(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}
+	}
+}
+
+// TestStatsExactExpiry checks that stats reads expiry as the store does, to
+// the millisecond: a session whose exact expiry has passed is expired though
+// its TTL second, rounded up, has not come.
+func TestStatsExactExpiry(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	now := time.Now()
+	for key, expiresMs := range map[string]int64{"ended": now.Add(-time.Second).UnixMilli(), "live": now.Add(time.Hour).UnixMilli()} {
+		_, err := client().PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &name, Item: map[string]types.AttributeValue{
+			"session_key": &types.AttributeValueMemberS{Value: key},
+			"data":        &types.AttributeValueMemberB{Value: []byte("x")},
+			"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(time.Hour).Unix()+1, 10)},
+			"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(expiresMs, 10)},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name)
+	if code != 0 || !strings.Contains(out, "live sessions: 1\n") || !strings.Contains(out, "expired sessions: 1\n") {
+		t.Fatalf("got %d, %q, %q: expected one live and one expired session", code, out, errOut)
+	}
+	if b, found, err := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) { o.TableName = name }).Find("ended"); err != nil || found {
+		t.Fatalf("got %q, %v, %v: expected the store to agree that it ended", b, found, err)
 	}
 }
 

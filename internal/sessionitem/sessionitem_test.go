@@ -1,0 +1,95 @@
+package sessionitem
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+func TestExpiryValues(t *testing.T) {
+	for _, c := range []struct {
+		expiry          time.Time
+		seconds, millis string
+	}{
+		{time.Unix(1795000000, 0), "1795000000", "1795000000000"},           // on the second: no rounding
+		{time.Unix(1795000000, 1), "1795000001", "1795000000000"},           // a nanosecond past: the TTL second rounds up
+		{time.Unix(1795000000, 300_000_000), "1795000001", "1795000000300"}, // x.300
+		{time.Unix(1795000000, 999_999_999), "1795000001", "1795000000999"}, // milliseconds round down
+		{time.Unix(1795000000, 1_000_000), "1795000001", "1795000000001"},   // x.001
+		{time.Unix(-5, 0), "0", "0"},                                        // before 1970: clamped
+		{time.Time{}, "0", "0"},                                             // zero time: clamped
+	} {
+		s, ms := ExpiryValues(c.expiry)
+		if s != c.seconds || ms != c.millis {
+			t.Errorf("ExpiryValues(%v) got %s, %s: expected %s, %s", c.expiry, s, ms, c.seconds, c.millis)
+		}
+	}
+}
+
+func TestExpiryMillis(t *testing.T) {
+	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
+	for _, c := range []struct {
+		name string
+		item map[string]types.AttributeValue
+		want int64
+		err  string // a part of the error, or "" for none
+	}{
+		{"exact", map[string]types.AttributeValue{"expires": n("1795000001"), "expires_ms": n("1795000000300")}, 1795000000300, ""},
+		{"whole seconds only", map[string]types.AttributeValue{"expires": n("1795000000")}, 1795000000000, ""},
+		{"decimal seconds", map[string]types.AttributeValue{"expires": n("1795000000.75")}, 1795000000000, ""},
+		{"exact without seconds", map[string]types.AttributeValue{"expires_ms": n("1795000000300")}, 1795000000300, ""},
+		{"huge seconds", map[string]types.AttributeValue{"expires": n("1e300")}, math.MaxInt64, ""},
+		{"negative seconds", map[string]types.AttributeValue{"expires": n("-1e300")}, math.MinInt64, ""},
+		{"missing", map[string]types.AttributeValue{}, 0, `attribute "expires" is missing`},
+		{"seconds not N", map[string]types.AttributeValue{"expires": &types.AttributeValueMemberS{Value: "1"}}, 0, `attribute "expires" is missing or not of type N`},
+		{"seconds not a number", map[string]types.AttributeValue{"expires": n("soon")}, 0, `attribute "expires" is not a number`},
+		{"millis not N", map[string]types.AttributeValue{"expires": n("1"), "expires_ms": &types.AttributeValueMemberS{Value: "1"}}, 0, `attribute "expires_ms" is not of type N`},
+		{"millis not a number", map[string]types.AttributeValue{"expires": n("1"), "expires_ms": n("x")}, 0, `attribute "expires_ms" is not a number`},
+	} {
+		got, err := ExpiryMillis(c.item, "expires")
+		switch {
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("%s: got %d, %v: expected %d", c.name, got, err, c.want)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err) || !strings.HasPrefix(err.Error(), "corrupt item: attribute ")):
+			t.Errorf("%s: got %d, %v: expected an error with %q", c.name, got, err, c.err)
+		}
+	}
+}
+
+func TestExpired(t *testing.T) {
+	expiry := time.Unix(1795000000, 300_000_000)
+	_, millis := ExpiryValues(expiry)
+	ms, err := ExpiryMillis(map[string]types.AttributeValue{"e_ms": &types.AttributeValueMemberN{Value: millis}}, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for now, want := range map[time.Time]bool{
+		expiry.Add(-time.Second):      false,
+		expiry.Add(-time.Nanosecond):  false,
+		expiry:                        true,
+		expiry.Add(time.Nanosecond):   true,
+		time.Unix(1795000000, 0):      false, // the expiry's second has begun
+		time.Unix(1795000001, 0):      true,
+		expiry.Add(999 * time.Second): true,
+	} {
+		if got := Expired(ms, now); got != want {
+			t.Errorf("Expired at %v got %v: expected %v", now, got, want)
+		}
+	}
+}
+
+func TestParseNumber(t *testing.T) {
+	for v, want := range map[string]int64{"10": 10, "10.9": 10, "-1.5": -2, "1e3": 1000, "1e400": math.MaxInt64, "-1e400": math.MinInt64} {
+		if got, err := ParseNumber(v); err != nil || got != want {
+			t.Errorf("ParseNumber(%s) got %d, %v: expected %d", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "abc", "NaN", "0x10"} {
+		if _, err := ParseNumber(v); err == nil {
+			t.Errorf("ParseNumber(%q) got nil error: expected one", v)
+		}
+	}
+}
