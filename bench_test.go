@@ -490,8 +490,8 @@ func findPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error)
 		}
 }
 
-// commitPair returns a raw PutItem of 1 KB under "token" and the store's
-// Commit of the same.
+// commitPair returns a raw PutItem of 1 KB under "token", with the
+// attributes the store writes, and the store's Commit of the same.
 func commitPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error) {
 	data := bytes.Repeat([]byte{'d'}, 1024)
 	expiry := time.Now().Add(time.Hour)
@@ -502,7 +502,8 @@ func commitPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() erro
 				Item: map[string]types.AttributeValue{
 					"session_key": &types.AttributeValueMemberS{Value: "token"},
 					"data":        &types.AttributeValueMemberB{Value: data},
-					"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix(), 10)},
+					"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix()+1, 10)},
+					"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.UnixMilli(), 10)},
 				},
 			})
 			return err
