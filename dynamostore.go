@@ -206,16 +206,16 @@ type DynamoStore struct {
 
 	// Copies of the options, kept as the pointers and strings that every
 	// request needs, so a request allocates none of them.
-	table      *string
-	tableName  string
-	keyAttr    string
-	dataAttr   string
-	zdataAttr  string // compressed data
-	expiryAttr string
-	expiryMs   string // the exact expiry's attribute
-	compress   int    // CompressAbove; 0 for never
-	prefix     string
-	consistent *bool
+	table        *string
+	tableName    string
+	keyAttr      string
+	dataAttr     string
+	zdataAttr    string // compressed data
+	expiryAttr   string
+	expiryMsAttr string // the exact expiry, in Unix milliseconds
+	compress     int    // CompressAbove; 0 for never
+	prefix       string
+	consistent   *bool
 
 	// Expression attribute names for All and DeleteExpired, built once:
 	// DynamoDB rejects names an expression does not use.
@@ -255,26 +255,26 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 	o := resolveOptions(interval, optFns)
 	consistent := o.ConsistentRead
 	s := &DynamoStore{
-		client:     client,
-		logger:     o.Logger,
-		table:      &o.TableName,
-		tableName:  o.TableName,
-		keyAttr:    o.KeyAttribute,
-		dataAttr:   o.DataAttribute,
-		zdataAttr:  o.DataAttribute + zstdSuffix,
-		expiryAttr: o.ExpiryAttribute,
-		expiryMs:   o.ExpiryAttribute + sessionitem.MillisSuffix,
-		compress:   max(o.CompressAbove, 0),
-		prefix:     o.KeyPrefix,
-		consistent: &consistent,
-		now:        o.now,
-		sweepLease: o.SweepLease,
-		segments:   max(o.SweepSegments, 1),
-		readRate:   o.SweepReadRate,
-		grace:      max(o.SweepGrace, 0),
-		interval:   o.CleanupInterval,
-		owner:      newOwnerID(),
-		leaseKey:   o.KeyPrefix + leaseToken,
+		client:       client,
+		logger:       o.Logger,
+		table:        &o.TableName,
+		tableName:    o.TableName,
+		keyAttr:      o.KeyAttribute,
+		dataAttr:     o.DataAttribute,
+		zdataAttr:    o.DataAttribute + zstdSuffix,
+		expiryAttr:   o.ExpiryAttribute,
+		expiryMsAttr: o.ExpiryAttribute + sessionitem.MillisSuffix,
+		compress:     max(o.CompressAbove, 0),
+		prefix:       o.KeyPrefix,
+		consistent:   &consistent,
+		now:          o.now,
+		sweepLease:   o.SweepLease,
+		segments:     max(o.SweepSegments, 1),
+		readRate:     o.SweepReadRate,
+		grace:        max(o.SweepGrace, 0),
+		interval:     o.CleanupInterval,
+		owner:        newOwnerID(),
+		leaseKey:     o.KeyPrefix + leaseToken,
 
 		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
 		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
@@ -398,10 +398,10 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
-			s.keyAttr:    &types.AttributeValueMemberS{Value: key},
-			attr:         &types.AttributeValueMemberB{Value: stored},
-			s.expiryAttr: &types.AttributeValueMemberN{Value: exp},
-			s.expiryMs:   &types.AttributeValueMemberN{Value: expMs},
+			s.keyAttr:      &types.AttributeValueMemberS{Value: key},
+			attr:           &types.AttributeValueMemberB{Value: stored},
+			s.expiryAttr:   &types.AttributeValueMemberN{Value: exp},
+			s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
 		},
 	})
 	if err != nil {
@@ -537,7 +537,7 @@ func (s *DynamoStore) itemSize(key, dataAttr string, dataLen int, expiry, expiry
 	return len(s.keyAttr) + len(key) +
 		len(dataAttr) + dataLen +
 		len(s.expiryAttr) + numberSize(expiry) +
-		len(s.expiryMs) + numberSize(expiryMs)
+		len(s.expiryMsAttr) + numberSize(expiryMs)
 }
 
 // numberSize returns the bytes DynamoDB stores for a non-negative integer in
