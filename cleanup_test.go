@@ -348,9 +348,8 @@ func TestCleanupLogsErrors(t *testing.T) {
 // fleetLog records, in order, what each store of a fleet did with the
 // sweeper lease and when it swept.
 type fleetLog struct {
-	mu      sync.Mutex
-	events  []fleetEvent
-	changed chan struct{} // closed by the next record
+	watched
+	events []fleetEvent
 }
 
 type fleetEvent struct {
@@ -371,10 +370,7 @@ func (l *fleetLog) record(e fleetEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, e)
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
+	l.changed()
 }
 
 func (l *fleetLog) len() int {
@@ -383,28 +379,14 @@ func (l *fleetLog) len() int {
 	return len(l.events)
 }
 
-// wait returns the events so far once cond holds for them.
-func (l *fleetLog) wait(t *testing.T, what string, cond func([]fleetEvent) bool) []fleetEvent {
+// waitEvents returns the events so far once cond holds for them.
+func (l *fleetLog) waitEvents(t *testing.T, what string, cond func([]fleetEvent) bool) []fleetEvent {
 	t.Helper()
-	hang := time.NewTimer(hangTimeout)
-	defer hang.Stop()
-	for {
-		l.mu.Lock()
-		events := slices.Clone(l.events)
-		if l.changed == nil {
-			l.changed = make(chan struct{})
-		}
-		changed := l.changed
-		l.mu.Unlock()
-		if cond(events) {
-			return events
-		}
-		select {
-		case <-changed:
-		case <-hang.C:
-			t.Fatalf("waited %v for %s: got %d events", hangTimeout, what, len(events))
-		}
+	var events []fleetEvent
+	if !l.wait(func() bool { events = slices.Clone(l.events); return cond(events) }) {
+		t.Fatalf("waited %v for %s: got %d events", hangTimeout, what, len(events))
 	}
+	return events
 }
 
 // recordingClient records its store's lease and sweeps in a fleetLog.
@@ -490,7 +472,7 @@ func TestFleetSweepsOncePerInterval(t *testing.T) {
 		stores[i] = NewWithCleanupInterval(recordingClient{client, i, log}, interval, fns...)
 		defer stores[i].StopCleanup()
 	}
-	events := log.wait(t, "8 sweeps", func(ev []fleetEvent) bool { return countSweeps(ev) >= 8 })
+	events := log.waitEvents(t, "8 sweeps", func(ev []fleetEvent) bool { return countSweeps(ev) >= 8 })
 	checkLease(t, events)
 
 	// Stop the holder: another store takes the lease and sweeps.
@@ -502,7 +484,7 @@ func TestFleetSweepsOncePerInterval(t *testing.T) {
 	}
 	stores[holder].StopCleanup()
 	stopped := log.len()
-	events = log.wait(t, "a sweep by another store", func(ev []fleetEvent) bool { return countSweeps(ev[stopped:]) > 0 })
+	events = log.waitEvents(t, "a sweep by another store", func(ev []fleetEvent) bool { return countSweeps(ev[stopped:]) > 0 })
 	for _, e := range events[stopped:] {
 		if e.store == holder && e.kind != leaseRelease {
 			t.Fatal("the stopped store took the lease or swept")

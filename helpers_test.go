@@ -206,45 +206,65 @@ func putRaw(t *testing.T, s *DynamoStore, item map[string]types.AttributeValue) 
 	}
 }
 
+// watched lets a test wait for a condition on state that other goroutines
+// change: they change it with mu held and call changed, and wait checks the
+// condition again after every change.
+type watched struct {
+	mu   sync.Mutex
+	next chan struct{} // closed by the next change
+}
+
+// changed wakes the waiters; call it with mu held.
+func (w *watched) changed() {
+	if w.next != nil {
+		close(w.next)
+		w.next = nil
+	}
+}
+
+// wait returns true once cond, called with mu held, holds, and false if
+// that takes hangTimeout.
+func (w *watched) wait(cond func() bool) bool {
+	hang := time.NewTimer(hangTimeout)
+	defer hang.Stop()
+	for {
+		w.mu.Lock()
+		if cond() {
+			w.mu.Unlock()
+			return true
+		}
+		if w.next == nil {
+			w.next = make(chan struct{})
+		}
+		next := w.next
+		w.mu.Unlock()
+		select {
+		case <-next:
+		case <-hang.C:
+			return false
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a logger used from several
 // goroutines, which a test can wait on.
 type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	written chan struct{} // closed by the next Write
+	watched
+	buf bytes.Buffer
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.written != nil {
-		close(b.written)
-		b.written = nil
-	}
+	b.changed()
 	return b.buf.Write(p)
 }
 
 // waitFor returns once the buffer holds s.
 func (b *syncBuffer) waitFor(t testing.TB, s string) {
 	t.Helper()
-	hang := time.NewTimer(hangTimeout)
-	defer hang.Stop()
-	for {
-		b.mu.Lock()
-		if strings.Contains(b.buf.String(), s) {
-			b.mu.Unlock()
-			return
-		}
-		if b.written == nil {
-			b.written = make(chan struct{})
-		}
-		written := b.written
-		b.mu.Unlock()
-		select {
-		case <-written:
-		case <-hang.C:
-			t.Fatalf("waited %v for %q in the log; got %q", hangTimeout, s, b.String())
-		}
+	if !b.wait(func() bool { return strings.Contains(b.buf.String(), s) }) {
+		t.Fatalf("waited %v for %q in the log; got %q", hangTimeout, s, b.String())
 	}
 }
 
