@@ -1,6 +1,7 @@
 package dynamostore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -267,6 +268,41 @@ func (c *CachedStore) Delete(token string) error {
 // began before the Delete.
 func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
 	err := deleteCtx(ctx, c.backing, token)
+	if cerr := c.drop(ctx, token); err == nil && cerr != nil {
+		err = c.opError("delete: remove from cache", cerr)
+	}
+	return err
+}
+
+// DeleteOwner on the CachedStore deletes through the backing DynamoStore and drops the
+// cached copies, so no Find through this CachedStore returns them afterwards.
+// Other CachedStores in front of the same table keep serving their copies
+// for up to MaxStale, unless they share this one's cache (CacheOptions.Cache).
+// See (*DynamoStore).DeleteOwner for what it deletes and costs. It returns an
+// error when the backing store is not a *DynamoStore.
+func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
+	ds, ok := c.backing.(*DynamoStore)
+	if !ok {
+		return 0, c.opError("delete owner", fmt.Errorf("backing store %T is not a *DynamoStore", c.backing))
+	}
+	var mu sync.Mutex
+	var cacheErr error
+	deleted, err = ds.deleteOwner(ctx, owner, func(token string) {
+		if err := c.drop(ctx, token); err != nil {
+			mu.Lock()
+			cacheErr = cmp.Or(cacheErr, err)
+			mu.Unlock()
+		}
+	})
+	if err == nil && cacheErr != nil {
+		err = c.opError("delete owner: remove from cache", cacheErr)
+	}
+	return deleted, err
+}
+
+// drop removes the token's cached copy, and keeps a backing read in flight
+// from caching it again.
+func (c *CachedStore) drop(ctx context.Context, token string) error {
 	st := c.stripe(token)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -275,10 +311,7 @@ func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
 		delete(st.inflight, token)
 	}
 	c.forget(token)
-	if cerr := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err == nil && cerr != nil {
-		err = c.opError("delete: remove from cache", cerr)
-	}
-	return err
+	return deleteCtx(context.WithoutCancel(ctx), c.cache, token)
 }
 
 // All returns every unexpired session, from the backing store. It calls

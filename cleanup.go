@@ -156,13 +156,18 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 // reports whether it did. values holds :now, shared by the sweep's deletes.
 func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values map[string]types.AttributeValue) (bool, error) {
 	cond := sweepCondition
-	input := &dynamodb.DeleteItemInput{
+	return s.deleteIf(ctx, "delete expired", &dynamodb.DeleteItemInput{
 		TableName:                 s.table,
 		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  s.expiryName,
 		ExpressionAttributeValues: values,
-	}
+	})
+}
+
+// deleteIf sends input, a conditional DeleteItem, retrying it while it is
+// throttled, and reports whether the condition held and the item went.
+func (s *DynamoStore) deleteIf(ctx context.Context, op string, input *dynamodb.DeleteItemInput) (bool, error) {
 	backoff := throttleBackoff
 	for try := 0; ; try++ {
 		_, err := s.client.DeleteItem(ctx, input)
@@ -173,16 +178,24 @@ func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values ma
 		case errors.As(err, &condFailed):
 			return false, nil
 		case !isThrottle(err) || try == maxThrottleRetries:
-			return false, s.opError("delete expired", err)
+			return false, s.opError(op, err)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, s.opError("delete expired", ctx.Err())
-		case <-t.C:
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return false, s.opError(op, err)
 		}
 		backoff = min(2*backoff, maxThrottleBackoff)
+	}
+}
+
+// sleepCtx waits for d, or until ctx ends and returns its error.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -211,8 +224,8 @@ const (
 	leaseUntilAttr = "lease_until_ms"
 )
 
-// newOwnerID returns a random name for this store on the lease.
-func newOwnerID() string {
+// newLeaseHolder returns a random name for this store on the lease.
+func newLeaseHolder() string {
 	var b [12]byte
 	rand.Read(b[:]) // never fails, per crypto/rand
 	return hex.EncodeToString(b[:])
@@ -227,14 +240,14 @@ func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
 			s.keyAttr:      &types.AttributeValueMemberS{Value: s.leaseKey},
-			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.owner},
+			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.leaseHolder},
 			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.interval).UnixMilli(), 10)},
 		},
 		ConditionExpression:      &cond,
 		ExpressionAttributeNames: map[string]string{"#k": s.keyAttr, "#u": leaseUntilAttr, "#o": leaseOwnerAttr},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
-			":me":  &types.AttributeValueMemberS{Value: s.owner},
+			":me":  &types.AttributeValueMemberS{Value: s.leaseHolder},
 		},
 	})
 	var condFailed *types.ConditionalCheckFailedException
@@ -256,7 +269,7 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: s.leaseKey}},
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  map[string]string{"#o": leaseOwnerAttr},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.owner}},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.leaseHolder}},
 	})
 	var condFailed *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &condFailed) {

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/time/rate"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
@@ -129,6 +130,28 @@ type Options struct {
 	// a negative value means none.
 	SweepGrace time.Duration
 
+	// Owner, when set, tells Commit who owns a session from its data (a user ID, say);
+	// ok false means no owner (a logged-out session). Commit stores the owner in
+	// OwnerAttribute, and the sparse global secondary index OwnerIndex finds a user's
+	// sessions with a Query: see DeleteOwner and OwnerTokens. SessionValue
+	// makes one from a key of the session's data. An owner DynamoDB cannot
+	// index (empty, not valid UTF-8, or over 2048 bytes) is stored as no
+	// owner and logged at Warn, without its value, at most once every 10
+	// minutes. The owner stays readable in the item and the index, so make
+	// it an opaque user ID rather than an email address. The default is
+	// nil: no owner is stored.
+	Owner func(data []byte) (owner string, ok bool)
+
+	// OwnerAttribute holds a session's owner, of type S, when Owner is set.
+	// It must differ from the item's other attributes and the sweeper
+	// lease's ("lease_owner" and "lease_until_ms"). The default is "owner".
+	OwnerAttribute string
+
+	// OwnerIndex is the global secondary index on OwnerAttribute, with
+	// projection KEYS_ONLY, that DeleteOwner and OwnerTokens query.
+	// CreateTable creates it. The default is "owner-index".
+	OwnerIndex string
+
 	// Logger receives the sweeper's errors and notes about corrupt items
 	// that All skips; neither carries a token or session data. The default
 	// is slog.Default().
@@ -217,6 +240,12 @@ type DynamoStore struct {
 	prefix       string
 	consistent   *bool
 
+	ownerOf       func([]byte) (string, bool) // Options.Owner
+	ownerAttr     string
+	ownerIndex    *string
+	ownerConflict error          // OwnerAttribute names another attribute
+	badOwnerLog   rate.Sometimes // Warns of owners DynamoDB cannot index
+
 	// Expression attribute names for All and DeleteExpired, built once:
 	// DynamoDB rejects names an expression does not use.
 	expiryName, keyAndExpiryNames map[string]string
@@ -228,7 +257,7 @@ type DynamoStore struct {
 	readRate    float64
 	grace       time.Duration
 	interval    time.Duration
-	owner       string // this store's name on the sweeper lease
+	leaseHolder string // this store's name on the sweeper lease
 	leaseKey    string // KeyPrefix + leaseToken
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
@@ -267,17 +296,24 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		compress:     max(o.CompressAbove, 0),
 		prefix:       o.KeyPrefix,
 		consistent:   &consistent,
+		ownerOf:      o.Owner,
+		ownerAttr:    o.OwnerAttribute,
+		ownerIndex:   &o.OwnerIndex,
+		badOwnerLog:  rate.Sometimes{First: 1, Interval: 10 * time.Minute},
 		now:          o.now,
 		sweepLease:   o.SweepLease,
 		segments:     max(o.SweepSegments, 1),
 		readRate:     o.SweepReadRate,
 		grace:        max(o.SweepGrace, 0),
 		interval:     o.CleanupInterval,
-		owner:        newOwnerID(),
+		leaseHolder:  newLeaseHolder(),
 		leaseKey:     o.KeyPrefix + leaseToken,
 
 		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
 		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
+	}
+	if o.Owner != nil {
+		s.ownerConflict = ownerConflict(o)
 	}
 	if o.CleanupInterval > 0 {
 		s.startCleanup()
@@ -291,6 +327,8 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 		KeyAttribute:    "session_key",
 		DataAttribute:   "data",
 		ExpiryAttribute: "expires",
+		OwnerAttribute:  "owner",
+		OwnerIndex:      "owner-index",
 		ConsistentRead:  true,
 		CleanupInterval: interval,
 		SweepLease:      true,
@@ -312,6 +350,12 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 	}
 	if o.ExpiryAttribute == "" {
 		o.ExpiryAttribute = "expires"
+	}
+	if o.OwnerAttribute == "" {
+		o.OwnerAttribute = "owner"
+	}
+	if o.OwnerIndex == "" {
+		o.OwnerIndex = "owner-index"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -378,6 +422,9 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	if !ok {
 		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
+	if s.ownerConflict != nil {
+		return s.opError("commit", s.ownerConflict)
+	}
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	attr, stored := s.dataAttr, b
 	if s.compress > 0 && len(b) >= s.compress {
@@ -388,22 +435,30 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 			attr, stored = s.zdataAttr, z
 		}
 	}
-	if size := s.itemSize(key, attr, len(stored), exp, expMs); size > maxItemBytes {
+	owner, hasOwner := s.owner(b)
+	size := s.itemSize(key, attr, len(stored), exp, expMs)
+	if hasOwner {
+		size += len(s.ownerAttr) + len(owner)
+	}
+	if size > maxItemBytes {
 		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", s.tableName, len(b), len(stored), size, ErrTooLarge)
 	}
 	if stored == nil {
 		// The SDK sends a nil binary value as a missing one; store empty data.
 		stored = []byte{}
 	}
-	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: s.table,
-		Item: map[string]types.AttributeValue{
-			s.keyAttr:      &types.AttributeValueMemberS{Value: key},
-			attr:           &types.AttributeValueMemberB{Value: stored},
-			s.expiryAttr:   &types.AttributeValueMemberN{Value: exp},
-			s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
-		},
-	})
+	// PutItem replaces the whole item, so a session that no longer has an
+	// owner loses the attribute, and with it its entry in the owner index.
+	item := map[string]types.AttributeValue{
+		s.keyAttr:      &types.AttributeValueMemberS{Value: key},
+		attr:           &types.AttributeValueMemberB{Value: stored},
+		s.expiryAttr:   &types.AttributeValueMemberN{Value: exp},
+		s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
+	}
+	if hasOwner {
+		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
+	}
+	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item})
 	if err != nil {
 		return s.opError("commit", err)
 	}

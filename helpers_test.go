@@ -89,8 +89,7 @@ func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 	client := newClient(tb)
 	ctx := context.Background()
 	// Quiet: on dynalite every table would log that TTL is off.
-	quiet := func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }
-	if err := CreateTable(ctx, client, append(fns[:len(fns):len(fns)], quiet)...); err != nil {
+	if err := CreateTable(ctx, client, append(fns[:len(fns):len(fns)], quietLog)...); err != nil {
 		tb.Fatalf("CreateTable: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -273,6 +272,9 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// quietLog discards the log.
+func quietLog(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }
 
 func withLogger(buf *syncBuffer) func(*Options) {
 	return func(o *Options) {

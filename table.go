@@ -14,10 +14,19 @@ import (
 
 // CreateTable creates the session table described by the options (the same
 // option functions New takes): on-demand billing, a partition key of type S
-// named KeyAttribute and no sort key. It waits until the table is ACTIVE and
-// then enables TTL on ExpiryAttribute, so DynamoDB deletes expired sessions
-// by itself. It returns nil when a table with that key schema already exists
-// and an error when one exists with another key schema.
+// named KeyAttribute, no sort key, and the global secondary index OwnerIndex
+// on OwnerAttribute with projection KEYS_ONLY, which DeleteOwner and
+// OwnerTokens query. The index is sparse: it holds only sessions with an
+// owner, so it costs nothing until a store sets Options.Owner. CreateTable
+// waits until the table is ACTIVE and then enables TTL on ExpiryAttribute,
+// so DynamoDB deletes expired sessions by itself.
+//
+// On an existing table with that key schema, it adds what is missing: the
+// owner index (with UpdateTable, taking the table's own read and write
+// capacity where the table is provisioned, and waiting until the index is
+// ACTIVE, which on a large table takes as long as DynamoDB needs to fill it:
+// bound it with ctx) and TTL. It returns an error when the table exists with
+// another key schema, or has an index named OwnerIndex on another attribute.
 //
 // Where the endpoint has no TTL API (some DynamoDB emulators), CreateTable
 // still creates the table, logs a warning through Options.Logger and returns
@@ -33,10 +42,16 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*O
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(o.KeyAttribute), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(o.OwnerAttribute), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(o.KeyAttribute), KeyType: types.KeyTypeHash},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String(o.OwnerIndex),
+			KeySchema:  ownerIndexKey(o),
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+		}},
 	})
 	var inUse *types.ResourceInUseException
 	switch {
@@ -47,6 +62,9 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*O
 		}
 		if err := checkKeySchema(desc.Table, o.KeyAttribute); err != nil {
 			return fmt.Errorf("dynamostore: create table %q: a table of that name exists with another key schema: %w", o.TableName, err)
+		}
+		if err := addOwnerIndex(ctx, client, o, desc.Table); err != nil {
+			return err
 		}
 	case err != nil:
 		return fail("create", err)
@@ -61,7 +79,94 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*O
 	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(o.TableName)}, 5*time.Minute); err != nil {
 		return fail("wait until active", err)
 	}
+	if err := waitOwnerIndex(ctx, client, o); err != nil {
+		return fail(fmt.Sprintf("wait until index %q is active", o.OwnerIndex), err)
+	}
 	return enableTTL(ctx, client, o)
+}
+
+func ownerIndexKey(o Options) []types.KeySchemaElement {
+	return []types.KeySchemaElement{{AttributeName: aws.String(o.OwnerAttribute), KeyType: types.KeyTypeHash}}
+}
+
+// ownerIndex returns the table's index named o.OwnerIndex, or nil, and an
+// error when it is not keyed on o.OwnerAttribute.
+func ownerIndex(t *types.TableDescription, o Options) (*types.GlobalSecondaryIndexDescription, error) {
+	for i, g := range t.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) != o.OwnerIndex {
+			continue
+		}
+		if len(g.KeySchema) == 0 || g.KeySchema[0].KeyType != types.KeyTypeHash || aws.ToString(g.KeySchema[0].AttributeName) != o.OwnerAttribute {
+			return nil, fmt.Errorf("index %q exists with another partition key; want %q", o.OwnerIndex, o.OwnerAttribute)
+		}
+		return &t.GlobalSecondaryIndexes[i], nil
+	}
+	return nil, nil
+}
+
+// addOwnerIndex adds the owner index to the existing table t unless it has
+// it.
+func addOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options, t *types.TableDescription) error {
+	idx, err := ownerIndex(t, o)
+	if err != nil || idx != nil {
+		if err != nil {
+			err = fmt.Errorf("dynamostore: create table %q: %w", o.TableName, err)
+		}
+		return err
+	}
+	create := &types.CreateGlobalSecondaryIndexAction{
+		IndexName:  aws.String(o.OwnerIndex),
+		KeySchema:  ownerIndexKey(o),
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+	}
+	if t.BillingModeSummary == nil || t.BillingModeSummary.BillingMode != types.BillingModePayPerRequest {
+		// A provisioned table's index needs capacity of its own: the
+		// index takes a write for every session that gains, changes or
+		// loses an owner, so give it the table's.
+		if pt := t.ProvisionedThroughput; pt != nil {
+			create.ProvisionedThroughput = &types.ProvisionedThroughput{
+				ReadCapacityUnits:  pt.ReadCapacityUnits,
+				WriteCapacityUnits: pt.WriteCapacityUnits,
+			}
+		}
+	}
+	o.Logger.Info("dynamostore: adding the owner index to the table; waiting until DynamoDB has filled it",
+		"table", o.TableName, "index", o.OwnerIndex)
+	_, err = client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+		TableName: aws.String(o.TableName),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(o.OwnerAttribute), AttributeType: types.ScalarAttributeTypeS},
+		},
+		GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: create}},
+	})
+	if err != nil {
+		return fmt.Errorf("dynamostore: create table %q: add index %q on %q: %w", o.TableName, o.OwnerIndex, o.OwnerAttribute, err)
+	}
+	return nil
+}
+
+// waitOwnerIndex polls the table until its owner index is ACTIVE.
+func waitOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options) error {
+	delay := 200 * time.Millisecond
+	for {
+		desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(o.TableName)})
+		if err != nil {
+			return err
+		}
+		idx, err := ownerIndex(desc.Table, o)
+		switch {
+		case err != nil:
+			return err
+		case idx == nil:
+			return fmt.Errorf("the table has no index %q", o.OwnerIndex)
+		case idx.IndexStatus == types.IndexStatusActive:
+			return nil
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
+			return err
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // checkKeySchema returns an error unless the table's key is a single

@@ -37,6 +37,11 @@ func TestCreateTable(t *testing.T) {
 	if bm := desc.Table.BillingModeSummary; bm == nil || bm.BillingMode != types.BillingModePayPerRequest {
 		t.Fatalf("got billing %v: expected on-demand", bm)
 	}
+	// The owner index, sparse and keys only, comes with the table.
+	idx, err := ownerIndex(desc.Table, o)
+	if err != nil || idx == nil || idx.IndexStatus != types.IndexStatusActive || idx.Projection.ProjectionType != types.ProjectionTypeKeysOnly {
+		t.Fatalf("got index %+v, %v: expected an ACTIVE KEYS_ONLY index %q on %q", idx, err, o.OwnerIndex, o.OwnerAttribute)
+	}
 	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &o.TableName})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +68,11 @@ func TestCreateTable(t *testing.T) {
 	err = CreateTable(ctx, client, append(fns, func(o *Options) { o.KeyAttribute = "id" })...)
 	if err == nil || !strings.Contains(err.Error(), "another key schema") {
 		t.Fatalf("got %v: expected a key schema error", err)
+	}
+	// And so is an owner index on another attribute.
+	err = CreateTable(ctx, client, append(fns, func(o *Options) { o.OwnerAttribute = "user" })...)
+	if err == nil || !strings.Contains(err.Error(), `index "owner-index" exists with another partition key`) {
+		t.Fatalf("got %v: expected an owner index error", err)
 	}
 	// And so is TTL already on another attribute.
 	err = CreateTable(ctx, client, append(fns, func(o *Options) { o.ExpiryAttribute = "expires" })...)

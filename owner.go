@@ -1,0 +1,321 @@
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// SessionValue returns an Owner function that decodes session data with codec (for
+// example scs.GobCodec{} or sessionManager.Codec) and returns the value stored under
+// key: a string as it is, an integer in decimal (named types included, and a float64
+// holding a whole number, as JSON codecs decode IDs); anything else, or no value, is no owner.
+// An empty string is no owner either. It decodes the data on every Commit.
+func SessionValue(codec scs.Codec, key string) func(data []byte) (owner string, ok bool) {
+	return func(data []byte) (string, bool) {
+		_, values, err := codec.Decode(data)
+		if err != nil {
+			return "", false
+		}
+		return ownerString(values[key])
+	}
+}
+
+// maxExactFloat is the largest integer up to which every integer is a
+// float64: beyond it, an ID decoded into a float64 may not be the one sent.
+const maxExactFloat = 1 << 53
+
+// ownerString returns v as an owner, if it is a non-empty string, an integer,
+// or a float holding a whole number that a float64 represents exactly.
+func ownerString(v any) (string, bool) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.String:
+		return rv.String(), rv.Len() > 0
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(rv.Int(), 10), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(rv.Uint(), 10), true
+	case reflect.Float32, reflect.Float64:
+		if f := rv.Float(); f == math.Trunc(f) && math.Abs(f) <= maxExactFloat {
+			return strconv.FormatInt(int64(f), 10), true
+		}
+	}
+	return "", false
+}
+
+// validOwner reports whether DynamoDB can index owner: a partition key of a
+// global secondary index is a non-empty string of at most 2048 bytes, and
+// the SDK would silently replace invalid UTF-8.
+func validOwner(owner string) bool {
+	return owner != "" && len(owner) <= maxKeyBytes && utf8.ValidString(owner)
+}
+
+// owner returns the owner of a session with data b, when Options.Owner is
+// set and names one that DynamoDB can index.
+func (s *DynamoStore) owner(b []byte) (string, bool) {
+	if s.ownerOf == nil {
+		return "", false
+	}
+	owner, ok := s.ownerOf(b)
+	if !ok {
+		return "", false
+	}
+	if !validOwner(owner) {
+		s.badOwnerLog.Do(func() {
+			s.logger.Warn("dynamostore: commit: session stored without an owner: Options.Owner returned one that is empty, not valid UTF-8 or over 2048 bytes, which DynamoDB cannot index",
+				"table", s.tableName)
+		})
+		return "", false
+	}
+	return owner, true
+}
+
+// ownerConflict returns an error when o.OwnerAttribute is the name of
+// another attribute of a session item or of the sweeper lease, whose value
+// the owner would replace.
+func ownerConflict(o Options) error {
+	for _, attr := range []string{o.KeyAttribute, o.DataAttribute, o.DataAttribute + zstdSuffix,
+		o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr} {
+		if o.OwnerAttribute == attr {
+			return fmt.Errorf("owner attribute %q (Options.OwnerAttribute) is also the name of another attribute of a session item or of the sweeper lease; choose another", attr)
+		}
+	}
+	return nil
+}
+
+// batchGetter is the method OwnerTokens needs beyond Client.
+type batchGetter interface {
+	BatchGetItem(ctx context.Context, params *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+}
+
+// maxBatchGet is the most keys one BatchGetItem request may ask for.
+const maxBatchGet = 100
+
+// OwnerTokens returns the tokens (as the store was given them, without KeyPrefix) of
+// the owner's unexpired sessions under this store's KeyPrefix. The index holds keys only,
+// so telling expired from live costs a read per session (BatchGetItem).
+//
+// The owner index is a global secondary index, which DynamoDB updates
+// eventually, usually within a second, and which cannot be read with
+// ConsistentRead: a session committed a moment ago may be missing, and one
+// deleted a moment ago is checked and left out. The reads of the sessions
+// themselves follow ConsistentRead. The tokens are sorted.
+//
+// The store's Client must also have the Query and BatchGetItem methods, as
+// *dynamodb.Client and DAX's client do; OwnerTokens returns an error when it
+// lacks them, and when the table has no OwnerIndex.
+func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) ([]string, error) {
+	const op = "owner tokens"
+	bg, ok := s.client.(batchGetter)
+	if !ok {
+		return nil, s.opError(op, fmt.Errorf("the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", s.client))
+	}
+	var keys []string
+	if err := s.ownerKeys(ctx, op, owner, func(key string) { keys = append(keys, key) }); err != nil {
+		return nil, err
+	}
+	projection := "#k, #o, #e, #m"
+	names := map[string]string{"#k": s.keyAttr, "#o": s.ownerAttr, "#e": s.expiryAttr, "#m": s.expiryMsAttr}
+	now := s.now()
+	tokens := []string{}
+	for chunk := range slices.Chunk(keys, maxBatchGet) {
+		request := make([]map[string]types.AttributeValue, len(chunk))
+		for i, key := range chunk {
+			request[i] = map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}}
+		}
+		pending := map[string]types.KeysAndAttributes{s.tableName: {
+			Keys:                     request,
+			ProjectionExpression:     &projection,
+			ExpressionAttributeNames: names,
+			ConsistentRead:           s.consistent,
+		}}
+		backoff := throttleBackoff
+		for try := 0; len(pending) > 0; try++ {
+			if try > 0 {
+				// DynamoDB returns what it could not read for lack of
+				// capacity; ask again after a pause, as it advises.
+				if try > maxThrottleRetries {
+					return nil, s.opError(op, fmt.Errorf("BatchGetItem left keys unread after %d tries", try))
+				}
+				if err := sleepCtx(ctx, backoff); err != nil {
+					return nil, s.opError(op, err)
+				}
+				backoff = min(2*backoff, maxThrottleBackoff)
+			}
+			out, err := bg.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, s.opError(op, err)
+			}
+			for _, item := range out.Responses[s.tableName] {
+				if token, ok := s.liveOwned(item, owner, now); ok {
+					tokens = append(tokens, token)
+				}
+			}
+			pending = out.UnprocessedKeys
+		}
+	}
+	slices.Sort(tokens)
+	return tokens, nil
+}
+
+// liveOwned returns the token of item if it still belongs to owner and has
+// not expired at now.
+func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner string, now time.Time) (string, bool) {
+	key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
+	if !ok {
+		return "", false
+	}
+	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); !ok || o.Value != owner {
+		return "", false // it changed hands since the index listed it
+	}
+	expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
+	if err != nil {
+		s.logger.Warn("dynamostore: owner tokens: skipping an item that cannot be decoded", "table", s.tableName, "error", err)
+		return "", false
+	}
+	if sessionitem.Expired(expiry, now) {
+		return "", false
+	}
+	return key.Value[len(s.prefix):], true
+}
+
+// DeleteOwner deletes every session of the owner under this store's KeyPrefix, expired
+// ones still in the table included, and returns how many items it deleted.
+//
+// It queries OwnerIndex page by page and deletes each session with a
+// DeleteItem conditional on its owner still being owner, 8 at a time, so a
+// session that changed hands in the meantime is kept. It costs one read unit
+// per 4 KB of keys the index returns (eventually consistent: 0.5 units) and
+// a write unit per session deleted; it never scans the table. It never
+// deletes the sweeper lease.
+//
+// KeyPrefix is the fence: a store with the default empty prefix sees every
+// session in the table, so applications that share a table must each use a
+// KeyPrefix of their own.
+//
+// The owner index is a global secondary index, which DynamoDB updates
+// eventually, usually within a second: a session committed a moment before
+// DeleteOwner may not be listed yet, and survives. Where that matters,
+// renew the current session's token (scs's RenewToken) so the session the
+// caller keeps is a new one, and call DeleteOwner again a few seconds
+// later.
+//
+// The store's Client must also have the Query method, as *dynamodb.Client
+// and DAX's client do; DeleteOwner returns an error when it lacks it, and
+// when the table has no OwnerIndex. On error it stops early and returns the
+// count deleted so far.
+func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
+	return s.deleteOwner(ctx, owner, nil)
+}
+
+// deleteOwner is DeleteOwner that calls dropped, when not nil, with the
+// token of every session it deleted, from several goroutines at once.
+func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped func(token string)) (int, error) {
+	const op = "delete owner"
+	cond := "#o = :o"
+	names := map[string]string{"#o": s.ownerAttr}
+	values := map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}}
+	var count atomic.Int64
+	// The first failed delete cancels the Query and the other deletes.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(sweepWorkers)
+	err := s.ownerKeys(gctx, op, owner, func(key string) {
+		g.Go(func() error {
+			ok, err := s.deleteIf(gctx, op, &dynamodb.DeleteItemInput{
+				TableName:                 s.table,
+				Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+				ConditionExpression:       &cond,
+				ExpressionAttributeNames:  names,
+				ExpressionAttributeValues: values,
+			})
+			if err != nil {
+				return err
+			}
+			if ok {
+				count.Add(1)
+				if dropped != nil {
+					dropped(key[len(s.prefix):])
+				}
+			}
+			return nil
+		})
+	})
+	// A failed delete is the cause of a Query that then failed.
+	if werr := g.Wait(); werr != nil {
+		err = werr
+	}
+	return int(count.Load()), err
+}
+
+// ownerKeys calls fn with the key of every item that OwnerIndex lists for
+// owner under this store's KeyPrefix, the sweeper lease excepted.
+func (s *DynamoStore) ownerKeys(ctx context.Context, op, owner string, fn func(key string)) error {
+	if err := s.ownerConflict; err != nil {
+		return s.opError(op, err)
+	}
+	q, ok := s.client.(dynamodb.QueryAPIClient)
+	if !ok {
+		return s.opError(op, fmt.Errorf("the Client, a %T, has no Query method; use a *dynamodb.Client or a wrapper that has it", s.client))
+	}
+	if !validOwner(owner) {
+		return nil // Commit never stores it
+	}
+	cond := "#o = :o"
+	input := &dynamodb.QueryInput{
+		TableName:                 s.table,
+		IndexName:                 s.ownerIndex,
+		KeyConditionExpression:    &cond,
+		ExpressionAttributeNames:  map[string]string{"#o": s.ownerAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
+	}
+	if s.prefix != "" {
+		// Saves transfer only: a Query is billed for what it reads.
+		filter := "begins_with(#k, :prefix)"
+		input.FilterExpression = &filter
+		input.ExpressionAttributeNames["#k"] = s.keyAttr
+		input.ExpressionAttributeValues[":prefix"] = &types.AttributeValueMemberS{Value: s.prefix}
+	}
+	p := dynamodb.NewQueryPaginator(q, input)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return s.indexError(op, err)
+		}
+		for _, item := range page.Items {
+			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
+			if ok && strings.HasPrefix(key.Value, s.prefix) && key.Value != s.leaseKey {
+				fn(key.Value)
+			}
+		}
+	}
+	return nil
+}
+
+// indexError is opError for a Query of OwnerIndex, which says what to do
+// when the table has no such index.
+func (s *DynamoStore) indexError(op string, err error) error {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationException" &&
+		strings.Contains(apiErr.ErrorMessage(), "specified index") {
+		return fmt.Errorf("dynamostore: %s in table %q: the table has no index %q; add it with dynamostore.CreateTable or `dynamostore create-table`: %w",
+			op, s.tableName, *s.ownerIndex, err)
+	}
+	return s.opError(op, err)
+}
