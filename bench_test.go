@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -510,4 +511,34 @@ func commitPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() erro
 		}, func() error {
 			return s.CommitCtx(ctx, "token", data, expiry)
 		}
+}
+
+// BenchmarkOwner measures what Options.Owner made by SessionValue adds to a
+// Commit, a decode of the session data, beside what scs spends on every
+// Commit anyway, the encode.
+func BenchmarkOwner(b *testing.B) {
+	for _, size := range []int{1024, 4096} {
+		data := gobSession(b, size, uint64(size))
+		deadline, values, err := scs.GobCodec{}.Decode(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%dKB/scs-encode", size/1024), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := (scs.GobCodec{}).Encode(deadline, values); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		owner := SessionValue(scs.GobCodec{}, "user_id")
+		b.Run(fmt.Sprintf("%dKB/session-value", size/1024), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := owner(data); !ok {
+					b.Fatal("no owner")
+				}
+			}
+		})
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 	"github.com/klauspost/compress/zstd"
 )
@@ -711,13 +712,14 @@ func TestConcurrentUse(t *testing.T) {
 // and the ratio store/raw; ns/op is the pair.
 
 // TestNoSecretsInLogsOrErrors drives every error path it can reach with a
-// recognisable token and data, and scans the errors and the log for them.
+// recognisable token, data and owner, and scans the errors and the log for
+// them.
 func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	t.Parallel()
-	const token, data = "tok3n-secret-4b1d", "d4t4-secret-9c2e"
+	const token, data, owner = "tok3n-secret-4b1d", "d4t4-secret-9c2e", "0wn3r-secret-77aa"
 	var logs syncBuffer
-	s := newStore(t, nil, withLogger(&logs))
-	missing := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), func(o *Options) { o.TableName = "no-such-table" })
+	s := newStore(t, nil, withLogger(&logs), withOwner)
+	missing := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, withLogger(&logs), withOwner, func(o *Options) { o.TableName = "no-such-table" })
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 
@@ -742,6 +744,27 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	add(err)
 	_, err = s.All() // logs the corrupt item
 	add(err)
+	add(s.Commit(token+"2", []byte(owner+"\xff|"+data), time.Now().Add(time.Hour))) // logs the owner it cannot index
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: token + "3"},
+		"owner":       &types.AttributeValueMemberS{Value: owner},
+		"expires":     &types.AttributeValueMemberS{Value: "corrupt"},
+	})
+	waitUntil(t, "the corrupt item logged by OwnerTokens", func() bool {
+		_, err := s.OwnerTokens(context.Background(), owner)
+		add(err)
+		return strings.Contains(logs.String(), "owner tokens: skipping")
+	})
+	_, err = s.OwnerTokens(cancelled, owner)
+	add(err)
+	_, err = s.DeleteOwner(cancelled, owner)
+	add(err)
+	_, err = missing.DeleteOwner(context.Background(), owner)
+	add(err)
+	noIndex := NewWithCleanupInterval(newClient(t), 0, withOwner, func(o *Options) { o.TableName = newTableName(t) })
+	ddblocal.CreateTableWithoutTTL(t, newClient(t), noIndex.tableName, "session_key", types.ScalarAttributeTypeS)
+	_, err = noIndex.DeleteOwner(context.Background(), owner)
+	add(err)
 	add(missing.Commit(token, []byte(data), time.Now().Add(time.Hour)))
 	_, _, err = missing.Find(token)
 	add(err)
@@ -749,15 +772,17 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	logs.waitFor(t, "sweep skipped") // the sweeper's error, logged
 	missing.StopCleanup()
 
-	if len(errs) < 9 {
-		t.Fatalf("got %d errors: expected every call above but All to fail", len(errs))
+	if len(errs) < 13 {
+		t.Fatalf("got %d errors: expected every call above but All, the owner's Commit and OwnerTokens to fail", len(errs))
 	}
 	for _, err := range errs {
-		if msg := err.Error(); strings.Contains(msg, token) || strings.Contains(msg, data) {
-			t.Fatalf("error %q carries the token or the data", msg)
+		if msg := err.Error(); strings.Contains(msg, token) || strings.Contains(msg, data) || strings.Contains(msg, owner) {
+			t.Fatalf("error %q carries the token, the data or the owner", msg)
 		}
 	}
-	if out := logs.String(); strings.Contains(out, token) || strings.Contains(out, data) || !strings.Contains(out, "cannot be decoded") {
-		t.Fatalf("got log %q: expected the corrupt item logged without token or data", out)
+	out := logs.String()
+	if strings.Contains(out, token) || strings.Contains(out, data) || strings.Contains(out, owner) ||
+		!strings.Contains(out, "cannot be decoded") || !strings.Contains(out, "without an owner") {
+		t.Fatalf("got log %q: expected the corrupt items and the owner logged without token, data or owner", out)
 	}
 }

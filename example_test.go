@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
@@ -110,4 +111,36 @@ func ExampleDynamoStore_DeleteExpired() {
 		log.Fatal(err)
 	}
 	log.Printf("deleted %d expired sessions", n)
+}
+
+// Log a user out everywhere after a password change: every session whose
+// data holds the user's ID under "user_id" is found with a Query of the
+// owner index and deleted, whether or not scs hashes tokens in the store.
+func ExampleDynamoStore_DeleteOwner() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessionManager := scs.New()
+	sessionManager.HashTokenInStore = true
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.Owner = dynamostore.SessionValue(sessionManager.Codec, "user_id")
+	})
+	defer store.StopCleanup()
+	sessionManager.Store = store
+
+	http.HandleFunc("POST /password", func(w http.ResponseWriter, r *http.Request) {
+		userID := sessionManager.GetInt(r.Context(), "user_id")
+		// ... change the password ...
+		if _, err := store.DeleteOwner(r.Context(), strconv.Itoa(userID)); err != nil {
+			http.Error(w, "could not log out other sessions", http.StatusInternalServerError)
+			return
+		}
+		// A new token for this browser, which the revoke did not see
+		// (RenewToken keeps the data, so the user stays logged in here).
+		if err := sessionManager.RenewToken(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 }

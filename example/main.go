@@ -1,7 +1,9 @@
 // Command example is a small web app whose scs sessions live in DynamoDB
 // through dynamostore, behind a CachedStore: a page that counts your visits,
-// a login form that renews the session token, and a logout that destroys the
-// session.
+// a login form that renews the session token, a logout that destroys the
+// session, and, for a logged-in user, how many sessions they have and a
+// button that logs them out everywhere (dynamostore's owner index). The
+// store holds hashed tokens (scs's HashTokenInStore).
 //
 // Run it against DynamoDB Local with `make demo`, or against AWS with the
 // standard AWS configuration (AWS_REGION, credentials, optionally
@@ -73,23 +75,17 @@ func serve(addr, table string, local bool) error {
 		cfg.Region = "us-east-1"
 	}
 	client := dynamodb.NewFromConfig(cfg, optFns...)
-	setTable := func(o *dynamostore.Options) { o.TableName = table }
-	if err := dynamostore.CreateTable(ctx, client, setTable); err != nil {
+	if err := dynamostore.CreateTable(ctx, client, storeOptions(table)); err != nil {
 		return err
 	}
-	store := dynamostore.New(client, setTable)
+	store := dynamostore.New(client, storeOptions(table))
 	defer store.StopCleanup()
-
-	sessionManager := scs.New()
-	sessionManager.Store = dynamostore.NewCached(store)
-	sessionManager.Lifetime = 24 * time.Hour
-	sessionManager.IdleTimeout = 30 * time.Minute
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: newApp(sessionManager)}
+	server := &http.Server{Handler: newApp(store)}
 	go func() { <-ctx.Done(); server.Shutdown(context.Background()) }()
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
 	if err := server.Serve(l); err != http.ErrServerClosed {
@@ -98,12 +94,27 @@ func serve(addr, table string, local bool) error {
 	return nil
 }
 
+// userKey holds the logged-in user's ID in the session data, and so names
+// the session's owner.
+const userKey = "user"
+
+// storeOptions are the example's store options: its table, and the owner
+// of each session from its data, decoded with scs's default codec.
+func storeOptions(table string) func(*dynamostore.Options) {
+	return func(o *dynamostore.Options) {
+		o.TableName = table
+		o.Owner = dynamostore.SessionValue(scs.GobCodec{}, userKey)
+	}
+}
+
 var page = template.Must(template.New("page").Parse(`<!doctype html>
 <title>dynamostore example</title>
 <h1>{{if .User}}Hello, {{.User}}{{else}}Hello, visitor{{end}}</h1>
 <p>Visits in this session: <strong id="visits">{{.Visits}}</strong></p>
 {{if .User}}
+<p>Your sessions: <strong id="sessions">{{.Sessions}}</strong> (log in from another browser to see two)</p>
 <form method="post" action="/logout"><button>Log out</button></form>
+<form method="post" action="/logout-everywhere"><button>Log out everywhere</button></form>
 {{else}}
 <form method="post" action="/login">
   <label>Name <input name="name" required></label>
@@ -112,16 +123,35 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
 {{end}}
 `))
 
-// newApp returns the example's routes, wrapped in scs's LoadAndSave.
-func newApp(sm *scs.SessionManager) http.Handler {
+// newApp returns the example's routes on sessions kept in store, behind a
+// CachedStore, wrapped in scs's LoadAndSave.
+func newApp(store *dynamostore.DynamoStore) http.Handler {
+	cached := dynamostore.NewCached(store)
+	sm := scs.New()
+	sm.Store = cached
+	sm.HashTokenInStore = true
+	sm.Lifetime = 24 * time.Hour
+	sm.IdleTimeout = 30 * time.Minute
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		visits := sm.GetInt(r.Context(), "visits") + 1
 		sm.Put(r.Context(), "visits", visits)
+		user := sm.GetString(r.Context(), userKey)
+		var sessions []string
+		if user != "" {
+			// A Query of the owner index and a read per session.
+			var err error
+			if sessions, err = store.OwnerTokens(r.Context(), user); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		page.Execute(w, struct {
-			User   string
-			Visits int
-		}{sm.GetString(r.Context(), "user"), visits})
+			User     string
+			Visits   int
+			Sessions int
+		}{user, visits, len(sessions)})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PostFormValue("name")
@@ -134,7 +164,21 @@ func newApp(sm *scs.SessionManager) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		sm.Put(r.Context(), "user", name)
+		sm.Put(r.Context(), userKey, name)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /logout-everywhere", func(w http.ResponseWriter, r *http.Request) {
+		// Every session of the user, this one included, in one Query and
+		// a delete each; Destroy keeps LoadAndSave from writing this one
+		// back.
+		if _, err := cached.DeleteOwner(r.Context(), sm.GetString(r.Context(), userKey)); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := sm.Destroy(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {

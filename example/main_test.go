@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,8 +12,7 @@ import (
 	"os"
 	"regexp"
 	"testing"
-
-	"github.com/alexedwards/scs/v2"
+	"time"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
@@ -23,7 +24,10 @@ func TestMain(m *testing.M) {
 	os.Exit(ddblocal.Run(m, &endpoint))
 }
 
-var visitsRE = regexp.MustCompile(`<strong id="visits">(\d+)</strong>`)
+var (
+	visitsRE   = regexp.MustCompile(`<strong id="visits">(\d+)</strong>`)
+	sessionsRE = regexp.MustCompile(`<strong id="sessions">(\d+)</strong>`)
+)
 
 // get fetches path with client and returns the page's greeting line and
 // visit count.
@@ -75,18 +79,28 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func TestExampleApp(t *testing.T) {
-	ctx := context.Background()
+// newServer serves the example app on a table of its own.
+func newServer(t *testing.T, table string) (*httptest.Server, *dynamostore.DynamoStore) {
+	t.Helper()
 	client := ddblocal.NewClient(endpoint)
-	setTable := func(o *dynamostore.Options) { o.TableName = "example-app" }
-	if err := dynamostore.CreateTable(ctx, client, setTable); err != nil {
+	if err := dynamostore.CreateTable(context.Background(), client, storeOptions(table)); err != nil {
 		t.Fatal(err)
 	}
-	store := dynamostore.NewWithCleanupInterval(client, 0, setTable)
-	sm := scs.New()
-	sm.Store = dynamostore.NewCached(store)
-	srv := httptest.NewServer(newApp(sm))
-	defer srv.Close()
+	store := dynamostore.NewWithCleanupInterval(client, 0, storeOptions(table))
+	srv := httptest.NewServer(newApp(store))
+	t.Cleanup(srv.Close)
+	return srv, store
+}
+
+// stored returns the key under which the store holds token: the app uses
+// scs's HashTokenInStore, which stores a SHA-256 hash in base64url.
+func stored(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func TestExampleApp(t *testing.T) {
+	srv, store := newServer(t, "example-app")
 
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar}
@@ -97,7 +111,7 @@ func TestExampleApp(t *testing.T) {
 		t.Fatalf("got %s visits: expected 2", v)
 	}
 	before := sessionCookie(t, jar, srv.URL)
-	if _, found, _ := store.Find(before); !found {
+	if _, found, _ := store.Find(stored(before)); !found {
 		t.Fatal("expected the session in DynamoDB")
 	}
 
@@ -119,7 +133,51 @@ func TestExampleApp(t *testing.T) {
 	if g, v := get(t, withCookie(loggedIn), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
 	}
-	if _, found, _ := store.Find(loggedIn); found {
+	if _, found, _ := store.Find(stored(loggedIn)); found {
 		t.Fatal("expected the destroyed session gone from DynamoDB")
 	}
+}
+
+// TestLogOutEverywhere: one user in two browsers sees two sessions, and
+// logging out everywhere in one logs the other out too.
+func TestLogOutEverywhere(t *testing.T) {
+	srv, _ := newServer(t, "example-everywhere")
+	var browsers [2]*http.Client
+	for i := range browsers {
+		jar, _ := cookiejar.New(nil)
+		browsers[i] = &http.Client{Jar: jar}
+		if g, _ := get(t, browsers[i], srv.URL, "/login", url.Values{"name": {"bo"}}); g != "Hello, bo" {
+			t.Fatalf("got %q: expected bo logged in", g)
+		}
+	}
+	// The owner index is eventually consistent: reload until it lists both.
+	hang := time.Now().Add(2 * time.Minute)
+	for sessionCount(t, browsers[0], srv.URL) != "2" {
+		if time.Now().After(hang) {
+			t.Fatal("expected the page to show 2 sessions")
+		}
+		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
+	}
+	if g, _ := get(t, browsers[0], srv.URL, "/logout-everywhere", url.Values{}); g != "Hello, visitor" {
+		t.Fatalf("got %q: expected logged out", g)
+	}
+	if g, v := get(t, browsers[1], srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected the other browser logged out too", g, v)
+	}
+}
+
+// sessionCount returns the number of sessions the home page shows.
+func sessionCount(t *testing.T, c *http.Client, base string) string {
+	t.Helper()
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := sessionsRE.FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no session count in %s", body)
+	}
+	return string(m[1])
 }

@@ -6,9 +6,10 @@
 //
 //	dynamostore SUBCOMMAND [flags]
 //
-// Subcommands: create-table, check, delete-expired, stats. Every subcommand
-// takes --table, --key-attribute, --data-attribute, --expiry-attribute and
-// --key-prefix (defaults as the library's Options), and --endpoint, --region
+// Subcommands: create-table, check, delete-expired, stats, sessions, revoke.
+// Every subcommand takes --table, --key-attribute, --data-attribute,
+// --expiry-attribute, --key-prefix, --owner-attribute and --owner-index
+// (defaults as the library's Options), and --endpoint, --region
 // and --profile; otherwise the standard AWS configuration chain applies
 // (environment, shared config, AWS_ENDPOINT_URL_DYNAMODB). Run
 // `dynamostore SUBCOMMAND --help` for a subcommand's flags.
@@ -41,10 +42,13 @@ import (
 const usage = `usage: dynamostore SUBCOMMAND [flags]
 
 Subcommands:
-  create-table    create the session table (on-demand, TTL on the expiry attribute)
-  check           check the table's key schema and TTL against the options
+  create-table    create the session table (on-demand, owner index, TTL on the expiry attribute),
+                  or add the owner index and TTL to an existing one
+  check           check the table's key schema, owner index and TTL against the options
   delete-expired  delete expired sessions once (--dry-run only counts them)
   stats           count live and expired sessions and their sizes (a full Scan)
+  sessions        count one owner's live sessions (--owner ID; a Query of the owner index)
+  revoke          delete every session of one owner (--owner ID; a Query of the owner index)
 
 Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
 `
@@ -77,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"check":          check,
 		"delete-expired": deleteExpired,
 		"stats":          stats,
+		"sessions":       sessions,
+		"revoke":         revoke,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -104,6 +110,8 @@ type flags struct {
 	dryRun                    bool
 	segments                  int
 	readRate                  float64
+	owner                     string
+	showTokens                bool
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
@@ -115,6 +123,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.opts.DataAttribute, "data-attribute", "data", "session data attribute, type B")
 	fs.StringVar(&f.opts.ExpiryAttribute, "expiry-attribute", "expires", "expiry attribute, type N, Unix seconds; the TTL attribute")
 	fs.StringVar(&f.opts.KeyPrefix, "key-prefix", "", "prefix of this application's keys")
+	fs.StringVar(&f.opts.OwnerAttribute, "owner-attribute", "owner", "owner attribute, type S; the owner index's partition key")
+	fs.StringVar(&f.opts.OwnerIndex, "owner-index", "owner-index", "global secondary index on the owner attribute")
 	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: from the AWS configuration)")
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config profile")
@@ -123,6 +133,12 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments, each with 8 deletes in flight")
 		fs.Float64Var(&f.readRate, "read-rate", 0, "cap on read capacity `units` per second for the Scan; 0 for none")
 		fs.DurationVar(&f.opts.SweepGrace, "grace", time.Minute, "delete only sessions expired at least this long, to allow for clock skew between instances")
+	}
+	if name == "sessions" || name == "revoke" {
+		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
+	}
+	if name == "sessions" {
+		fs.BoolVar(&f.showTokens, "show-tokens", false, "also print the tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
@@ -135,6 +151,10 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 		fmt.Fprintf(stderr, "dynamostore %s: unexpected argument %q\n", name, fs.Arg(0))
 		return nil, errors.New("unexpected argument")
 	}
+	if (name == "sessions" || name == "revoke") && f.owner == "" {
+		fmt.Fprintf(stderr, "dynamostore %s: --owner is required\n", name)
+		return nil, errors.New("missing --owner")
+	}
 	return f, nil
 }
 
@@ -145,6 +165,8 @@ func (f *flags) options(o *dynamostore.Options) {
 	o.DataAttribute = f.opts.DataAttribute
 	o.ExpiryAttribute = f.opts.ExpiryAttribute
 	o.KeyPrefix = f.opts.KeyPrefix
+	o.OwnerAttribute = f.opts.OwnerAttribute
+	o.OwnerIndex = f.opts.OwnerIndex
 	o.SweepSegments = f.segments
 	o.SweepReadRate = f.readRate
 	o.SweepGrace = f.opts.SweepGrace // set by delete-expired's --grace; only sweeps use it
@@ -199,7 +221,8 @@ func createTable(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil || d.TimeToLiveDescription == nil || d.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusDisabled {
 		ttl = "TTL not enabled (this endpoint has no TTL API); only the sweeper deletes expired sessions"
 	}
-	fmt.Fprintf(out, "table %s is ready: partition key %s (S), %s\n", f.opts.TableName, f.opts.KeyAttribute, ttl)
+	fmt.Fprintf(out, "table %s is ready: partition key %s (S), index %s on %s, %s\n",
+		f.opts.TableName, f.opts.KeyAttribute, f.opts.OwnerIndex, f.opts.OwnerAttribute, ttl)
 	return nil
 }
 
@@ -239,6 +262,17 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 	if len(keys) != 1 || keys[0] != want {
 		problems = append(problems, fmt.Sprintf("key schema is %s, want %s only", strings.Join(keys, ", "), want))
 	}
+	idx := findIndex(t, f.opts.OwnerIndex)
+	switch {
+	case idx == nil:
+		// Only DeleteOwner and OwnerTokens need it.
+		fmt.Fprintf(out, "owner index: %s missing; revoke, sessions and DeleteOwner need it: add it with 'dynamostore create-table', which keeps the table and its sessions\n", f.opts.OwnerIndex)
+	case len(idx.KeySchema) != 1 || aws.ToString(idx.KeySchema[0].AttributeName) != f.opts.OwnerAttribute:
+		fmt.Fprintf(out, "owner index: %s, %s\n", f.opts.OwnerIndex, idx.IndexStatus)
+		problems = append(problems, fmt.Sprintf("index %s is not keyed on %s alone", f.opts.OwnerIndex, f.opts.OwnerAttribute))
+	default:
+		fmt.Fprintf(out, "owner index: %s on %s, %s, projection %s\n", f.opts.OwnerIndex, f.opts.OwnerAttribute, idx.IndexStatus, idx.Projection.ProjectionType)
+	}
 	ttl, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &f.opts.TableName})
 	switch {
 	case err != nil:
@@ -262,6 +296,47 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	fmt.Fprintln(out, "ok")
+	return nil
+}
+
+// findIndex returns the table's global secondary index name, or nil.
+func findIndex(t *types.TableDescription, name string) *types.GlobalSecondaryIndexDescription {
+	for i, g := range t.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == name {
+			return &t.GlobalSecondaryIndexes[i]
+		}
+	}
+	return nil
+}
+
+func sessions(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := dynamostore.NewWithCleanupInterval(client, 0, f.options).OwnerTokens(ctx, f.owner)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "live sessions: %d\n", len(tokens))
+	if f.showTokens {
+		for _, t := range tokens {
+			fmt.Fprintln(out, t)
+		}
+	}
+	return nil
+}
+
+func revoke(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := dynamostore.NewWithCleanupInterval(client, 0, f.options).DeleteOwner(ctx, f.owner)
+	if err != nil {
+		return fmt.Errorf("revoked %d sessions before: %w", n, err)
+	}
+	fmt.Fprintf(out, "revoked %d sessions\n", n)
 	return nil
 }
 

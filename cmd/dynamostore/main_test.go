@@ -243,3 +243,77 @@ func TestProgressLine(t *testing.T) {
 		t.Fatalf("got %q, %v after the sweep: expected the line ended when the sweep ends", rest, err)
 	}
 }
+
+func TestSessionsAndRevoke(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	if code, out, errOut := dynamostoreCmd(t, "create-table", "--table", name); code != 0 || !strings.Contains(out, "index owner-index on owner") {
+		t.Fatalf("got %d, %q, %q: expected the table created with its owner index", code, out, errOut)
+	}
+	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
+	code, out, _ := dynamostoreCmd(t, "check", "--table", name)
+	if !strings.Contains(out, "owner index: owner-index on owner, ACTIVE, projection KEYS_ONLY") {
+		t.Fatalf("got %d, %q: expected the owner index reported", code, out)
+	}
+	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
+		o.TableName = name
+		o.KeyPrefix = "app:"
+		o.Owner = func(b []byte) (string, bool) { return string(b), len(b) > 0 }
+	})
+	for token, owner := range map[string]string{"t1": "user 1", "t2": "user 1", "t3": "user 2"} {
+		if err := store.Commit(token, []byte(owner), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The owner index is eventually consistent: wait until it has both.
+	hang := time.Now().Add(2 * time.Minute)
+	for {
+		code, out, errOut := dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1")
+		if code != 0 {
+			t.Fatalf("got %d, %q, %q: expected a count", code, out, errOut)
+		}
+		if out == "live sessions: 2\n" {
+			break
+		}
+		if time.Now().After(hang) {
+			t.Fatalf("got %q: expected 2 live sessions", out)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
+	}
+	code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1", "--show-tokens")
+	if code != 0 || out != "live sessions: 2\nt1\nt2\n" {
+		t.Fatalf("got %d, %q: expected the count and the tokens", code, out)
+	}
+	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--key-prefix", "app:", "--owner", "user 1")
+	if code != 0 || out != "revoked 2 sessions\n" {
+		t.Fatalf("got %d, %q, %q: expected 2 sessions revoked", code, out, errOut)
+	}
+	if _, found, err := store.Find("t3"); !found || err != nil {
+		t.Fatalf("got %v, %v: expected the other owner's session kept", found, err)
+	}
+	if code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1"); out != "live sessions: 0\n" {
+		t.Fatalf("got %d, %q: expected none left", code, out)
+	}
+
+	// --owner is required, and said so in one line.
+	for _, cmd := range []string{"sessions", "revoke"} {
+		code, out, errOut := dynamostoreCmd(t, cmd, "--table", name)
+		if code != 2 || out != "" || errOut != "dynamostore "+cmd+": --owner is required\n" {
+			t.Fatalf("got %d, %q, %q: expected a one-line usage error", code, out, errOut)
+		}
+	}
+}
+
+func TestOwnerIndexMissing(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	_, out, _ := dynamostoreCmd(t, "check", "--table", name)
+	if !strings.Contains(out, "owner index: owner-index missing") || !strings.Contains(out, "dynamostore create-table") {
+		t.Fatalf("got %q: expected the missing index reported, with how to add it", out)
+	}
+	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1")
+	if code != 1 || out != "" || !strings.Contains(errOut, `has no index "owner-index"`) || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q, %q: expected one line about the missing index", code, out, errOut)
+	}
+}

@@ -47,6 +47,7 @@ func main() {
 		{pattern: "^Benchmark(CachedHit|CacheLibraries)$", benchtime: "1s", count: 3},
 		{pattern: "^BenchmarkCompression$", benchtime: fmt.Sprintf("%dx", 500/scale), count: 1},
 		{pattern: "^BenchmarkCodec$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
+		{pattern: "^BenchmarkOwner$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkSweep$", benchtime: "1x", count: 1, env: []string{"DYNAMOSTORE_BENCH_SWEEP_ITEMS=" + sweepItems}},
 	}
 	start := time.Now()
@@ -254,6 +255,12 @@ func write(w io.Writer, results map[string][]metrics, took time.Duration, quick 
 		fmt.Fprintf(w, "| %s | %s | %s |\n", size,
 			us(median(values(results, "BenchmarkCodec/"+size+"/compress", "ns/op"))),
 			us(median(values(results, "BenchmarkCodec/"+size+"/decompress", "ns/op"))))
+	}
+
+	fmt.Fprintf(w, "\n## The owner of a session\n\n`Options.Owner` made by `SessionValue(scs.GobCodec{}, \"user_id\")` decodes the session data on every Commit (BenchmarkOwner), beside the encode scs does for every Commit anyway; median of three:\n\n| Session | scs's encode | SessionValue | ratio |\n|---|---|---|---|\n")
+	for _, size := range []string{"1KB", "4KB"} {
+		enc, dec := median(values(results, "BenchmarkOwner/"+size+"/scs-encode", "ns/op")), median(values(results, "BenchmarkOwner/"+size+"/session-value", "ns/op"))
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", size, us(enc), us(dec), dec/enc)
 	}
 
 	if notes, err := os.ReadFile(filepath.Join("internal", "benchreport", "profile.md")); err == nil {
