@@ -4,7 +4,8 @@
 // Each session is one item: the token (behind an optional key prefix) is the
 // partition key, the session data is a binary attribute holding exactly the
 // bytes scs encodes (or, with Options.CompressAbove, those bytes compressed
-// with zstd), and the expiry is two number attributes: whole Unix seconds,
+// with zstd; with Options.Encryption, sealed by an AEAD), and the expiry is
+// two number attributes: whole Unix seconds,
 // rounded up, which is the table's TTL attribute, and the exact expiry in
 // Unix milliseconds. A session is live until its expiry, to the millisecond.
 // Find is one GetItem, Commit one PutItem and Delete one DeleteItem; nothing
@@ -152,9 +153,31 @@ type Options struct {
 	// CreateTable creates it. The default is "owner-index".
 	OwnerIndex string
 
-	// Logger receives the sweeper's errors and notes about corrupt items
-	// that All skips; neither carries a token or session data. The default
-	// is slog.Default().
+	// Encryption, when set, seals session data before Commit stores it and
+	// opens it when Find reads it, so that a reader of the table (a backup,
+	// an export, a role that may Scan) learns neither the data nor, with
+	// scs's HashTokenInStore, a usable token. The associated data binds
+	// each ciphertext to its item's key (KeyPrefix and token as stored),
+	// not to the table, so a restored backup still opens; a ciphertext
+	// copied onto another session's key does not. Data is compressed
+	// (CompressAbove) before it is sealed. Sealed data goes in
+	// DataAttribute followed by "_sealed" (or "_zstd_sealed"), so items
+	// written before Encryption was set still read, and are sealed at
+	// their next Commit; Reseal seals them all at once. tink-go's tink.AEAD
+	// satisfies AEAD, with key rotation by its keyset. The default is nil:
+	// data is stored as scs encodes it.
+	Encryption AEAD
+
+	// RequireEncryption makes an item whose data is not sealed unreadable,
+	// as a corrupt one is: for when every item has been sealed (see
+	// Reseal), so that whoever can write to the table cannot plant a
+	// session. Without Encryption it has no effect, and New logs that at
+	// Error. The default is false.
+	RequireEncryption bool
+
+	// Logger receives the sweeper's errors and notes about items that Find,
+	// All and OwnerTokens cannot read; none carries a token, an owner or
+	// session data. The default is slog.Default().
 	Logger *slog.Logger
 
 	// now is the store's clock, time.Now unless a test moves it.
@@ -167,21 +190,24 @@ const (
 	maxKeyBytes  = 2048       // partition key value
 )
 
+// AEAD seals and opens session data. tink-go's tink.AEAD satisfies it (a keyset
+// handle's primitive, so key rotation is the keyset's), as does any AES-GCM or
+// XChaCha20-Poly1305 wrapper with the same two methods.
+type AEAD interface {
+	Encrypt(plaintext, associatedData []byte) ([]byte, error)
+	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
+}
+
 // ErrTooLarge is returned, wrapped, by Commit when the session data cannot fit
 // in DynamoDB's 400 KB item limit together with the key, the expiry and the
 // attribute names. Test for it with errors.Is. Nothing is written, so the
 // session's previous data stays as it was.
 var ErrTooLarge = errors.New("session too large for a DynamoDB item (400 KB limit)")
 
-// Compressed session data. The attribute name marks the format, so items
-// written without compression, or by older versions, read as they always did.
-const (
-	zstdSuffix = "_zstd"
-	// maxDecodedBytes bounds what a compressed item may expand to, so a
-	// corrupt or hostile item cannot exhaust memory. Commit refuses to
-	// write more than this.
-	maxDecodedBytes = 16 << 20
-)
+// maxDecodedBytes bounds what a compressed item may expand to, so a corrupt
+// or hostile item cannot exhaust memory. Commit refuses to write more than
+// this.
+const maxDecodedBytes = 16 << 20
 
 var (
 	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
@@ -233,12 +259,17 @@ type DynamoStore struct {
 	tableName    string
 	keyAttr      string
 	dataAttr     string
-	zdataAttr    string // compressed data
+	dataAttrs    [4]string // by format: see formatIndex
 	expiryAttr   string
 	expiryMsAttr string // the exact expiry, in Unix milliseconds
 	compress     int    // CompressAbove; 0 for never
 	prefix       string
 	consistent   *bool
+	aead         AEAD // Options.Encryption
+	requireSeal  bool // Options.RequireEncryption, with Encryption
+
+	// unreadable limits the warnings about items that cannot be read.
+	unreadable rate.Sometimes
 
 	ownerOf       func([]byte) (string, bool) // Options.Owner
 	ownerAttr     string
@@ -290,12 +321,14 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		tableName:    o.TableName,
 		keyAttr:      o.KeyAttribute,
 		dataAttr:     o.DataAttribute,
-		zdataAttr:    o.DataAttribute + zstdSuffix,
 		expiryAttr:   o.ExpiryAttribute,
 		expiryMsAttr: o.ExpiryAttribute + sessionitem.MillisSuffix,
 		compress:     max(o.CompressAbove, 0),
 		prefix:       o.KeyPrefix,
 		consistent:   &consistent,
+		aead:         o.Encryption,
+		requireSeal:  o.RequireEncryption && o.Encryption != nil,
+		unreadable:   rate.Sometimes{First: 10, Interval: time.Minute},
 		ownerOf:      o.Owner,
 		ownerAttr:    o.OwnerAttribute,
 		ownerIndex:   &o.OwnerIndex,
@@ -312,8 +345,15 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
 		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
 	}
+	for i, f := range sessionitem.Formats {
+		s.dataAttrs[i] = f.Attribute(o.DataAttribute)
+	}
 	if o.Owner != nil {
 		s.ownerConflict = ownerConflict(o)
+	}
+	if o.RequireEncryption && o.Encryption == nil {
+		s.logger.Error("dynamostore: Options.RequireEncryption has no effect without Options.Encryption; items are read and written unsealed",
+			"table", s.tableName)
 	}
 	if o.CleanupInterval > 0 {
 		s.startCleanup()
@@ -397,7 +437,10 @@ func (s *DynamoStore) find(ctx context.Context, token string) ([]byte, time.Time
 	}
 	data, expiry, err := s.decode(out.Item)
 	if err != nil {
-		return nil, time.Time{}, false, s.opError("find", err)
+		// No session, not an error: scs turns a Find error into a 500 for
+		// every request with this cookie until it expires.
+		s.logUnreadable("find", err)
+		return nil, time.Time{}, false, nil
 	}
 	if sessionitem.Expired(expiry, s.now()) {
 		return nil, time.Time{}, false, nil
@@ -422,26 +465,42 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	if !ok {
 		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
+	return s.commit(ctx, "commit", key, b, expiry, nil)
+}
+
+// commit writes the session with key, data b and expiry, in one PutItem
+// that takes its condition, when cond is not nil, from cond. op names the
+// operation in errors.
+func (s *DynamoStore) commit(ctx context.Context, op, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput) error {
 	if s.ownerConflict != nil {
-		return s.opError("commit", s.ownerConflict)
+		return s.opError(op, s.ownerConflict)
 	}
 	exp, expMs := sessionitem.ExpiryValues(expiry)
-	attr, stored := s.dataAttr, b
+	var format sessionitem.Format
+	stored := b
 	if s.compress > 0 && len(b) >= s.compress {
 		if len(b) > maxDecodedBytes {
-			return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data exceed the %d-byte limit for compressed sessions: %w", s.tableName, len(b), maxDecodedBytes, ErrTooLarge)
+			return fmt.Errorf("dynamostore: %s in table %q: %d bytes of data exceed the %d-byte limit for compressed sessions: %w", op, s.tableName, len(b), maxDecodedBytes, ErrTooLarge)
 		}
 		if z := compress(b); z != nil {
-			attr, stored = s.zdataAttr, z
+			format.Compressed, stored = true, z
 		}
 	}
+	if s.aead != nil {
+		sealed, err := s.aead.Encrypt(stored, associatedData(key, format.Compressed))
+		if err != nil {
+			return s.opError(op+": encrypt", err)
+		}
+		format.Sealed, stored = true, sealed
+	}
+	attr := s.dataAttrs[formatIndex(format)]
 	owner, hasOwner := s.owner(b)
 	size := s.itemSize(key, attr, len(stored), exp, expMs)
 	if hasOwner {
 		size += len(s.ownerAttr) + len(owner)
 	}
 	if size > maxItemBytes {
-		return fmt.Errorf("dynamostore: commit in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", s.tableName, len(b), len(stored), size, ErrTooLarge)
+		return fmt.Errorf("dynamostore: %s in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", op, s.tableName, len(b), len(stored), size, ErrTooLarge)
 	}
 	if stored == nil {
 		// The SDK sends a nil binary value as a missing one; store empty data.
@@ -458,9 +517,14 @@ func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	if hasOwner {
 		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
 	}
-	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item})
-	if err != nil {
-		return s.opError("commit", err)
+	input := &dynamodb.PutItemInput{TableName: s.table, Item: item}
+	if cond != nil {
+		input.ConditionExpression = cond.ConditionExpression
+		input.ExpressionAttributeNames = cond.ExpressionAttributeNames
+		input.ExpressionAttributeValues = cond.ExpressionAttributeValues
+	}
+	if _, err := s.client.PutItem(ctx, input); err != nil {
+		return s.opError(op, err)
 	}
 	return nil
 }
@@ -525,7 +589,7 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 			}
 			data, expiry, err := s.decode(item)
 			if err != nil {
-				s.logger.Warn("dynamostore: all: skipping an item that cannot be decoded", "table", s.tableName, "error", err)
+				s.logUnreadable("all", err)
 				continue
 			}
 			if !sessionitem.Expired(expiry, now) {
@@ -565,25 +629,77 @@ func (s *DynamoStore) key(token string) (string, bool) {
 	return key, true
 }
 
-// decode returns an item's session data and expiry in Unix milliseconds.
-// Its errors name the attribute at fault, never the key or the data.
+// decode returns an item's session data and expiry in Unix milliseconds,
+// opening and decompressing the data as its attribute's name says. Its
+// errors name the attribute at fault, never the key or the data.
 func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
-	var data []byte
-	if raw, ok := item[s.dataAttr].(*types.AttributeValueMemberB); ok {
-		data = raw.Value
-	} else if z, ok := item[s.zdataAttr].(*types.AttributeValueMemberB); ok {
-		var err error
-		if data, err = decompress(z.Value); err != nil {
-			return nil, 0, fmt.Errorf("corrupt item: attribute %q is not zstd data of at most %d bytes", s.zdataAttr, maxDecodedBytes)
+	data, format, err := sessionitem.Data(item, s.dataAttr)
+	if err != nil {
+		return nil, 0, err
+	}
+	attr := s.dataAttrs[formatIndex(format)]
+	switch {
+	case format.Sealed && s.aead == nil:
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q is sealed, and the store has no Options.Encryption", attr)
+	case format.Sealed:
+		key, _ := item[s.keyAttr].(*types.AttributeValueMemberS)
+		if key == nil {
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q, the key, is missing or not of type S", s.keyAttr)
 		}
-	} else {
-		return nil, 0, fmt.Errorf("corrupt item: attribute %q (or %q) is missing or not of type B", s.dataAttr, s.zdataAttr)
+		if data, err = s.aead.Decrypt(data, associatedData(key.Value, format.Compressed)); err != nil {
+			// The AEAD's error says nothing a log needs: tampered, or a
+			// key the keyset no longer has.
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q does not open with Options.Encryption (tampered, copied from another key, or sealed with a key no longer in the keyset)", attr)
+		}
+	case s.requireSeal:
+		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not sealed, and Options.RequireEncryption is set", attr)
+	}
+	if format.Compressed {
+		if data, err = decompress(data); err != nil {
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q is not zstd data of at most %d bytes", attr, maxDecodedBytes)
+		}
+	}
+	if data == nil {
+		data = []byte{}
 	}
 	expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
 	if err != nil {
 		return nil, 0, err
 	}
 	return data, expiry, nil
+}
+
+// formatIndex returns the index of f in sessionitem.Formats.
+func formatIndex(f sessionitem.Format) int {
+	i := 0
+	if f.Compressed {
+		i |= 1
+	}
+	if f.Sealed {
+		i |= 2
+	}
+	return i
+}
+
+// associatedData binds a sealed item's data to its key, and to whether the
+// sealed bytes are compressed: one byte, 'z' or 'p', then the key.
+func associatedData(key string, compressed bool) []byte {
+	ad := make([]byte, 0, 1+len(key))
+	if compressed {
+		ad = append(ad, 'z')
+	} else {
+		ad = append(ad, 'p')
+	}
+	return append(ad, key...)
+}
+
+// logUnreadable warns of an item that op could not read: its error names
+// the attribute, never the key or the data. The first ten warnings of a
+// store are logged, then one a minute.
+func (s *DynamoStore) logUnreadable(op string, err error) {
+	s.unreadable.Do(func() {
+		s.logger.Warn("dynamostore: "+op+": an item that cannot be read is no session; skipped", "table", s.tableName, "error", err)
+	})
 }
 
 // itemSize returns the size DynamoDB counts for a session item: the UTF-8

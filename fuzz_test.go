@@ -17,10 +17,11 @@ import (
 // seconds; `make fuzz FUZZTIME=10m` runs longer.
 
 // FuzzDecode feeds decode items of arbitrary shape: each of the data and
-// expiry attributes missing or of any type, data under the plain or the
-// compressed attribute, and arbitrary bytes where zstd frames are expected.
-// decode must never panic, must return the data and expiry it was given when
-// they are well formed, and its errors name attributes only.
+// expiry attributes missing or of any type, data under the plain, the
+// compressed or the sealed attribute, arbitrary bytes where zstd frames or
+// ciphertexts are expected, and data sealed for real. decode must never
+// panic, must return the data and expiry it was given when they are well
+// formed, and its errors name attributes only.
 func FuzzDecode(f *testing.F) {
 	f.Add(uint8(1), []byte("session"), uint8(3), "1795000000", uint8(0))
 	f.Add(uint8(1), []byte("session"), uint8(3), "1795000000.75", uint8(2))
@@ -29,16 +30,30 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(0), []byte(nil), uint8(0), "", uint8(0))
 	f.Add(uint8(6), []byte("list"), uint8(3), "1e400", uint8(1))
 	f.Add(uint8(1), []byte{}, uint8(3), "NaN", uint8(2))
-	s := NewWithCleanupInterval(nil, 0)
+	f.Add(uint8(1), []byte("not a ciphertext"), uint8(3), "1795000000", uint8(3))
+	f.Add(uint8(1), []byte("session"), uint8(3), "1795000000", uint8(4))
+	aead := newAEAD(f)
+	s := NewWithCleanupInterval(nil, 0, func(o *Options) { o.Encryption = aead })
 	f.Fuzz(func(t *testing.T, dataKind uint8, data []byte, expKind uint8, exp string, mode uint8) {
-		item := map[string]types.AttributeValue{}
+		// mode%5: 0 plain, 1 arbitrary bytes as zstd, 2 zstd, 3 arbitrary
+		// bytes as a ciphertext, 4 sealed.
+		const key = "fuzz-key"
+		item := map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}}
 		stored := data
-		if mode%3 == 2 {
-			stored = zstdEncoder().EncodeAll(data, nil)
-		}
 		name := s.dataAttr
-		if mode%3 != 0 {
-			name = s.zdataAttr
+		switch mode % 5 {
+		case 1:
+			name = s.dataAttrs[1]
+		case 2:
+			name, stored = s.dataAttrs[1], zstdEncoder().EncodeAll(data, nil)
+		case 3:
+			name = s.dataAttrs[2]
+		case 4:
+			sealed, err := aead.Encrypt(data, associatedData(key, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, stored = s.dataAttrs[2], sealed
 		}
 		if v := attributeOfKind(dataKind, stored); v != nil {
 			item[name] = v
@@ -62,7 +77,7 @@ func FuzzDecode(f *testing.F) {
 		if want := seconds * 1000; perr != nil || want/1000 == seconds && expiry != want {
 			t.Fatalf("got expiry %d ms from %q s: expected %d (%v)", expiry, exp, want, perr)
 		}
-		if mode%3 != 1 && !bytes.Equal(got, data) {
+		if m := mode % 5; m != 1 && m != 3 && !bytes.Equal(got, data) {
 			t.Fatalf("got %q: expected %q", got, data)
 		}
 		if got == nil {

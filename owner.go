@@ -91,8 +91,11 @@ func (s *DynamoStore) owner(b []byte) (string, bool) {
 // another attribute of a session item or of the sweeper lease, whose value
 // the owner would replace.
 func ownerConflict(o Options) error {
-	for _, attr := range []string{o.KeyAttribute, o.DataAttribute, o.DataAttribute + zstdSuffix,
-		o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr} {
+	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr}
+	for _, f := range sessionitem.Formats {
+		taken = append(taken, f.Attribute(o.DataAttribute))
+	}
+	for _, attr := range taken {
 		if o.OwnerAttribute == attr {
 			return fmt.Errorf("owner attribute %q (Options.OwnerAttribute) is also the name of another attribute of a session item or of the sweeper lease; choose another", attr)
 		}
@@ -187,7 +190,7 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 	}
 	expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
 	if err != nil {
-		s.logger.Warn("dynamostore: owner tokens: skipping an item that cannot be decoded", "table", s.tableName, "error", err)
+		s.logUnreadable("owner tokens", err)
 		return "", false
 	}
 	if sessionitem.Expired(expiry, now) {

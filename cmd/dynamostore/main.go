@@ -381,8 +381,8 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nunreadable items: %d\n",
-		st.scanned, st.live, st.expired, st.compressed, st.corrupt)
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable items: %d\n",
+		st.scanned, st.live, st.expired, st.compressed, st.sealed, st.corrupt)
 	if len(st.sizes) == 0 {
 		return nil
 	}
@@ -395,7 +395,7 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 
 type tableStats struct {
 	scanned, live, expired, corrupt int
-	compressed                      int
+	compressed, sealed              int
 	sizes                           []int // data bytes of sessions, live and expired
 }
 
@@ -415,19 +415,25 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 				continue // another application's, or the sweeper's lease
 			}
 			st.scanned++
-			data, okData := item[f.opts.DataAttribute].(*types.AttributeValueMemberB)
-			if !okData {
-				// Compressed (Options.CompressAbove): sized as stored.
-				if data, okData = item[f.opts.DataAttribute+"_zstd"].(*types.AttributeValueMemberB); okData {
-					st.compressed++
-				}
-			}
-			expiry, err := sessionitem.ExpiryMillis(item, f.opts.ExpiryAttribute)
-			if !okData || err != nil {
+			// Sized as stored: compressed, sealed or plain, as the
+			// attribute's name says; reading it needs no key.
+			data, format, err := sessionitem.Data(item, f.opts.DataAttribute)
+			if err != nil {
 				st.corrupt++
 				continue
 			}
-			st.sizes = append(st.sizes, len(data.Value))
+			expiry, err := sessionitem.ExpiryMillis(item, f.opts.ExpiryAttribute)
+			if err != nil {
+				st.corrupt++
+				continue
+			}
+			if format.Compressed {
+				st.compressed++
+			}
+			if format.Sealed {
+				st.sealed++
+			}
+			st.sizes = append(st.sizes, len(data))
 			if sessionitem.Expired(expiry, at) {
 				st.expired++
 			} else {

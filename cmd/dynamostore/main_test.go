@@ -14,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
@@ -162,6 +164,45 @@ func TestStatsCompressed(t *testing.T) {
 		t.Fatalf("got %d, %q: expected stats", code, errOut)
 	}
 	for _, want := range []string{"live sessions: 2", "compressed sessions: 1", "unreadable items: 0"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("got %q: expected %q", out, want)
+		}
+	}
+}
+
+// TestStatsEncrypted: stats counts sealed sessions, and needs no key to.
+func TestStatsEncrypted(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
+		o.TableName = name
+		o.CompressAbove = 1024
+		o.Encryption = a
+	})
+	plain := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) { o.TableName = name })
+	for _, err := range []error{
+		sealed.Commit("big", bytes.Repeat([]byte("session "), 500), time.Now().Add(time.Hour)),
+		sealed.Commit("small", []byte("session"), time.Now().Add(time.Hour)),
+		plain.Commit("plain", []byte("session"), time.Now().Add(time.Hour)),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name)
+	if code != 0 {
+		t.Fatalf("got %d, %q: expected stats", code, errOut)
+	}
+	for _, want := range []string{"live sessions: 3", "compressed sessions: 1", "encrypted sessions: 2", "unreadable items: 0"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}

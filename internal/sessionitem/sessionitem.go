@@ -1,5 +1,13 @@
-// Package sessionitem holds the rules for a session item's expiry that the
-// store and the command-line tool share, so that both read an item alike.
+// Package sessionitem holds the rules for a session item that the store and
+// the command-line tool share, so that both read an item alike: which
+// attribute holds the data, in which format, and when the session expires.
+//
+// The data is in exactly one of four attributes, whose name tells its
+// format, since session data can start with any bytes and a header could
+// not tell plain data from the rest: DataAttribute holds the bytes scs
+// encodes; ZstdSuffix after the name marks them compressed with zstd, and
+// SealedSuffix after that marks them sealed with an AEAD (compressed
+// first, when both).
 //
 // An item's expiry is in two attributes. ExpiryAttribute is the table's TTL
 // attribute: whole Unix seconds, the format DynamoDB documents for TTL,
@@ -18,6 +26,65 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
+
+// ZstdSuffix and SealedSuffix follow the data attribute's name to mark data
+// compressed with zstd and sealed with an AEAD.
+const (
+	ZstdSuffix   = "_zstd"
+	SealedSuffix = "_sealed"
+)
+
+// Format is how an item stores its session data.
+type Format struct {
+	Compressed bool // zstd
+	Sealed     bool // encrypted and authenticated
+}
+
+// Attribute returns the name of the attribute that holds data in format f.
+func (f Format) Attribute(dataAttr string) string {
+	switch {
+	case f.Compressed && f.Sealed:
+		return dataAttr + ZstdSuffix + SealedSuffix
+	case f.Compressed:
+		return dataAttr + ZstdSuffix
+	case f.Sealed:
+		return dataAttr + SealedSuffix
+	}
+	return dataAttr
+}
+
+// Formats lists every format an item's data may be in.
+var Formats = []Format{{}, {Compressed: true}, {Sealed: true}, {Compressed: true, Sealed: true}}
+
+// Data returns the stored data of item, as it is in the table, and its
+// format. Its errors, when the item has no data attribute of type B or more
+// than one, name the attribute at fault, never the item's key or data.
+func Data(item map[string]types.AttributeValue, dataAttr string) ([]byte, Format, error) {
+	var (
+		data  []byte
+		found Format
+		n     int
+	)
+	for _, f := range Formats {
+		v, ok := item[f.Attribute(dataAttr)]
+		if !ok {
+			continue
+		}
+		b, ok := v.(*types.AttributeValueMemberB)
+		if !ok {
+			return nil, Format{}, fmt.Errorf("corrupt item: attribute %q is not of type B", f.Attribute(dataAttr))
+		}
+		data, found, n = b.Value, f, n+1
+	}
+	switch n {
+	case 0:
+		return nil, Format{}, fmt.Errorf("corrupt item: attribute %q (or it followed by %q, %q or %q) is missing",
+			dataAttr, ZstdSuffix, SealedSuffix, ZstdSuffix+SealedSuffix)
+	case 1:
+		return data, found, nil
+	}
+	return nil, Format{}, fmt.Errorf("corrupt item: attribute %q is there in more than one format", dataAttr)
+}
 
 // MillisSuffix follows the expiry attribute's name in the name of the
 // attribute that holds the exact expiry in Unix milliseconds.

@@ -1,0 +1,528 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// newAEAD returns tink's AES-256-GCM AEAD on a new keyset of one key.
+func newAEAD(tb testing.TB) tink.AEAD {
+	tb.Helper()
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return primitive(tb, h)
+}
+
+func primitive(tb testing.TB, h *keyset.Handle) tink.AEAD {
+	tb.Helper()
+	a, err := aead.New(h)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+func withEncryption(a AEAD) func(*Options) {
+	return func(o *Options) { o.Encryption = a }
+}
+
+// assertSealed fails unless the item's data is in the sealed attribute
+// alone and holds no run of 8 bytes of data.
+func assertSealed(t *testing.T, item map[string]types.AttributeValue, attr string, data []byte) {
+	t.Helper()
+	v, ok := item[attr].(*types.AttributeValueMemberB)
+	if !ok {
+		t.Fatalf("got item with %v: expected the data in %q", mapKeysOf(item), attr)
+	}
+	for _, f := range sessionitem.Formats {
+		if a := f.Attribute("data"); a != attr && item[a] != nil {
+			t.Fatalf("got %q beside %q: expected one data attribute", a, attr)
+		}
+	}
+	for i := 0; i+8 <= len(data); i++ {
+		if bytes.Contains(v.Value, data[i:i+8]) {
+			t.Fatalf("found bytes %d to %d of the data in the sealed item", i, i+8)
+		}
+	}
+}
+
+func mapKeysOf(m map[string]types.AttributeValue) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func TestSealedCommitFind(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil, withEncryption(newAEAD(t)), func(o *Options) { o.CompressAbove = 1024 })
+	expiry := time.Now().Add(time.Hour)
+	for _, c := range []struct {
+		size int
+		attr string
+	}{{200, "data_sealed"}, {4096, "data_zstd_sealed"}} {
+		data := gobSession(t, c.size, uint64(c.size))
+		token := fmt.Sprintf("token-%d", c.size)
+		if err := s.Commit(token, data, expiry); err != nil {
+			t.Fatal(err)
+		}
+		assertSealed(t, rawItem(t, s, token), c.attr, data)
+		if b, found, err := s.Find(token); err != nil || !found || !bytes.Equal(b, data) {
+			t.Fatalf("got %d bytes, %v, %v: expected the data back", len(b), found, err)
+		}
+	}
+	// All, the sweeper's Scan and the owner index read sealed items too.
+	if all, err := s.All(); err != nil || len(all) != 2 {
+		t.Fatalf("got %d sessions, %v: expected 2", len(all), err)
+	}
+}
+
+// TestSealedBoundToKey: a ciphertext copied onto another session's key does
+// not open, and is no session: not found, no error, a warning without the
+// token or the data. A copy of the item under another table name opens.
+func TestSealedBoundToKey(t *testing.T) {
+	t.Parallel()
+	a := newAEAD(t)
+	var log syncBuffer
+	s := newStore(t, nil, withEncryption(a), withLogger(&log), func(o *Options) { o.KeyPrefix = "app:" })
+	data := []byte("d4t4-of-the-victim")
+	if err := s.Commit("victim-token", data, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	item := rawItem(t, s, "app:victim-token")
+	copied := map[string]types.AttributeValue{}
+	for k, v := range item {
+		copied[k] = v
+	}
+	copied["session_key"] = &types.AttributeValueMemberS{Value: "app:attacker-token"}
+	putRaw(t, s, copied)
+	if b, found, err := s.Find("attacker-token"); found || err != nil {
+		t.Fatalf("got %q, %v, %v: expected no session and no error", b, found, err)
+	}
+	got := log.String()
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, s.tableName) || !strings.Contains(got, "data_sealed") ||
+		strings.Contains(got, "attacker-token") || strings.Contains(got, "victim-token") || strings.Contains(got, string(data)) {
+		t.Fatalf("got log %q: expected a warning naming the table and attribute, without token or data", got)
+	}
+
+	// A restore from a backup lands under a new table name.
+	restored := newStore(t, nil, withEncryption(a), func(o *Options) { o.KeyPrefix = "app:" })
+	putRaw(t, restored, item)
+	if b, found, err := restored.Find("victim-token"); err != nil || !found || !bytes.Equal(b, data) {
+		t.Fatalf("got %q, %v, %v: expected the session to open in the restored table", b, found, err)
+	}
+}
+
+// TestSealedUnreadable: tampered ciphertext, a key the AEAD does not have,
+// a Decrypt error and a store without Encryption each make an item no
+// session, never an error.
+func TestSealedUnreadable(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	a := newAEAD(t)
+	s := NewWithCleanupInterval(client, 0, append(fns, withEncryption(a))...)
+	for _, token := range []string{"tampered", "other-key", "decrypt-fails", "no-encryption"} {
+		if err := s.Commit(token, []byte("data"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	item := rawItem(t, s, "tampered")
+	ct := bytes.Clone(item["data_sealed"].(*types.AttributeValueMemberB).Value)
+	ct[len(ct)-1] ^= 1
+	item["data_sealed"] = &types.AttributeValueMemberB{Value: ct}
+	putRaw(t, s, item)
+
+	cases := map[string]*DynamoStore{
+		"tampered":      s,
+		"other-key":     NewWithCleanupInterval(client, 0, append(fns, withEncryption(newAEAD(t)))...),
+		"decrypt-fails": NewWithCleanupInterval(client, 0, append(fns, withEncryption(&failingAEAD{AEAD: a, decrypt: true}))...),
+		"no-encryption": NewWithCleanupInterval(client, 0, fns...),
+	}
+	for token, store := range cases {
+		if b, found, err := store.Find(token); found || err != nil {
+			t.Fatalf("%s: got %q, %v, %v: expected no session and no error", token, b, found, err)
+		}
+		all, err := store.All()
+		if _, ok := all[token]; ok || err != nil {
+			t.Fatalf("%s: got %v from All: expected the item skipped", token, err)
+		}
+	}
+	// Through a CachedStore too.
+	if _, found, err := NewCached(cases["other-key"]).Find("other-key"); found || err != nil {
+		t.Fatalf("got %v, %v: expected no session through the cache", found, err)
+	}
+}
+
+// failingAEAD fails Encrypt or Decrypt, as a key management service that
+// is down would.
+type failingAEAD struct {
+	AEAD
+	encrypt, decrypt bool
+}
+
+var errAEAD = errors.New("key service unavailable")
+
+func (f *failingAEAD) Encrypt(p, ad []byte) ([]byte, error) {
+	if f.encrypt {
+		return nil, errAEAD
+	}
+	return f.AEAD.Encrypt(p, ad)
+}
+
+func (f *failingAEAD) Decrypt(c, ad []byte) ([]byte, error) {
+	if f.decrypt {
+		return nil, errAEAD
+	}
+	return f.AEAD.Decrypt(c, ad)
+}
+
+// TestSealedEncryptFails: the Commit fails and the stored session stays.
+func TestSealedEncryptFails(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	a := newAEAD(t)
+	s := NewWithCleanupInterval(newClient(t), 0, append(fns, withEncryption(a))...)
+	if err := s.Commit("token", []byte("before"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	failing := NewWithCleanupInterval(newClient(t), 0, append(fns, withEncryption(&failingAEAD{AEAD: a, encrypt: true}))...)
+	err := failing.Commit("token", []byte("after"), time.Now().Add(time.Hour))
+	if !errors.Is(err, errAEAD) || !strings.Contains(err.Error(), "encrypt") || !strings.Contains(err.Error(), failing.tableName) {
+		t.Fatalf("got %v: expected an encrypt error naming the table", err)
+	}
+	mustFind(t, s, "token", "before")
+}
+
+// TestSealedMigration: plain and compressed items read under Encryption and
+// are sealed at their next Commit; RequireEncryption then refuses the
+// plain ones.
+func TestSealedMigration(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t, func(o *Options) { o.CompressAbove = 1024 })
+	client := newClient(t)
+	a := newAEAD(t)
+	plain := NewWithCleanupInterval(client, 0, fns...)
+	sealed := NewWithCleanupInterval(client, 0, append(fns, withEncryption(a))...)
+	var log syncBuffer
+	strict := NewWithCleanupInterval(client, 0, append(fns, withEncryption(a), withLogger(&log), func(o *Options) { o.RequireEncryption = true })...)
+	small, large := gobSession(t, 200, 1), gobSession(t, 4096, 2)
+	expiry := time.Now().Add(time.Hour)
+	for token, data := range map[string][]byte{"small": small, "large": large} {
+		if err := plain.Commit(token, data, expiry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := rawItem(t, plain, "large")["data_zstd"]; !ok {
+		t.Fatal("expected the large session compressed, unsealed")
+	}
+	// Every format reads, whatever the options say.
+	for token, data := range map[string][]byte{"small": small, "large": large} {
+		for _, s := range []*DynamoStore{plain, sealed} {
+			if b, found, err := s.Find(token); err != nil || !found || !bytes.Equal(b, data) {
+				t.Fatalf("%s: got %d bytes, %v, %v: expected the session", token, len(b), found, err)
+			}
+		}
+		// RequireEncryption refuses it until it is sealed.
+		if _, found, err := strict.Find(token); found || err != nil {
+			t.Fatalf("%s: got %v, %v: expected an unsealed item refused", token, found, err)
+		}
+		if err := sealed.Commit(token, data, expiry); err != nil {
+			t.Fatal(err)
+		}
+		if b, found, err := strict.Find(token); err != nil || !found || !bytes.Equal(b, data) {
+			t.Fatalf("%s: got %d bytes, %v, %v: expected the sealed session", token, len(b), found, err)
+		}
+		if b, found, err := plain.Find(token); found || err != nil {
+			t.Fatalf("%s: got %d bytes, %v, %v: expected a store without the key to find nothing", token, len(b), found, err)
+		}
+	}
+	assertSealed(t, rawItem(t, plain, "small"), "data_sealed", small)
+	assertSealed(t, rawItem(t, plain, "large"), "data_zstd_sealed", large)
+	if got := log.String(); !strings.Contains(got, "is not sealed, and Options.RequireEncryption is set") {
+		t.Fatalf("got log %q: expected the refused items logged", got)
+	}
+}
+
+func TestRequireEncryptionWithoutEncryption(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	s := newStore(t, nil, withLogger(&log), func(o *Options) { o.RequireEncryption = true })
+	if got := log.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "RequireEncryption has no effect") {
+		t.Fatalf("got log %q: expected an error about the option", got)
+	}
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, s, "token", "data")
+}
+
+// TestSealedTooLarge: the 400 KB check counts the sealed size.
+func TestSealedTooLarge(t *testing.T) {
+	t.Parallel()
+	a := newAEAD(t)
+	s := newStore(t, nil, withEncryption(a))
+	sealed, err := a.Encrypt([]byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overhead := len(sealed) - 1
+	expiry := time.Now().Add(time.Hour)
+	exp, expMs := sessionitem.ExpiryValues(expiry)
+	fits := maxItemBytes - len("session_key") - len("token") - len("data_sealed") -
+		len("expires") - numberSize(exp) - len("expires_ms") - numberSize(expMs) - overhead
+	big := bytes.Repeat([]byte{'x'}, fits)
+	if err := s.Commit("token", big, expiry); err != nil {
+		t.Fatalf("got %v: expected a sealed item of exactly 400 KB stored", err)
+	}
+	if err := s.Commit("token", append(big, 'x'), expiry); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v: expected ErrTooLarge one byte over, sealed", err)
+	}
+	mustFind(t, s, "token", string(big))
+}
+
+// TestKeyRotation rotates tink keys: sessions written under key 1 read once
+// key 2 is primary, new Commits use key 2, Reseal rewrites the old ones,
+// and key 1 can then be disabled without losing a session.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	client := newClient(t)
+	h1, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store1 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h1)))...)
+	expiry := time.Now().Add(time.Hour)
+	for _, token := range []string{"a", "b"} {
+		if err := store1.Commit(token, []byte("old "+token), expiry); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Key 2 added and made primary.
+	m := keyset.NewManagerFromHandle(h1)
+	key1 := h1.KeysetInfo().GetPrimaryKeyId()
+	key2, err := m.Add(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetPrimary(key2); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := m.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store2 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h2)))...)
+	mustFind(t, store2, "a", "old a")
+	if err := store2.Commit("c", []byte("new c"), expiry); err != nil {
+		t.Fatal(err)
+	}
+	// "c" is under key 2: a keyset with key 1 alone cannot open it.
+	mustFind(t, store1, "c", "")
+	mustFind(t, store1, "a", "old a")
+
+	// Disabling key 1 now would lose "a" and "b"...
+	m3 := keyset.NewManagerFromHandle(h2)
+	if err := m3.Disable(key1); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := m3.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store3 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h3)))...)
+	mustFind(t, store3, "a", "")
+	// ...so Reseal them under key 2 first.
+	n, err := store2.Reseal(context.Background())
+	if err != nil || n != 3 {
+		t.Fatalf("got %d, %v: expected 3 sessions resealed", n, err)
+	}
+	for token, want := range map[string]string{"a": "old a", "b": "old b", "c": "new c"} {
+		mustFind(t, store3, token, want)
+		if exp, err := sessionitem.ExpiryMillis(rawItem(t, store3, token), "expires"); err != nil || exp != expiry.UnixMilli() {
+			t.Fatalf("got expiry %d, %v: expected it kept at %d", exp, err, expiry.UnixMilli())
+		}
+	}
+}
+
+// resealSpy lets a test act before a conditional PutItem goes through.
+type resealSpy struct {
+	Client
+	beforeCondPut func(ctx context.Context, in *dynamodb.PutItemInput) error
+}
+
+func (c *resealSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if in.ConditionExpression != nil && c.beforeCondPut != nil {
+		if err := c.beforeCondPut(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// TestReseal: it seals plain sessions, skips expired and unreadable ones,
+// leaves a session committed or deleted during it as the application left
+// it, and needs Encryption.
+func TestReseal(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t, clockAhead, func(o *Options) { o.KeyPrefix = "app:" })
+	client := newClient(t)
+	plain := NewWithCleanupInterval(client, 0, fns...)
+	if _, err := plain.Reseal(context.Background()); err == nil || !strings.Contains(err.Error(), "no Options.Encryption") {
+		t.Fatalf("got %v: expected an error without Encryption", err)
+	}
+	for _, token := range []string{"keep", "recommitted", "deleted"} {
+		if err := plain.Commit(token, []byte("plain "+token), liveAt()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := plain.Commit("expired", []byte("plain expired"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	other := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.KeyPrefix = "other:" })...)
+	if err := other.Commit("x", []byte("another app's"), liveAt()); err != nil {
+		t.Fatal(err)
+	}
+	spy := &resealSpy{Client: client}
+	s := NewWithCleanupInterval(spy, 0, append(fns, withEncryption(newAEAD(t)))...)
+	var once1, once2 sync.Once
+	spy.beforeCondPut = func(ctx context.Context, in *dynamodb.PutItemInput) error {
+		var err error
+		switch in.Item["session_key"].(*types.AttributeValueMemberS).Value {
+		case "app:recommitted":
+			// The user's request commits between Reseal's Scan and its write.
+			once1.Do(func() { err = plain.CommitCtx(ctx, "recommitted", []byte("newer"), liveAt()) })
+		case "app:deleted":
+			once2.Do(func() { err = plain.DeleteCtx(ctx, "deleted") })
+		}
+		return err
+	}
+	n, err := s.Reseal(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("got %d, %v: expected 1 session resealed", n, err)
+	}
+	assertSealed(t, rawItem(t, s, "app:keep"), "data_sealed", []byte("plain keep"))
+	mustFind(t, s, "keep", "plain keep")
+	mustFind(t, s, "recommitted", "newer")
+	if rawItem(t, s, "app:deleted") != nil {
+		t.Fatal("expected the deleted session to stay deleted")
+	}
+	if _, ok := rawItem(t, s, "app:expired")["data"]; !ok {
+		t.Fatal("expected the expired session left as it was")
+	}
+	if _, ok := rawItem(t, s, "other:x")["data"]; !ok {
+		t.Fatal("expected another prefix's session left as it was")
+	}
+}
+
+// TestSealedSweepAndOwner: the sweeper and the owner index work on a sealed
+// table; the owner comes from the data before it is sealed.
+func TestSealedSweepAndOwner(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil, withEncryption(newAEAD(t)), withOwner, clockAhead)
+	if err := s.Commit("live", []byte("u1|live"), liveAt()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit("dead", []byte("u1|dead"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := rawItem(t, s, "live")["owner"].(*types.AttributeValueMemberS); !ok || o.Value != "u1" {
+		t.Fatalf("got owner %v: expected u1 beside the sealed data", rawItem(t, s, "live")["owner"])
+	}
+	waitOwnerTokens(t, s, "u1", []string{"live"})
+	if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected the expired sealed session swept", n, err)
+	}
+	if n, err := s.DeleteOwner(context.Background(), "u1"); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected the live sealed session revoked", n, err)
+	}
+	if out, err := newClient(t).Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(s.tableName)}); err != nil || len(out.Items) != 0 {
+		t.Fatalf("got %v, %v: expected an empty table", out, err)
+	}
+}
+
+// TestSealedHashTokenInStore: scs with HashTokenInStore over a sealed store
+// behind a CachedStore, with the sweeper running: the table holds neither a
+// token any client sent nor any session's data.
+func TestSealedHashTokenInStore(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	fns := newTable(t, withEncryption(newAEAD(t)), withLogger(&log))
+	store := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, fns...)
+	t.Cleanup(store.StopCleanup)
+	sm := scs.New()
+	sm.Store = NewCached(store)
+	sm.HashTokenInStore = true
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "secret", r.PostFormValue("secret"))
+	})
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, sm.GetString(r.Context(), "secret"))
+	})
+	srv := httptest.NewServer(sm.LoadAndSave(mux))
+	t.Cleanup(srv.Close)
+
+	var cookies []string
+	for i := range 5 {
+		b := newBrowser(t)
+		secret := fmt.Sprintf("s3cret-value-%d", i)
+		b.do(http.MethodPost, srv.URL+"/put", url.Values{"secret": {secret}})
+		if got := b.do(http.MethodGet, srv.URL+"/get", nil); got != secret {
+			t.Fatalf("got %q: expected %q back", got, secret)
+		}
+		cookies = append(cookies, b.cookie(srv))
+	}
+	log.waitFor(t, "swept expired sessions") // the sweeper ran on the sealed table
+
+	out, err := newClient(t).Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(store.tableName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Items) < 5 {
+		t.Fatalf("got %d items: expected the 5 sessions", len(out.Items))
+	}
+	for _, item := range out.Items {
+		for name, v := range item {
+			var raw []byte
+			switch v := v.(type) {
+			case *types.AttributeValueMemberS:
+				raw = []byte(v.Value)
+			case *types.AttributeValueMemberB:
+				raw = v.Value
+			}
+			for _, c := range cookies {
+				if bytes.Contains(raw, []byte(c)) {
+					t.Fatalf("attribute %q holds a token a client sent", name)
+				}
+			}
+			if bytes.Contains(raw, []byte("s3cret-value")) {
+				t.Fatalf("attribute %q holds session data in clear", name)
+			}
+		}
+	}
+}
