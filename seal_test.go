@@ -77,7 +77,10 @@ func mapKeysOf(m map[string]types.AttributeValue) []string {
 
 func TestSealedCommitFind(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil, withEncryption(newAEAD(t)), func(o *Options) { o.CompressAbove = 1024 })
+	a := newAEAD(t)
+	s := newStore(t, nil, withEncryption(a), func(o *Options) { o.CompressAbove = 1024 })
+	// A reader with the key and other options reads every format too.
+	reader := NewWithCleanupInterval(newClient(t), 0, func(o *Options) { o.TableName = s.tableName; o.Encryption = a })
 	expiry := time.Now().Add(time.Hour)
 	for _, c := range []struct {
 		size int
@@ -89,8 +92,10 @@ func TestSealedCommitFind(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertSealed(t, rawItem(t, s, token), c.attr, data)
-		if b, found, err := s.Find(token); err != nil || !found || !bytes.Equal(b, data) {
-			t.Fatalf("got %d bytes, %v, %v: expected the data back", len(b), found, err)
+		for _, store := range []*DynamoStore{s, reader} {
+			if b, found, err := store.Find(token); err != nil || !found || !bytes.Equal(b, data) {
+				t.Fatalf("got %d bytes, %v, %v: expected the data back", len(b), found, err)
+			}
 		}
 	}
 	// All, the sweeper's Scan and the owner index read sealed items too.

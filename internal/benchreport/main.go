@@ -41,13 +41,14 @@ func main() {
 		sweepItems, scale = "10000", 10
 	}
 	runs := []run{
-		{pattern: "^Benchmark(Find|Commit|Delete|CachedMiss)$", benchtime: fmt.Sprintf("%dx", 3000/scale), count: 3},
+		{pattern: "^Benchmark(Find|Commit|Delete|CachedMiss|SealedFind|SealedCommit)$", benchtime: fmt.Sprintf("%dx", 3000/scale), count: 3},
 		{pattern: "^BenchmarkStub", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkThroughput$", benchtime: fmt.Sprintf("%dx", 20000/scale), count: 3},
 		{pattern: "^Benchmark(CachedHit|CacheLibraries)$", benchtime: "1s", count: 3},
 		{pattern: "^BenchmarkCompression$", benchtime: fmt.Sprintf("%dx", 500/scale), count: 1},
 		{pattern: "^BenchmarkCodec$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkOwner$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
+		{pattern: "^BenchmarkSeal$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkSweep$", benchtime: "1x", count: 1, env: []string{"DYNAMOSTORE_BENCH_SWEEP_ITEMS=" + sweepItems}},
 	}
 	start := time.Now()
@@ -255,6 +256,22 @@ func write(w io.Writer, results map[string][]metrics, took time.Duration, quick 
 		fmt.Fprintf(w, "| %s | %s | %s |\n", size,
 			us(median(values(results, "BenchmarkCodec/"+size+"/compress", "ns/op"))),
 			us(median(values(results, "BenchmarkCodec/"+size+"/decompress", "ns/op"))))
+	}
+
+	fmt.Fprintf(w, "\n## Sealed sessions\n\nA store with `Encryption` (tink-go's AES-256-GCM) beside the same store without, on 1 KB of data, interleaved in one loop on DynamoDB Local (BenchmarkSealedFind, BenchmarkSealedCommit); each of three runs, then the median:\n\n| Call | sealed/plain | plain | sealed | allocs plain / sealed |\n|---|---|---|---|---|\n")
+	for _, op := range []string{"Find", "Commit"} {
+		name := "BenchmarkSealed" + op
+		ratios := values(results, name, "store/raw")
+		fmt.Fprintf(w, "| %s | %s (median %.3f) | %s | %s | %.0f / %.0f |\n", op, each(ratios, "%.3f"), median(ratios),
+			us(median(values(results, name, "raw-ns/call"))), us(median(values(results, name, "store-ns/call"))),
+			median(values(results, name, "raw-allocs/call")), median(values(results, name, "store-allocs/call")))
+	}
+	fmt.Fprintf(w, "\nThe AEAD alone (BenchmarkSeal), median of three:\n\n| Session | Encrypt | Decrypt | Encrypt per KB | Decrypt per KB |\n|---|---|---|---|---|\n")
+	for _, size := range []string{"1KB", "4KB", "32KB"} {
+		enc, dec := median(values(results, "BenchmarkSeal/"+size+"/encrypt", "ns/op")), median(values(results, "BenchmarkSeal/"+size+"/decrypt", "ns/op"))
+		var n float64
+		fmt.Sscanf(size, "%gKB", &n)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", size, us(enc), us(dec), us(enc/n), us(dec/n))
 	}
 
 	fmt.Fprintf(w, "\n## The owner of a session\n\n`Options.Owner` made by `SessionValue(scs.GobCodec{}, \"user_id\")` decodes the session data on every Commit (BenchmarkOwner), beside the encode scs does for every Commit anyway; median of three:\n\n| Session | scs's encode | SessionValue | ratio |\n|---|---|---|---|\n")
