@@ -25,6 +25,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
@@ -192,7 +193,7 @@ func stubServer(b *testing.B, data []byte, expiry time.Time) string {
 }
 
 // stubStore returns a store and a raw client, both on the stub server.
-func stubStore(b *testing.B) (*DynamoStore, *dynamodb.Client) {
+func stubStore(b *testing.B, optFns ...func(*Options)) (*DynamoStore, *dynamodb.Client) {
 	data := bytes.Repeat([]byte{'d'}, 1024)
 	url := stubServer(b, data, time.Now().Add(time.Hour))
 	tr := &http.Transport{}
@@ -200,7 +201,7 @@ func stubStore(b *testing.B) (*DynamoStore, *dynamodb.Client) {
 	client := dynamodb.New(ddblocal.NewClient(url).Options(), func(o *dynamodb.Options) {
 		o.HTTPClient = &http.Client{Transport: tr}
 	})
-	return NewWithCleanupInterval(client, 0, func(o *Options) { o.TableName = "stub" }), client
+	return NewWithCleanupInterval(client, 0, append([]func(*Options){func(o *Options) { o.TableName = "stub" }}, optFns...)...), client
 }
 
 func BenchmarkStubFind(b *testing.B) {
@@ -616,4 +617,46 @@ func BenchmarkSeal(b *testing.B) {
 			}
 		})
 	}
+}
+
+// meteredProvider returns the OpenTelemetry SDK's MeterProvider with a
+// ManualReader, which keeps every data point in memory until collected.
+func meteredProvider(b *testing.B) func(*Options) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() { mp.Shutdown(context.Background()) })
+	return func(o *Options) { o.MeterProvider = mp }
+}
+
+// BenchmarkMeteredFind and BenchmarkMeteredCommit run a store whose
+// MeterProvider is the SDK's, so that every call records its count,
+// duration and consumed capacity (which the store then asks DynamoDB
+// for), beside the raw call, on DynamoDB Local.
+func BenchmarkMeteredFind(b *testing.B) {
+	fns := newTable(b, meteredProvider(b))
+	client := newClient(b)
+	s := NewWithCleanupInterval(client, 0, fns...)
+	if err := s.Commit("token", bytes.Repeat([]byte{'d'}, 1024), time.Now().Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	raw, store := findPair(s, client)
+	benchPair(b, raw, store)
+}
+
+func BenchmarkMeteredCommit(b *testing.B) {
+	fns := newTable(b, meteredProvider(b))
+	client := newClient(b)
+	raw, store := commitPair(NewWithCleanupInterval(client, 0, fns...), client)
+	benchPair(b, raw, store)
+}
+
+// BenchmarkStubMeteredFind and BenchmarkStubMeteredCommit are the same on
+// the stub server: the client-side cost of recording.
+func BenchmarkStubMeteredFind(b *testing.B) {
+	raw, store := findPair(stubStore(b, meteredProvider(b)))
+	benchPair(b, raw, store)
+}
+
+func BenchmarkStubMeteredCommit(b *testing.B) {
+	raw, store := commitPair(stubStore(b, meteredProvider(b)))
+	benchPair(b, raw, store)
 }

@@ -12,6 +12,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // CacheOptions configures a CachedStore. NewCached fills in the defaults
@@ -42,6 +45,13 @@ type CacheOptions struct {
 	// backing store. The stored expiry then lags, so an idle session may
 	// expire up to SkipWriteWithin early. Zero, the default, never skips.
 	SkipWriteWithin time.Duration
+
+	// MeterProvider makes the CachedStore's OpenTelemetry instruments:
+	// lookups by result (hit or miss), skipped writes, and errors of the
+	// cache layer, which cost a miss but are never the caller's. They
+	// carry the table's name when the backing store is a DynamoStore. The
+	// default is nil: otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // CacheStats counts what a CachedStore did since it was created.
@@ -74,6 +84,38 @@ type CachedStore struct {
 	known *lru.Cache[string, knownWrite]
 
 	hits, misses, skipped atomic.Uint64
+	metrics               cacheMetrics
+}
+
+// cacheMetrics are a CachedStore's instruments and their attribute sets.
+type cacheMetrics struct {
+	lookups, skipped, errors metric.Int64Counter
+	hit, miss, table         []metric.AddOption
+}
+
+func newCacheMetrics(mp metric.MeterProvider, backing scs.Store) cacheMetrics {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter(instrumentationScope)
+	var m cacheMetrics
+	m.lookups, _ = meter.Int64Counter("dynamostore.cache.lookups",
+		metric.WithDescription("CachedStore Finds, by result: hit (from the cache) or miss (from the backing store)."))
+	m.skipped, _ = meter.Int64Counter("dynamostore.cache.skipped_writes",
+		metric.WithDescription("CachedStore Commits that SkipWriteWithin kept from the backing store."))
+	m.errors, _ = meter.Int64Counter("dynamostore.cache.errors",
+		metric.WithDescription("Errors of the cache layer, each costing a miss."))
+	var attrs []attribute.KeyValue
+	if ds, ok := backing.(*DynamoStore); ok {
+		attrs = append(attrs, attribute.String("table", ds.tableName))
+	}
+	with := func(kv ...attribute.KeyValue) []metric.AddOption {
+		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append(kv, attrs...)...))}
+	}
+	m.hit = with(attribute.String("result", "hit"))
+	m.miss = with(attribute.String("result", "miss"))
+	m.table = with()
+	return m
 }
 
 type stripe struct {
@@ -116,7 +158,8 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	if o.MaxStale <= 0 {
 		o.MaxStale = 10 * time.Second
 	}
-	c := &CachedStore{backing: backing, cache: o.Cache, opts: o, now: time.Now, seed: maphash.MakeSeed()}
+	c := &CachedStore{backing: backing, cache: o.Cache, opts: o, now: time.Now, seed: maphash.MakeSeed(),
+		metrics: newCacheMetrics(o.MeterProvider, backing)}
 	if c.cache == nil {
 		c.cache = newMemCache(o.MaxEntries)
 	}
@@ -147,11 +190,17 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	if token == "" {
 		return nil, false, nil
 	}
-	if b, found, err := findCtx(ctx, c.cache, token); err == nil && found {
+	b, found, err := findCtx(ctx, c.cache, token)
+	if err == nil && found {
 		c.hits.Add(1)
+		c.metrics.lookups.Add(ctx, 1, c.metrics.hit...)
 		return b, true, nil
 	}
+	if err != nil {
+		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+	}
 	c.misses.Add(1)
+	c.metrics.lookups.Add(ctx, 1, c.metrics.miss...)
 
 	st := c.stripe(token)
 	st.mu.Lock()
@@ -217,10 +266,14 @@ func (c *CachedStore) cacheCommit(ctx context.Context, token string, data []byte
 	if !until.After(now) {
 		// Some caches keep an entry forever when given a past expiry
 		// (goredisstore sends Redis no TTL for a negative one).
-		deleteCtx(ctx, c.cache, token)
+		if err := deleteCtx(ctx, c.cache, token); err != nil {
+			c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+		}
 		return
 	}
-	commitCtx(ctx, c.cache, token, data, until)
+	if err := commitCtx(ctx, c.cache, token, data, until); err != nil {
+		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+	}
 }
 
 // Commit writes the session to the backing store and then to the cache. It
@@ -236,6 +289,7 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	st := c.stripe(token)
 	if c.skipWrite(token, b, expiry) {
 		c.skipped.Add(1)
+		c.metrics.skipped.Add(ctx, 1, c.metrics.table...)
 		return nil
 	}
 	err := commitCtx(ctx, c.backing, token, b, expiry)
@@ -248,7 +302,9 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	if err != nil {
 		// Even when ctx is what failed: a shared cache must not keep the
 		// old copy.
-		deleteCtx(context.WithoutCancel(ctx), c.cache, token)
+		if err := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err != nil {
+			c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+		}
 		c.forget(token)
 		return err
 	}
@@ -311,7 +367,11 @@ func (c *CachedStore) drop(ctx context.Context, token string) error {
 		delete(st.inflight, token)
 	}
 	c.forget(token)
-	return deleteCtx(context.WithoutCancel(ctx), c.cache, token)
+	err := deleteCtx(context.WithoutCancel(ctx), c.cache, token)
+	if err != nil {
+		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+	}
+	return err
 }
 
 // All returns every unexpired session, from the backing store. It calls

@@ -55,6 +55,10 @@ const sweepCondition = "#e <= :now"
 // yourself to sweep on your own schedule. On error it stops early and returns
 // the count deleted so far.
 func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error) {
+	defer func(start time.Time) {
+		s.metrics.done(ctx, opDeleteExpired, start, err, true)
+		s.metrics.sweepDuration.Record(ctx, time.Since(start).Seconds(), s.metrics.sweepAttrs...)
+	}(time.Now())
 	filter, _, values := s.scanFilter(sweepCondition, s.now().Add(-s.grace))
 	projection := "#k, #e"
 	// The delete's condition uses :now alone; DynamoDB rejects unused values.
@@ -86,6 +90,8 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 				}
 				if limiter != nil {
 					input.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+				} else {
+					input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
 				}
 				return s.scanExpired(sctx, input, limiter, keys)
 			})
@@ -102,6 +108,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 				}
 				if ok {
 					count.Add(1)
+					s.metrics.sweepItems.Add(ctx, 1, s.metrics.deleted...)
 				}
 			}
 			return nil
@@ -129,6 +136,8 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 		if err != nil {
 			return s.opError("delete expired: scan", err)
 		}
+		s.metrics.sweepItems.Add(ctx, int64(page.ScannedCount), s.metrics.scanned...)
+		s.metrics.consumed(ctx, opDeleteExpired, kindRead, page.ConsumedCapacity)
 		if limiter != nil && page.ConsumedCapacity != nil {
 			// WaitN refuses more than the burst at once, so wait in bursts.
 			for units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits))); units > 0; units -= maxPageReadUnits {
@@ -156,7 +165,7 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 // reports whether it did. values holds :now, shared by the sweep's deletes.
 func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values map[string]types.AttributeValue) (bool, error) {
 	cond := sweepCondition
-	return s.deleteIf(ctx, "delete expired", &dynamodb.DeleteItemInput{
+	return s.deleteIf(ctx, opDeleteExpired, &dynamodb.DeleteItemInput{
 		TableName:                 s.table,
 		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
 		ConditionExpression:       &cond,
@@ -165,15 +174,18 @@ func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values ma
 	})
 }
 
-// deleteIf sends input, a conditional DeleteItem, retrying it while it is
-// throttled, and reports whether the condition held and the item went.
-func (s *DynamoStore) deleteIf(ctx context.Context, op string, input *dynamodb.DeleteItemInput) (bool, error) {
+// deleteIf sends input, a conditional DeleteItem for op, retrying it while
+// it is throttled, and reports whether the condition held and the item went.
+func (s *DynamoStore) deleteIf(ctx context.Context, operation operation, input *dynamodb.DeleteItemInput) (bool, error) {
+	op := operation.String()
+	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
 	backoff := throttleBackoff
 	for try := 0; ; try++ {
-		_, err := s.client.DeleteItem(ctx, input)
+		out, err := s.client.DeleteItem(ctx, input)
 		var condFailed *types.ConditionalCheckFailedException
 		switch {
 		case err == nil:
+			s.metrics.consumed(ctx, operation, kindWrite, out.ConsumedCapacity)
 			return true, nil
 		case errors.As(err, &condFailed):
 			return false, nil
@@ -236,8 +248,10 @@ func newLeaseHolder() string {
 func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 	now := s.now()
 	cond := "attribute_not_exists(#k) OR #u <= :now OR #o = :me"
-	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: s.table,
+	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		// The lease is the background sweep's: counted as delete_expired.
+		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+		TableName:              s.table,
 		Item: map[string]types.AttributeValue{
 			s.keyAttr:      &types.AttributeValueMemberS{Value: s.leaseKey},
 			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.leaseHolder},
@@ -257,6 +271,7 @@ func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 	case err != nil:
 		return false, s.opError("take sweeper lease", err)
 	}
+	s.metrics.consumed(ctx, opDeleteExpired, kindWrite, out.ConsumedCapacity)
 	return true, nil
 }
 
@@ -279,16 +294,17 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 }
 
 // sweep is one tick of the background sweeper. It reports whether this
-// store may hold the sweeper lease afterwards: it took it, or the attempt
-// failed in a way that leaves it unknown.
-func (s *DynamoStore) sweep(ctx context.Context) (mayHold bool) {
+// store may hold the sweeper lease afterwards (it took it, or the attempt
+// failed in a way that leaves it unknown) and whether it took it.
+func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 	if s.sweepLease {
-		held, err := s.acquireLease(ctx)
+		var err error
+		held, err = s.acquireLease(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.logger.Error("dynamostore: sweep skipped", "table", s.tableName, "error", err)
 		}
 		if !held {
-			return err != nil
+			return err != nil, false
 		}
 	}
 	n, err := s.DeleteExpired(ctx)
@@ -299,7 +315,7 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold bool) {
 	default:
 		s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
 	}
-	return s.sweepLease
+	return s.sweepLease, held
 }
 
 // startCleanup runs sweep every CleanupInterval until StopCleanup.
@@ -311,7 +327,20 @@ func (s *DynamoStore) startCleanup() {
 		defer close(s.sweeperDone)
 		ticker := time.NewTicker(s.interval)
 		defer ticker.Stop()
-		mayHold := false
+		mayHold, held := false, false
+		// held follows what this store knows: it took the lease at its
+		// last tick, or gave it up.
+		setHeld := func(h bool) {
+			if h != held {
+				held = h
+				n := int64(-1)
+				if h {
+					n = 1
+				}
+				s.metrics.leaseHeld.Add(context.Background(), n, s.metrics.leaseAttrs...)
+			}
+		}
+		defer setHeld(false)
 		for {
 			select {
 			case <-ctx.Done():
@@ -328,7 +357,9 @@ func (s *DynamoStore) startCleanup() {
 				}
 				return
 			case <-ticker.C:
-				mayHold = s.sweep(ctx)
+				var took bool
+				mayHold, took = s.sweep(ctx)
+				setHeld(took)
 			}
 		}
 	}()

@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/klauspost/compress/zstd"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
@@ -175,6 +176,17 @@ type Options struct {
 	// Error. The default is false.
 	RequireEncryption bool
 
+	// MeterProvider makes the store's OpenTelemetry instruments (see the
+	// README's Telemetry section): calls, their duration and outcome, the
+	// capacity units DynamoDB reports, and the sweeper's work. The store
+	// asks DynamoDB for the capacity each request consumed only while a
+	// provider records it. A failed conditional write (a sweep's delete of
+	// a session committed again, the lease taken by another store)
+	// consumes capacity that the SDK's error does not report, so it is not
+	// counted. The default is nil: otel.GetMeterProvider(), a no-op until
+	// the application installs a provider.
+	MeterProvider metric.MeterProvider
+
 	// Logger receives the sweeper's errors and notes about items that Find,
 	// All and OwnerTokens cannot read; none carries a token, an owner or
 	// session data. The default is slog.Default().
@@ -270,6 +282,7 @@ type DynamoStore struct {
 
 	// unreadable limits the warnings about items that cannot be read.
 	unreadable rate.Sometimes
+	metrics    *storeMetrics
 
 	ownerOf       func([]byte) (string, bool) // Options.Owner
 	ownerAttr     string
@@ -329,6 +342,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		aead:         o.Encryption,
 		requireSeal:  o.RequireEncryption && o.Encryption != nil,
 		unreadable:   rate.Sometimes{First: 10, Interval: time.Minute},
+		metrics:      newStoreMetrics(o.MeterProvider, o.TableName),
 		ownerOf:      o.Owner,
 		ownerAttr:    o.OwnerAttribute,
 		ownerIndex:   &o.OwnerIndex,
@@ -419,33 +433,36 @@ func (s *DynamoStore) FindCtx(ctx context.Context, token string) (b []byte, foun
 
 // find is FindCtx that also returns the session's expiry as stored, for the
 // CachedStore.
-func (s *DynamoStore) find(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+func (s *DynamoStore) find(ctx context.Context, token string) (data []byte, expiry time.Time, found bool, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opFind, start, err, found) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
 		return nil, time.Time{}, false, nil
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      s.table,
-		Key:            map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
-		ConsistentRead: s.consistent,
+		TableName:              s.table,
+		Key:                    map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead:         s.consistent,
+		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
 	})
 	if err != nil {
 		return nil, time.Time{}, false, s.opError("find", err)
 	}
+	s.metrics.consumed(ctx, opFind, kindRead, out.ConsumedCapacity)
 	if out.Item == nil {
 		return nil, time.Time{}, false, nil
 	}
-	data, expiry, err := s.decode(out.Item)
-	if err != nil {
+	data, ms, derr := s.decode(out.Item)
+	if derr != nil {
 		// No session, not an error: scs turns a Find error into a 500 for
 		// every request with this cookie until it expires.
-		s.logUnreadable("find", err)
+		s.logUnreadable("find", derr)
 		return nil, time.Time{}, false, nil
 	}
-	if sessionitem.Expired(expiry, s.now()) {
+	if sessionitem.Expired(ms, s.now()) {
 		return nil, time.Time{}, false, nil
 	}
-	return data, time.UnixMilli(expiry), true, nil
+	return data, time.UnixMilli(ms), true, nil
 }
 
 // Commit adds the session token and data to the store with the given expiry,
@@ -460,18 +477,19 @@ func (s *DynamoStore) Commit(token string, b []byte, expiry time.Time) error {
 // an error wrapping ErrTooLarge, before any request, when the item would
 // exceed DynamoDB's 400 KB limit, and an error when the token is empty, not
 // valid UTF-8 or too long for a DynamoDB key.
-func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opCommit, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
 		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
-	return s.commit(ctx, "commit", key, b, expiry, nil)
+	return s.commit(ctx, opCommit, key, b, expiry, nil)
 }
 
 // commit writes the session with key, data b and expiry, in one PutItem
-// that takes its condition, when cond is not nil, from cond. op names the
-// operation in errors.
-func (s *DynamoStore) commit(ctx context.Context, op, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput) error {
+// that takes its condition, when cond is not nil, from cond, for op.
+func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput) error {
+	op := operation.String()
 	if s.ownerConflict != nil {
 		return s.opError(op, s.ownerConflict)
 	}
@@ -517,15 +535,17 @@ func (s *DynamoStore) commit(ctx context.Context, op, key string, b []byte, expi
 	if hasOwner {
 		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
 	}
-	input := &dynamodb.PutItemInput{TableName: s.table, Item: item}
+	input := &dynamodb.PutItemInput{TableName: s.table, Item: item, ReturnConsumedCapacity: s.metrics.capacityRequest(ctx)}
 	if cond != nil {
 		input.ConditionExpression = cond.ConditionExpression
 		input.ExpressionAttributeNames = cond.ExpressionAttributeNames
 		input.ExpressionAttributeValues = cond.ExpressionAttributeValues
 	}
-	if _, err := s.client.PutItem(ctx, input); err != nil {
+	out, err := s.client.PutItem(ctx, input)
+	if err != nil {
 		return s.opError(op, err)
 	}
+	s.metrics.consumed(ctx, operation, kindWrite, out.ConsumedCapacity)
 	return nil
 }
 
@@ -537,18 +557,21 @@ func (s *DynamoStore) Delete(token string) error {
 }
 
 // DeleteCtx is like Delete with a context for the DeleteItem request.
-func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) error {
+func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) (err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opDelete, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
 		return nil
 	}
-	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName: s.table,
-		Key:       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+	out, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:              s.table,
+		Key:                    map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
 	})
 	if err != nil {
 		return s.opError("delete", err)
 	}
+	s.metrics.consumed(ctx, opDelete, kindWrite, out.ConsumedCapacity)
 	return nil
 }
 
@@ -562,7 +585,8 @@ func (s *DynamoStore) All() (map[string][]byte, error) {
 }
 
 // AllCtx is like All with a context for the Scan requests.
-func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
+func (s *DynamoStore) AllCtx(ctx context.Context) (sessions map[string][]byte, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opAll, start, err, true) }(time.Now())
 	now := s.now()
 	// The filter only saves transfer: a Scan is billed for every item it
 	// reads. It drops expired items but keeps those whose expiry is missing
@@ -575,13 +599,15 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 		FilterExpression:          &filter,
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
+		ReturnConsumedCapacity:    s.metrics.capacityRequest(ctx),
 	})
-	sessions := make(map[string][]byte)
+	sessions = make(map[string][]byte)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, s.opError("all", err)
 		}
+		s.metrics.consumed(ctx, opAll, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
 			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {

@@ -124,20 +124,21 @@ const maxBatchGet = 100
 // The store's Client must also have the Query and BatchGetItem methods, as
 // *dynamodb.Client and DAX's client do; OwnerTokens returns an error when it
 // lacks them, and when the table has no OwnerIndex.
-func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) ([]string, error) {
+func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []string, err error) {
 	const op = "owner tokens"
+	defer func(start time.Time) { s.metrics.done(ctx, opOwnerTokens, start, err, true) }(time.Now())
 	bg, ok := s.client.(batchGetter)
 	if !ok {
 		return nil, s.opError(op, fmt.Errorf("the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", s.client))
 	}
 	var keys []string
-	if err := s.ownerKeys(ctx, op, owner, func(key string) { keys = append(keys, key) }); err != nil {
+	if err := s.ownerKeys(ctx, opOwnerTokens, owner, func(key string) { keys = append(keys, key) }); err != nil {
 		return nil, err
 	}
 	projection := "#k, #o, #e, #m"
 	names := map[string]string{"#k": s.keyAttr, "#o": s.ownerAttr, "#e": s.expiryAttr, "#m": s.expiryMsAttr}
 	now := s.now()
-	tokens := []string{}
+	tokens = []string{}
 	for chunk := range slices.Chunk(keys, maxBatchGet) {
 		request := make([]map[string]types.AttributeValue, len(chunk))
 		for i, key := range chunk {
@@ -162,9 +163,15 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) ([]string, 
 				}
 				backoff = min(2*backoff, maxThrottleBackoff)
 			}
-			out, err := bg.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			out, err := bg.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+				RequestItems:           pending,
+				ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+			})
 			if err != nil {
 				return nil, s.opError(op, err)
+			}
+			for i := range out.ConsumedCapacity {
+				s.metrics.consumed(ctx, opOwnerTokens, kindRead, &out.ConsumedCapacity[i])
 			}
 			for _, item := range out.Responses[s.tableName] {
 				if token, ok := s.liveOwned(item, owner, now); ok {
@@ -230,8 +237,8 @@ func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted in
 
 // deleteOwner is DeleteOwner that calls dropped, when not nil, with the
 // token of every session it deleted, from several goroutines at once.
-func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped func(token string)) (int, error) {
-	const op = "delete owner"
+func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped func(token string)) (deleted int, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwner, start, err, true) }(time.Now())
 	cond := "#o = :o"
 	names := map[string]string{"#o": s.ownerAttr}
 	values := map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}}
@@ -239,9 +246,9 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped fun
 	// The first failed delete cancels the Query and the other deletes.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sweepWorkers)
-	err := s.ownerKeys(gctx, op, owner, func(key string) {
+	err = s.ownerKeys(gctx, opDeleteOwner, owner, func(key string) {
 		g.Go(func() error {
-			ok, err := s.deleteIf(gctx, op, &dynamodb.DeleteItemInput{
+			ok, err := s.deleteIf(gctx, opDeleteOwner, &dynamodb.DeleteItemInput{
 				TableName:                 s.table,
 				Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
 				ConditionExpression:       &cond,
@@ -269,7 +276,8 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped fun
 
 // ownerKeys calls fn with the key of every item that OwnerIndex lists for
 // owner under this store's KeyPrefix, the sweeper lease excepted.
-func (s *DynamoStore) ownerKeys(ctx context.Context, op, owner string, fn func(key string)) error {
+func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner string, fn func(key string)) error {
+	op := operation.String()
 	if err := s.ownerConflict; err != nil {
 		return s.opError(op, err)
 	}
@@ -287,6 +295,7 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, op, owner string, fn func(k
 		KeyConditionExpression:    &cond,
 		ExpressionAttributeNames:  map[string]string{"#o": s.ownerAttr},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
+		ReturnConsumedCapacity:    s.metrics.capacityRequest(ctx),
 	}
 	if s.prefix != "" {
 		// Saves transfer only: a Query is billed for what it reads.
@@ -301,6 +310,7 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, op, owner string, fn func(k
 		if err != nil {
 			return s.indexError(op, err)
 		}
+		s.metrics.consumed(ctx, operation, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
 			if ok && strings.HasPrefix(key.Value, s.prefix) && key.Value != s.leaseKey {

@@ -33,13 +33,18 @@ import (
 // rewritten so far.
 func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
 	const op = "reseal"
+	defer func(start time.Time) { s.metrics.done(ctx, opReseal, start, err, true) }(time.Now())
 	if s.aead == nil {
 		return 0, s.opError(op, errors.New("the store has no Options.Encryption"))
 	}
 	var count atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sweepWorkers)
-	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{TableName: s.table, ConsistentRead: s.consistent})
+	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
+		TableName:              s.table,
+		ConsistentRead:         s.consistent,
+		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+	})
 	now := s.now()
 	for p.HasMorePages() && gctx.Err() == nil {
 		page, err := p.NextPage(gctx)
@@ -47,6 +52,7 @@ func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
 			g.Wait()
 			return int(count.Load()), s.opError(op, err)
 		}
+		s.metrics.consumed(ctx, opReseal, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
 			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {
@@ -93,7 +99,7 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 		cond = "#d = :d AND #e = :e AND #m = :m"
 		values[":m"] = ms
 	}
-	err = s.commit(ctx, "reseal", key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
+	err = s.commit(ctx, opReseal, key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,

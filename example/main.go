@@ -3,7 +3,10 @@
 // a login form that renews the session token, a logout that destroys the
 // session, and, for a logged-in user, how many sessions they have and a
 // button that logs them out everywhere (dynamostore's owner index). The
-// store holds hashed tokens (scs's HashTokenInStore).
+// store holds hashed tokens (scs's HashTokenInStore). It serves the store's
+// OpenTelemetry metrics in Prometheus text format at /metrics, and its page
+// shows the capacity units the sessions have cost and the cache's hit
+// rate.
 //
 // Run it against DynamoDB Local with `make demo`, or against AWS with the
 // standard AWS configuration (AWS_REGION, credentials, optionally
@@ -30,6 +33,11 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
@@ -75,17 +83,22 @@ func serve(addr, table string, local bool) error {
 		cfg.Region = "us-east-1"
 	}
 	client := dynamodb.NewFromConfig(cfg, optFns...)
-	if err := dynamostore.CreateTable(ctx, client, storeOptions(table)); err != nil {
+	tel, err := newTelemetry()
+	if err != nil {
 		return err
 	}
-	store := dynamostore.New(client, storeOptions(table))
+	defer tel.provider.Shutdown(context.Background())
+	if err := dynamostore.CreateTable(ctx, client, storeOptions(table, tel)); err != nil {
+		return err
+	}
+	store := dynamostore.New(client, storeOptions(table, tel))
 	defer store.StopCleanup()
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: newApp(store)}
+	server := &http.Server{Handler: newApp(store, tel)}
 	go func() { <-ctx.Done(); server.Shutdown(context.Background()) }()
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
 	if err := server.Serve(l); err != http.ErrServerClosed {
@@ -98,19 +111,68 @@ func serve(addr, table string, local bool) error {
 // the session's owner.
 const userKey = "user"
 
-// storeOptions are the example's store options: its table, and the owner
-// of each session from its data, decoded with scs's default codec.
-func storeOptions(table string) func(*dynamostore.Options) {
+// storeOptions are the example's store options: its table, the owner of
+// each session from its data, decoded with scs's default codec, and its
+// metrics.
+func storeOptions(table string, tel *telemetry) func(*dynamostore.Options) {
 	return func(o *dynamostore.Options) {
 		o.TableName = table
 		o.Owner = dynamostore.SessionValue(scs.GobCodec{}, userKey)
+		o.MeterProvider = tel.provider
 	}
+}
+
+// telemetry is the example's OpenTelemetry SDK: a MeterProvider whose
+// metrics go to a Prometheus registry, served at /metrics, and to a reader
+// the page sums the capacity units from.
+type telemetry struct {
+	provider *sdkmetric.MeterProvider
+	registry *prometheus.Registry
+	reader   *sdkmetric.ManualReader
+}
+
+func newTelemetry() (*telemetry, error) {
+	t := &telemetry{registry: prometheus.NewRegistry(), reader: sdkmetric.NewManualReader()}
+	exporter, err := otelprom.New(otelprom.WithRegisterer(t.registry))
+	if err != nil {
+		return nil, err
+	}
+	t.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithReader(t.reader))
+	return t, nil
+}
+
+// capacity returns the read and write capacity units the store has
+// consumed so far, as DynamoDB reported them.
+func (t *telemetry) capacity(ctx context.Context) (read, write float64) {
+	var rm metricdata.ResourceMetrics
+	if err := t.reader.Collect(ctx, &rm); err != nil {
+		return 0, 0
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[float64])
+			if m.Name != "dynamostore.capacity" || !ok {
+				continue
+			}
+			for _, p := range sum.DataPoints {
+				if kind, _ := p.Attributes.Value("kind"); kind.AsString() == "read" {
+					read += p.Value
+				} else {
+					write += p.Value
+				}
+			}
+		}
+	}
+	return read, write
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
 <title>dynamostore example</title>
 <h1>{{if .User}}Hello, {{.User}}{{else}}Hello, visitor{{end}}</h1>
 <p>Visits in this session: <strong id="visits">{{.Visits}}</strong></p>
+<p>Capacity units the sessions have cost so far: <strong id="read-units">{{printf "%.1f" .ReadUnits}}</strong> read,
+<strong id="write-units">{{printf "%.1f" .WriteUnits}}</strong> write.
+Cache hit rate: <strong id="hit-rate">{{printf "%.0f" .HitRate}}%</strong>. <a href="/metrics">Metrics</a></p>
 {{if .User}}
 <p>Your sessions: <strong id="sessions">{{.Sessions}}</strong> (log in from another browser to see two)</p>
 <form method="post" action="/logout"><button>Log out</button></form>
@@ -124,9 +186,9 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
 `))
 
 // newApp returns the example's routes on sessions kept in store, behind a
-// CachedStore, wrapped in scs's LoadAndSave.
-func newApp(store *dynamostore.DynamoStore) http.Handler {
-	cached := dynamostore.NewCached(store)
+// CachedStore, wrapped in scs's LoadAndSave, and its metrics.
+func newApp(store *dynamostore.DynamoStore, tel *telemetry) http.Handler {
+	cached := dynamostore.NewCached(store, func(o *dynamostore.CacheOptions) { o.MeterProvider = tel.provider })
 	sm := scs.New()
 	sm.Store = cached
 	sm.HashTokenInStore = true
@@ -147,11 +209,19 @@ func newApp(store *dynamostore.DynamoStore) http.Handler {
 				return
 			}
 		}
+		st := cached.Stats()
+		hitRate := 0.0
+		if st.Hits+st.Misses > 0 {
+			hitRate = 100 * float64(st.Hits) / float64(st.Hits+st.Misses)
+		}
+		read, write := tel.capacity(r.Context())
 		page.Execute(w, struct {
-			User     string
-			Visits   int
-			Sessions int
-		}{user, visits, len(sessions)})
+			User                  string
+			Visits                int
+			Sessions              int
+			ReadUnits, WriteUnits float64
+			HitRate               float64
+		}{user, visits, len(sessions), read, write, hitRate})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PostFormValue("name")
@@ -188,5 +258,8 @@ func newApp(store *dynamostore.DynamoStore) http.Handler {
 		}
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
-	return sm.LoadAndSave(mux)
+	root := http.NewServeMux()
+	root.Handle("GET /metrics", promhttp.HandlerFor(tel.registry, promhttp.HandlerOpts{}))
+	root.Handle("/", sm.LoadAndSave(mux))
+	return root
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,11 +84,15 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func newServer(t *testing.T, table string) (*httptest.Server, *dynamostore.DynamoStore) {
 	t.Helper()
 	client := ddblocal.NewClient(endpoint)
-	if err := dynamostore.CreateTable(context.Background(), client, storeOptions(table)); err != nil {
+	tel, err := newTelemetry()
+	if err != nil {
 		t.Fatal(err)
 	}
-	store := dynamostore.NewWithCleanupInterval(client, 0, storeOptions(table))
-	srv := httptest.NewServer(newApp(store))
+	if err := dynamostore.CreateTable(context.Background(), client, storeOptions(table, tel)); err != nil {
+		t.Fatal(err)
+	}
+	store := dynamostore.NewWithCleanupInterval(client, 0, storeOptions(table, tel))
+	srv := httptest.NewServer(newApp(store, tel))
 	t.Cleanup(srv.Close)
 	return srv, store
 }
@@ -180,4 +185,37 @@ func sessionCount(t *testing.T, c *http.Client, base string) string {
 		t.Fatalf("no session count in %s", body)
 	}
 	return string(m[1])
+}
+
+// TestMetricsPage: after a few page views, /metrics shows the store's
+// instruments and the page shows the capacity and the hit rate.
+func TestMetricsPage(t *testing.T) {
+	srv, _ := newServer(t, "example-metrics")
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	for range 3 {
+		get(t, browser, srv.URL, "/", nil)
+	}
+	resp, err := browser.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, re := range []string{`id="write-units">[1-9][0-9.]*<`, `id="read-units">[0-9.]+<`, `id="hit-rate">[0-9]+%<`} {
+		if !regexp.MustCompile(re).Match(body) {
+			t.Fatalf("got page %s: expected %s", body, re)
+		}
+	}
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`dynamostore_operations_total{`, `operation="commit"`, `dynamostore_cache_lookups_total{`, `dynamostore_capacity`, `dynamostore_operation_duration_seconds_bucket{`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("got /metrics %s: expected %s", metrics, want)
+		}
+	}
 }

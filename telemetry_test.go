@@ -1,0 +1,161 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// collected is what a ManualReader gathered: each data point's value, keyed
+// by the instrument's name and its attributes in order, "name{k=v,...}";
+// histograms give their count.
+type collected map[string]float64
+
+func collect(t *testing.T, r *sdkmetric.ManualReader) collected {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	c := collected{}
+	key := func(name string, set attribute.Set) string {
+		var kvs []string
+		for _, kv := range set.ToSlice() {
+			kvs = append(kvs, string(kv.Key)+"="+kv.Value.Emit())
+		}
+		return name + "{" + strings.Join(kvs, ",") + "}"
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					c[key(m.Name, p.Attributes)] = float64(p.Value)
+				}
+			case metricdata.Sum[float64]:
+				for _, p := range d.DataPoints {
+					c[key(m.Name, p.Attributes)] = p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					c[key(m.Name, p.Attributes)] = float64(p.Count)
+				}
+			default:
+				t.Fatalf("unexpected data %T for %s", m.Data, m.Name)
+			}
+		}
+	}
+	return c
+}
+
+// TestMetrics runs a scripted sequence and checks every count it gives.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	s := newStore(t, nil, clockAhead, func(o *Options) { o.MeterProvider = mp })
+	c := NewCached(s, func(o *CacheOptions) { o.MeterProvider = mp; o.SkipWriteWithin = time.Minute })
+	const token, data = "tok3n-metric-5e", "d4t4-metric-77"
+	session := bytes.Repeat([]byte(data), 1024/len(data)) // about 1 KB
+	expiry := liveAt()
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Commit(token, session, expiry))
+	if _, found, err := s.Find(token); !found || err != nil {
+		t.Fatalf("got %v, %v: expected the session", found, err)
+	}
+	if _, found, _ := s.Find(token + "-absent"); found {
+		t.Fatal("expected no session")
+	}
+	must(s.Delete(token))
+	must(s.Commit("expired", []byte(data), expiredAt()))
+	must(c.Commit("cached", []byte(data), expiry))                             // a commit
+	mustFind(t, c, "cached", data)                                             // a hit
+	mustFind(t, c, "absent", "")                                               // a miss: a find, not found
+	must(c.Commit("cached", []byte(data), expiry.Add(time.Second)))            // a skipped write
+	if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil { // scans 2 items
+		t.Fatalf("got %d, %v: expected the expired session swept", n, err)
+	}
+
+	got := collect(t, reader)
+	table := "table=" + s.tableName
+	want := collected{
+		"dynamostore.operations{operation=commit,outcome=ok," + table + "}":         3,
+		"dynamostore.operations{operation=find,outcome=ok," + table + "}":           1,
+		"dynamostore.operations{operation=find,outcome=not_found," + table + "}":    2,
+		"dynamostore.operations{operation=delete,outcome=ok," + table + "}":         1,
+		"dynamostore.operations{operation=delete_expired,outcome=ok," + table + "}": 1,
+		"dynamostore.operation.duration{operation=commit," + table + "}":            3,
+		"dynamostore.operation.duration{operation=find," + table + "}":              3,
+		"dynamostore.operation.duration{operation=delete," + table + "}":            1,
+		"dynamostore.operation.duration{operation=delete_expired," + table + "}":    1,
+		"dynamostore.cache.lookups{result=hit," + table + "}":                       1,
+		"dynamostore.cache.lookups{result=miss," + table + "}":                      1,
+		"dynamostore.cache.skipped_writes{" + table + "}":                           1,
+		"dynamostore.sweep.items{result=scanned," + table + "}":                     2,
+		"dynamostore.sweep.items{result=deleted," + table + "}":                     1,
+		"dynamostore.sweep.duration{" + table + "}":                                 1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("got %s = %v: expected %v", k, got[k], v)
+		}
+	}
+	// Capacity, as DynamoDB Local and dynalite both report it: a write unit
+	// per started KB (2 for the 1 KB session, whose key and expiry take it
+	// just over, 1 for each small one, and as much to delete it); a
+	// strongly consistent read unit per started 4 KB, absent items
+	// included; the sweep's eventually consistent Scan of two small items,
+	// half a unit, and its delete, one.
+	capacity := map[string]float64{
+		"kind=read,operation=find":            3,
+		"kind=write,operation=commit":         4,
+		"kind=write,operation=delete":         2,
+		"kind=read,operation=delete_expired":  0.5,
+		"kind=write,operation=delete_expired": 1,
+	}
+	for attrs, v := range capacity {
+		want["dynamostore.capacity{"+attrs+","+table+"}"] = v
+		if k := "dynamostore.capacity{" + attrs + "," + table + "}"; got[k] != v {
+			t.Errorf("got %s = %v: expected %v", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("got %s = %v: expected no such data point", k, got[k])
+		}
+		if strings.Contains(k, token) || strings.Contains(k, data) || strings.Contains(k, "cached") {
+			t.Errorf("data point %s carries a token or data", k)
+		}
+	}
+}
+
+// TestMetricsLeaseHeld: the lease gauge is 1 while a store holds the
+// sweeper lease, and 0 once it stopped.
+func TestMetricsLeaseHeld(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	fns := newTable(t, func(o *Options) { o.MeterProvider = mp })
+	s := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, fns...)
+	held := fmt.Sprintf("dynamostore.sweep.lease_held{table=%s}", s.tableName)
+	waitUntil(t, "the lease held", func() bool { return collect(t, reader)[held] == 1 })
+	s.StopCleanup()
+	if got := collect(t, reader)[held]; got != 0 {
+		t.Fatalf("got %v: expected 0 once stopped", got)
+	}
+}
