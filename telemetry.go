@@ -91,13 +91,15 @@ func newStoreMetrics(mp metric.MeterProvider, table string) *storeMetrics {
 	m.ops, _ = meter.Int64Counter("dynamostore.operations",
 		metric.WithDescription("Store calls, by operation and outcome; a background sweep is one delete_expired."))
 	m.duration, _ = meter.Float64Histogram("dynamostore.operation.duration", metric.WithUnit("s"),
-		metric.WithDescription("How long store calls take, by operation."))
+		metric.WithDescription("How long store calls take, by operation."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 	m.capacity, _ = meter.Float64Counter("dynamostore.capacity", metric.WithUnit("{capacity_unit}"),
 		metric.WithDescription("Capacity units DynamoDB reported as consumed, index writes included, by operation and kind (read or write)."))
 	m.sweepItems, _ = meter.Int64Counter("dynamostore.sweep.items",
 		metric.WithDescription("Items a sweep's Scan read (scanned, what it is billed on) and expired sessions it deleted (deleted)."))
 	m.sweepDuration, _ = meter.Float64Histogram("dynamostore.sweep.duration", metric.WithUnit("s"),
-		metric.WithDescription("How long sweeps take."))
+		metric.WithDescription("How long sweeps take."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600))
 	m.leaseHeld, _ = meter.Int64UpDownCounter("dynamostore.sweep.lease_held",
 		metric.WithDescription("1 while this store holds the sweeper lease."))
 

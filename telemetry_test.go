@@ -46,6 +46,11 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) collected {
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
 					c[key(m.Name, p.Attributes)] = float64(p.Count)
+					// Buckets in seconds, not the SDK's default, made for
+					// milliseconds.
+					if p.Bounds[0] >= 0.1 && m.Name == "dynamostore.operation.duration" {
+						t.Errorf("got buckets %v for %s: expected them in seconds", p.Bounds, m.Name)
+					}
 				}
 			default:
 				t.Fatalf("unexpected data %T for %s", m.Data, m.Name)
