@@ -587,7 +587,22 @@ func (s *DynamoStore) All() (map[string][]byte, error) {
 // AllCtx is like All with a context for the Scan requests.
 func (s *DynamoStore) AllCtx(ctx context.Context) (sessions map[string][]byte, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opAll, start, err, true) }(time.Now())
-	now := s.now()
+	sessions = make(map[string][]byte)
+	err = s.liveSessions(ctx, opAll, s.now(), func(key string, _ map[string]types.AttributeValue, data []byte, _ int64) {
+		sessions[key[len(s.prefix):]] = data
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sessions, nil
+}
+
+// liveSessions scans the table page by page, with ConsistentRead, and
+// calls fn with the key, the item, the data and the expiry of every session
+// under this store's KeyPrefix that is unexpired at now; items it cannot
+// read are logged and skipped. The Scan is billed for every item in the
+// table.
+func (s *DynamoStore) liveSessions(ctx context.Context, op operation, now time.Time, fn func(key string, item map[string]types.AttributeValue, data []byte, expiry int64)) error {
 	// The filter only saves transfer: a Scan is billed for every item it
 	// reads. It drops expired items but keeps those whose expiry is missing
 	// or not a number, so that they are logged below; expiry and prefix are
@@ -601,13 +616,12 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (sessions map[string][]byte, e
 		ExpressionAttributeValues: values,
 		ReturnConsumedCapacity:    s.metrics.capacityRequest(ctx),
 	})
-	sessions = make(map[string][]byte)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, s.opError("all", err)
+			return s.opError(op.String(), err)
 		}
-		s.metrics.consumed(ctx, opAll, kindRead, page.ConsumedCapacity)
+		s.metrics.consumed(ctx, op, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
 			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {
@@ -615,15 +629,15 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (sessions map[string][]byte, e
 			}
 			data, expiry, err := s.decode(item)
 			if err != nil {
-				s.logUnreadable("all", err)
+				s.logUnreadable(op.String(), err)
 				continue
 			}
 			if !sessionitem.Expired(expiry, now) {
-				sessions[key.Value[len(s.prefix):]] = data
+				fn(key.Value, item, data, expiry)
 			}
 		}
 	}
-	return sessions, nil
+	return nil
 }
 
 // scanFilter returns a filter expression that adds the key prefix to cond,

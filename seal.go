@@ -3,7 +3,6 @@ package dynamostore
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,44 +37,22 @@ func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
 		return 0, s.opError(op, errors.New("the store has no Options.Encryption"))
 	}
 	var count atomic.Int64
+	// The first failed write cancels the Scan and the other writes.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sweepWorkers)
-	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
-		TableName:              s.table,
-		ConsistentRead:         s.consistent,
-		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+	scanErr := s.liveSessions(gctx, opReseal, s.now(), func(key string, item map[string]types.AttributeValue, data []byte, expiry int64) {
+		g.Go(func() error {
+			ok, err := s.reseal(gctx, key, item, data, expiry)
+			if ok {
+				count.Add(1)
+			}
+			return err
+		})
 	})
-	now := s.now()
-	for p.HasMorePages() && gctx.Err() == nil {
-		page, err := p.NextPage(gctx)
-		if err != nil {
-			g.Wait()
-			return int(count.Load()), s.opError(op, err)
-		}
-		s.metrics.consumed(ctx, opReseal, kindRead, page.ConsumedCapacity)
-		for _, item := range page.Items {
-			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {
-				continue
-			}
-			data, expiry, err := s.decode(item)
-			if err != nil {
-				s.logUnreadable(op, err)
-				continue
-			}
-			if sessionitem.Expired(expiry, now) {
-				continue
-			}
-			g.Go(func() error {
-				ok, err := s.reseal(gctx, key.Value, item, data, expiry)
-				if ok {
-					count.Add(1)
-				}
-				return err
-			})
-		}
+	// A failed write is the cause of a Scan that then failed.
+	if err = g.Wait(); err == nil {
+		err = scanErr
 	}
-	err = g.Wait()
 	if err == nil && ctx.Err() != nil {
 		err = s.opError(op, ctx.Err())
 	}
@@ -85,14 +62,14 @@ func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
 // reseal writes the session read as item again, sealed now, if the item
 // is still as it was read, and reports whether it did.
 func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]types.AttributeValue, data []byte, expiry int64) (bool, error) {
-	_, stored, err := sessionitem.Data(item, s.dataAttr)
+	_, format, err := sessionitem.Data(item, s.dataAttr)
 	if err != nil {
 		return false, nil // decode read it a moment ago
 	}
 	// The condition compares the stored data and expiry with what was
 	// read: a Commit since then changed one of them, since a sealed
 	// Commit's ciphertext is new every time.
-	names := map[string]string{"#d": stored.Attribute(s.dataAttr), "#e": s.expiryAttr, "#m": s.expiryMsAttr}
+	names := map[string]string{"#d": format.Attribute(s.dataAttr), "#e": s.expiryAttr, "#m": s.expiryMsAttr}
 	values := map[string]types.AttributeValue{":d": item[names["#d"]], ":e": item[s.expiryAttr]}
 	cond := "#d = :d AND #e = :e AND attribute_not_exists(#m)"
 	if ms, ok := item[s.expiryMsAttr]; ok {
