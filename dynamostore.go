@@ -419,8 +419,11 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 
 // Find returns the data for a session token. If the token is not found, is
 // expired, or is one DynamoDB cannot hold (empty, not valid UTF-8, or too
-// long), found is false and err is nil. It calls FindCtx with
-// context.Background().
+// long), found is false and err is nil. So it is when the item cannot be
+// read (corrupt, tampered with, sealed with a key Options.Encryption does
+// not have, or not sealed under RequireEncryption), which is logged at
+// Warn: an error would make scs answer every request with that cookie with
+// a 500 until it expired. It calls FindCtx with context.Background().
 func (s *DynamoStore) Find(token string) (b []byte, found bool, err error) {
 	return s.FindCtx(context.Background(), token)
 }
