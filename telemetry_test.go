@@ -3,6 +3,7 @@ package dynamostore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -162,5 +163,35 @@ func TestMetricsLeaseHeld(t *testing.T) {
 	s.StopCleanup()
 	if got := collect(t, reader)[held]; got != 0 {
 		t.Fatalf("got %v: expected 0 once stopped", got)
+	}
+}
+
+// brokenCache is a cache layer whose every call fails, as a Redis that is
+// down would.
+type brokenCache struct{}
+
+var errCacheDown = errors.New("cache down")
+
+func (brokenCache) Find(string) ([]byte, bool, error)      { return nil, false, errCacheDown }
+func (brokenCache) Commit(string, []byte, time.Time) error { return errCacheDown }
+func (brokenCache) Delete(string) error                    { return errCacheDown }
+
+// TestMetricsCacheErrors: each failed call to the cache layer counts, and
+// costs the caller nothing but a miss.
+func TestMetricsCacheErrors(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	s := newStore(t, nil)
+	c := NewCached(s, func(o *CacheOptions) { o.MeterProvider = mp; o.Cache = brokenCache{} })
+	if err := c.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil { // the cache write fails
+		t.Fatal(err)
+	}
+	mustFind(t, c, "token", "data") // the cache read fails, then the fill's cache write
+	got := collect(t, reader)
+	table := "table=" + s.tableName
+	if e, m := got["dynamostore.cache.errors{"+table+"}"], got["dynamostore.cache.lookups{result=miss,"+table+"}"]; e != 3 || m != 1 {
+		t.Fatalf("got %v errors, %v misses: expected 3 and 1", e, m)
 	}
 }
