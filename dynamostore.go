@@ -180,7 +180,8 @@ type Options struct {
 	// README's Telemetry section): calls, their duration and outcome, the
 	// capacity units DynamoDB reports, and the sweeper's work. The store
 	// asks DynamoDB for the capacity each request consumed only while a
-	// provider records it. A failed conditional write (a sweep's delete of
+	// provider records dynamostore.capacity (a View with a drop
+	// aggregation stops it). A failed conditional write (a sweep's delete of
 	// a session committed again, the lease taken by another store)
 	// consumes capacity that the SDK's error does not report, so it is not
 	// counted. The default is nil: otel.GetMeterProvider(), a no-op until

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -193,5 +196,42 @@ func TestMetricsCacheErrors(t *testing.T) {
 	table := "table=" + s.tableName
 	if e, m := got["dynamostore.cache.errors{"+table+"}"], got["dynamostore.cache.lookups{result=miss,"+table+"}"]; e != 3 || m != 1 {
 		t.Fatalf("got %v errors, %v misses: expected 3 and 1", e, m)
+	}
+}
+
+// rccSpy records what each PutItem asked DynamoDB to report.
+type rccSpy struct {
+	Client
+	asked []types.ReturnConsumedCapacity
+}
+
+func (c *rccSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.asked = append(c.asked, in.ReturnConsumedCapacity)
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// TestCapacityAskedOnlyWhenRecorded: the store asks DynamoDB for consumed
+// capacity, which costs DynamoDB Local about 13 % of a PutItem, only while
+// something records it: not with no provider, nor with a View that drops
+// dynamostore.capacity.
+func TestCapacityAskedOnlyWhenRecorded(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	recording := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	dropping := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()),
+		sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "dynamostore.capacity"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})))
+	for _, c := range []struct {
+		name string
+		mp   metric.MeterProvider
+		want types.ReturnConsumedCapacity
+	}{{"no provider", nil, ""}, {"recording", recording, types.ReturnConsumedCapacityTotal}, {"capacity dropped", dropping, ""}} {
+		spy := &rccSpy{Client: newClient(t)}
+		s := NewWithCleanupInterval(spy, 0, append(fns, func(o *Options) { o.MeterProvider = c.mp })...)
+		if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if len(spy.asked) != 1 || spy.asked[0] != c.want {
+			t.Fatalf("%s: got %q: expected %q", c.name, spy.asked, c.want)
+		}
 	}
 }
