@@ -125,7 +125,7 @@ const maxBatchGet = 100
 // *dynamodb.Client and DAX's client do; OwnerTokens returns an error when it
 // lacks them, and when the table has no OwnerIndex.
 func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []string, err error) {
-	const op = "owner tokens"
+	op := opOwnerTokens.String()
 	defer func(start time.Time) { s.metrics.done(ctx, opOwnerTokens, start, err, true) }(time.Now())
 	bg, ok := s.client.(batchGetter)
 	if !ok {

@@ -31,7 +31,7 @@ import (
 // store has no Encryption. On error it stops early and returns the count
 // rewritten so far.
 func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
-	const op = "reseal"
+	op := opReseal.String()
 	defer func(start time.Time) { s.metrics.done(ctx, opReseal, start, err, true) }(time.Now())
 	if s.aead == nil {
 		return 0, s.opError(op, errors.New("the store has no Options.Encryption"))

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +55,7 @@ func assertSealed(t *testing.T, item map[string]types.AttributeValue, attr strin
 	t.Helper()
 	v, ok := item[attr].(*types.AttributeValueMemberB)
 	if !ok {
-		t.Fatalf("got item with %v: expected the data in %q", mapKeysOf(item), attr)
+		t.Fatalf("got item with %v: expected the data in %q", slices.Sorted(maps.Keys(item)), attr)
 	}
 	for _, f := range sessionitem.Formats {
 		if a := f.Attribute("data"); a != attr && item[a] != nil {
@@ -65,14 +67,6 @@ func assertSealed(t *testing.T, item map[string]types.AttributeValue, attr strin
 			t.Fatalf("found bytes %d to %d of the data in the sealed item", i, i+8)
 		}
 	}
-}
-
-func mapKeysOf(m map[string]types.AttributeValue) []string {
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return keys
 }
 
 func TestSealedCommitFind(t *testing.T) {
