@@ -48,7 +48,7 @@ func BenchmarkCacheLibraries(b *testing.B) {
 	// The CachedStore's own layer: golang-lru plus an expiry check, which
 	// reads the clock.
 	b.Run("memCache", func(b *testing.B) {
-		m := newMemCache(size)
+		m := newMemCache(defaultMaxBytes, size)
 		mix(b, func(k string) { m.Find(k) }, func(k string) { m.Commit(k, entry.data, entry.until) })
 	})
 	b.Run("golang-lru", func(b *testing.B) {
@@ -62,12 +62,16 @@ func BenchmarkCacheLibraries(b *testing.B) {
 }
 
 // BenchmarkCachedHit is a cache hit beside scs memstore's Find, in parallel
-// so that lock contention shows.
+// so that lock contention shows, with the steps in between: otter's lookup
+// alone, then with the expiry check (the in-process cache layer), then that
+// and one shared atomic hit counter, then the whole CachedStore.Find.
 func BenchmarkCachedHit(b *testing.B) {
 	data := bytes.Repeat([]byte{'d'}, 1024)
 	expiry := time.Now().Add(time.Hour)
 	mem := memstore.NewWithCleanupInterval(0)
-	c := NewCached(memstore.NewWithCleanupInterval(0))
+	// Copies stay fresh for the whole run.
+	c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.MaxStale = time.Hour })
+	layer := c.cache.(*memCache)
 	// Many sessions, as on a server: goroutines rarely want the same one.
 	tokens := make([]string, 1000)
 	for i := range tokens {
@@ -78,7 +82,13 @@ func BenchmarkCachedHit(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		s    scs.Store
-	}{{"memstore", mem}, {"cached", c}} {
+	}{
+		{"memstore", mem},
+		{"otter", otterLookup{layer.c}},
+		{"layer", layer},
+		{"layer+shared-counter", sharedCounter{layer, new(atomic.Uint64)}},
+		{"cached", c},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var next atomic.Int64
@@ -112,3 +122,32 @@ func BenchmarkCachedMiss(b *testing.B) {
 		return err
 	})
 }
+
+// sharedCounter is the cache layer with every hit counted on one atomic
+// counter, as the CachedStore counted them before it took otter's striped
+// one.
+type sharedCounter struct {
+	*memCache
+	hits *atomic.Uint64
+}
+
+func (s sharedCounter) Find(token string) ([]byte, bool, error) {
+	b, found, err := s.memCache.Find(token)
+	if found {
+		s.hits.Add(1)
+	}
+	return b, found, err
+}
+
+// otterLookup is otter's lookup alone, as an scs.Store's Find.
+type otterLookup struct {
+	c *otter.Cache[string, memEntry]
+}
+
+func (o otterLookup) Find(token string) ([]byte, bool, error) {
+	e, ok := o.c.GetIfPresent(token)
+	return e.data, ok, nil
+}
+
+func (otterLookup) Commit(string, []byte, time.Time) error { return nil }
+func (otterLookup) Delete(string) error                    { return nil }

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/maypok86/otter/v2"
+	"github.com/maypok86/otter/v2/stats"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -21,13 +23,26 @@ import (
 // before it calls the caller's option functions.
 type CacheOptions struct {
 	// Cache is the cache layer. Nil, the default, means a bounded in-process
-	// LRU cache. A cache shared by several application instances (scs's
+	// cache (otter's, which evicts the sessions least likely to be read
+	// again). A cache shared by several application instances (scs's
 	// goredisstore on Redis, say) makes a Delete on one instance visible to
 	// all of them at once; see the README on running more than one instance.
 	Cache scs.Store
 
-	// MaxEntries bounds the in-process cache, in sessions; the least
-	// recently used are evicted first. The default is 10,000.
+	// MaxBytes bounds the in-process cache by the memory it holds: each
+	// session weighs its token and its data (the capacity of the slice,
+	// which may exceed its length), plus 200 bytes for the entry itself. A
+	// session of more than a quarter of MaxBytes is not cached.
+	// The default is 64 MiB; zero or less takes the default. It does not
+	// apply to a Cache of your own.
+	MaxBytes int64
+
+	// MaxEntries bounds the in-process cache in sessions: each session
+	// weighs at least MaxBytes / MaxEntries, so the cache never holds more
+	// than MaxEntries. With the defaults, that is 6.7 KB, and sessions
+	// smaller than that are bounded by count rather than bytes. It also
+	// bounds what SkipWriteWithin remembers. The default is 10,000; zero or
+	// less takes the default.
 	MaxEntries int
 
 	// MaxStale is the longest a cached copy is served without asking the
@@ -54,11 +69,23 @@ type CacheOptions struct {
 	MeterProvider metric.MeterProvider
 }
 
+// The defaults of CacheOptions.
+const (
+	defaultMaxBytes   = 64 << 20
+	defaultMaxEntries = 10_000
+	defaultMaxStale   = 10 * time.Second
+)
+
+// entryOverhead is what an in-process cache entry costs beyond its token
+// and data, rounded up from TestCachedBounded's measure (about 150 bytes).
+const entryOverhead = 200
+
 // CacheStats counts what a CachedStore did since it was created.
 type CacheStats struct {
 	Hits          uint64 // Finds answered by the cache
 	Misses        uint64 // Finds that read the backing store
 	SkippedWrites uint64 // Commits that SkipWriteWithin kept from the backing store
+	CacheErrors   uint64 // errors of the cache layer, each costing a miss or dropped
 }
 
 // CachedStore is an scs session store that keeps a cache in front of another
@@ -74,17 +101,21 @@ type CachedStore struct {
 	now     func() time.Time
 
 	// Misses for one token share one backing read; a Commit or Delete marks
-	// the read in flight stale, so its result is not cached. Striped so that
-	// unrelated tokens do not wait on one lock.
+	// the read in flight stale, so its result is not cached. The stripes'
+	// locks guard only their maps; each token's cache writes are ordered by
+	// a lock of the token's own, so a slow cache delays only that token.
 	seed    maphash.Seed
 	stripes [64]stripe
 
 	// known remembers, per token, a hash of the data and the expiry the
 	// backing store holds, for SkipWriteWithin.
-	known *lru.Cache[string, knownWrite]
+	known *otter.Cache[string, knownWrite]
 
-	hits, misses, skipped atomic.Uint64
-	metrics               cacheMetrics
+	// lookups counts hits and misses in stripes, so that parallel hits do
+	// not contend for one counter's cache line (BenchmarkCachedHit).
+	lookups              *stats.Counter
+	skipped, cacheErrors atomic.Uint64
+	metrics              cacheMetrics
 }
 
 // cacheMetrics are a CachedStore's instruments and their attribute sets.
@@ -118,9 +149,22 @@ func newCacheMetrics(mp metric.MeterProvider, backing scs.Store) cacheMetrics {
 	return m
 }
 
+// stripe holds the state of the tokens whose misses, Commits or Deletes are
+// under way, of one share of the tokens.
 type stripe struct {
-	mu       sync.Mutex
-	inflight map[string]*fill
+	mu     sync.Mutex
+	tokens map[string]*tokenState
+}
+
+// tokenState is one token's, while calls on it are under way.
+type tokenState struct {
+	refs int   // calls using this state; guarded by the stripe's mutex
+	fill *fill // the backing read in flight; guarded by the stripe's mutex
+
+	// order is the token's lock, held (a value sent) while a call writes
+	// the token's cache entry, so that a Commit or Delete is not overtaken
+	// by a fill's older data.
+	order chan struct{}
 }
 
 // fill is one backing read that concurrent misses wait on.
@@ -131,6 +175,33 @@ type fill struct {
 	err    error
 	stale  bool // guarded by the stripe's mutex
 	expiry time.Time
+}
+
+// hold returns the token's state, with a reference the caller gives back
+// with letGo. mark, when true, makes a fill in flight stale, so that its
+// result is not cached, and lets the next miss start a fill of its own.
+func (st *stripe) hold(token string, mark bool) *tokenState {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ts := st.tokens[token]
+	if ts == nil {
+		ts = &tokenState{order: make(chan struct{}, 1)}
+		st.tokens[token] = ts
+	}
+	ts.refs++
+	if mark && ts.fill != nil {
+		ts.fill.stale = true
+		ts.fill = nil
+	}
+	return ts
+}
+
+func (st *stripe) letGo(token string, ts *tokenState) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ts.refs--; ts.refs == 0 {
+		delete(st.tokens, token)
+	}
 }
 
 type knownWrite struct {
@@ -148,33 +219,44 @@ var (
 // NewCached returns a CachedStore in front of backing, with the defaults
 // described at CacheOptions changed by optFns.
 func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
-	o := CacheOptions{MaxEntries: 10_000, MaxStale: 10 * time.Second}
+	o := CacheOptions{MaxBytes: defaultMaxBytes, MaxEntries: defaultMaxEntries, MaxStale: defaultMaxStale}
 	for _, fn := range optFns {
 		fn(&o)
 	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = defaultMaxBytes
+	}
 	if o.MaxEntries <= 0 {
-		o.MaxEntries = 10_000
+		o.MaxEntries = defaultMaxEntries
 	}
 	if o.MaxStale <= 0 {
-		o.MaxStale = 10 * time.Second
+		o.MaxStale = defaultMaxStale
 	}
 	c := &CachedStore{backing: backing, cache: o.Cache, opts: o, now: time.Now, seed: maphash.MakeSeed(),
-		metrics: newCacheMetrics(o.MeterProvider, backing)}
+		lookups: stats.NewCounter(), metrics: newCacheMetrics(o.MeterProvider, backing)}
 	if c.cache == nil {
-		c.cache = newMemCache(o.MaxEntries)
+		c.cache = newMemCache(o.MaxBytes, o.MaxEntries)
 	}
 	if o.SkipWriteWithin > 0 {
-		c.known, _ = lru.New[string, knownWrite](o.MaxEntries)
+		c.known = otter.Must(&otter.Options[string, knownWrite]{MaximumSize: o.MaxEntries})
 	}
 	for i := range c.stripes {
-		c.stripes[i].inflight = make(map[string]*fill)
+		c.stripes[i].tokens = make(map[string]*tokenState)
 	}
 	return c
 }
 
-// Stats returns the hit, miss and skipped-write counts so far.
+// Stats returns the counts so far.
 func (c *CachedStore) Stats() CacheStats {
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), SkippedWrites: c.skipped.Load()}
+	lookups := c.lookups.Snapshot()
+	return CacheStats{Hits: lookups.Hits, Misses: lookups.Misses, SkippedWrites: c.skipped.Load(),
+		CacheErrors: c.cacheErrors.Load()}
+}
+
+// cacheError counts an error of the cache layer, which the caller never sees.
+func (c *CachedStore) cacheError(ctx context.Context) {
+	c.cacheErrors.Add(1)
+	c.metrics.errors.Add(ctx, 1, c.metrics.table...)
 }
 
 // Find returns the data for a session token, from the cache when it holds a
@@ -192,19 +274,21 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	}
 	b, found, err := findCtx(ctx, c.cache, token)
 	if err == nil && found {
-		c.hits.Add(1)
+		c.lookups.RecordHits(1)
 		c.metrics.lookups.Add(ctx, 1, c.metrics.hit...)
 		return b, true, nil
 	}
 	if err != nil {
-		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+		c.cacheError(ctx)
 	}
-	c.misses.Add(1)
+	c.lookups.RecordMisses(1)
 	c.metrics.lookups.Add(ctx, 1, c.metrics.miss...)
 
 	st := c.stripe(token)
+	ts := st.hold(token, false)
+	defer st.letGo(token, ts)
 	st.mu.Lock()
-	if f, ok := st.inflight[token]; ok {
+	if f := ts.fill; f != nil {
 		st.mu.Unlock()
 		select {
 		case <-f.done:
@@ -220,25 +304,38 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 		return f.data, f.found, f.err
 	}
 	f := &fill{done: make(chan struct{})}
-	st.inflight[token] = f
+	ts.fill = f
 	st.mu.Unlock()
 
 	f.data, f.expiry, f.found, f.err = c.findBacking(ctx, token)
+	close(f.done) // the waiters need not wait for the cache write
 
-	st.mu.Lock()
-	if st.inflight[token] == f {
-		delete(st.inflight, token)
+	// Cache what was read, unless a Commit or Delete of the token came
+	// since. Holding the token's lock, so that one that comes now writes
+	// the cache after this.
+	select {
+	case ts.order <- struct{}{}:
+	case <-ctx.Done():
+		st.mu.Lock()
+		if ts.fill == f {
+			ts.fill = nil
+		}
+		st.mu.Unlock()
+		return f.data, f.found, f.err
 	}
-	if !f.stale && f.err == nil && f.found {
-		// Under the stripe lock, so a Commit or Delete of this token cannot
-		// slip in between the staleness check and the cache write.
+	st.mu.Lock()
+	stale := f.stale
+	if ts.fill == f {
+		ts.fill = nil
+	}
+	st.mu.Unlock()
+	if !stale && f.err == nil && f.found {
 		if !f.expiry.IsZero() {
 			c.remember(token, f.data, f.expiry)
 		}
 		c.cacheCommit(ctx, token, f.data, f.expiry)
 	}
-	st.mu.Unlock()
-	close(f.done)
+	<-ts.order
 	return f.data, f.found, f.err
 }
 
@@ -267,12 +364,12 @@ func (c *CachedStore) cacheCommit(ctx context.Context, token string, data []byte
 		// Some caches keep an entry forever when given a past expiry
 		// (goredisstore sends Redis no TTL for a negative one).
 		if err := deleteCtx(ctx, c.cache, token); err != nil {
-			c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+			c.cacheError(ctx)
 		}
 		return
 	}
 	if err := commitCtx(ctx, c.cache, token, data, until); err != nil {
-		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+		c.cacheError(ctx)
 	}
 }
 
@@ -293,17 +390,15 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 		return nil
 	}
 	err := commitCtx(ctx, c.backing, token, b, expiry)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if f, ok := st.inflight[token]; ok {
-		f.stale = true
-		delete(st.inflight, token)
-	}
+	ts := st.hold(token, true)
+	defer st.letGo(token, ts)
+	ts.order <- struct{}{}
+	defer func() { <-ts.order }()
 	if err != nil {
 		// Even when ctx is what failed: a shared cache must not keep the
 		// old copy.
 		if err := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err != nil {
-			c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+			c.cacheError(ctx)
 		}
 		c.forget(token)
 		return err
@@ -360,16 +455,14 @@ func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted in
 // from caching it again.
 func (c *CachedStore) drop(ctx context.Context, token string) error {
 	st := c.stripe(token)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if f, ok := st.inflight[token]; ok {
-		f.stale = true
-		delete(st.inflight, token)
-	}
+	ts := st.hold(token, true)
+	defer st.letGo(token, ts)
+	ts.order <- struct{}{}
+	defer func() { <-ts.order }()
 	c.forget(token)
 	err := deleteCtx(context.WithoutCancel(ctx), c.cache, token)
 	if err != nil {
-		c.metrics.errors.Add(ctx, 1, c.metrics.table...)
+		c.cacheError(ctx)
 	}
 	return err
 }
@@ -398,7 +491,7 @@ func (c *CachedStore) skipWrite(token string, b []byte, expiry time.Time) bool {
 	if c.known == nil {
 		return false
 	}
-	k, ok := c.known.Get(token)
+	k, ok := c.known.GetIfPresent(token)
 	if !ok || k.sum != maphash.Bytes(c.seed, b) {
 		return false
 	}
@@ -408,13 +501,13 @@ func (c *CachedStore) skipWrite(token string, b []byte, expiry time.Time) bool {
 
 func (c *CachedStore) remember(token string, b []byte, expiry time.Time) {
 	if c.known != nil {
-		c.known.Add(token, knownWrite{sum: maphash.Bytes(c.seed, b), expiry: expiry})
+		c.known.Set(token, knownWrite{sum: maphash.Bytes(c.seed, b), expiry: expiry})
 	}
 }
 
 func (c *CachedStore) forget(token string) {
 	if c.known != nil {
-		c.known.Remove(token)
+		c.known.Invalidate(token)
 	}
 }
 
@@ -454,11 +547,12 @@ func deleteCtx(ctx context.Context, s scs.Store, token string) error {
 	return s.Delete(token)
 }
 
-// memCache is the default cache layer: an LRU bounded in entries, from
-// hashicorp/golang-lru, whose entries expire at their own time.
+// memCache is the default cache layer: otter's cache, bounded in bytes,
+// whose entries expire at their own time.
 type memCache struct {
-	lru *lru.Cache[string, memEntry]
-	now func() time.Time
+	c        *otter.Cache[string, memEntry]
+	maxEntry int // the largest session it keeps
+	now      func() time.Time
 }
 
 type memEntry struct {
@@ -466,13 +560,25 @@ type memEntry struct {
 	until time.Time
 }
 
-func newMemCache(size int) *memCache {
-	l, _ := lru.New[string, memEntry](size) // errors only for size <= 0
-	return &memCache{lru: l, now: time.Now}
+// newMemCache returns a memCache of at most maxBytes, by the weight
+// described at CacheOptions.MaxBytes, and at most maxEntries entries.
+func newMemCache(maxBytes int64, maxEntries int) *memCache {
+	minWeight := (maxBytes + int64(maxEntries) - 1) / int64(maxEntries) // rounded up: at most maxEntries fit
+	maxEntry := maxBytes / 4
+	return &memCache{
+		c: otter.Must(&otter.Options[string, memEntry]{
+			MaximumWeight: uint64(maxBytes),
+			Weigher: func(token string, e memEntry) uint32 {
+				return uint32(min(max(int64(len(token)+cap(e.data))+entryOverhead, minWeight), math.MaxUint32))
+			},
+		}),
+		maxEntry: int(min(maxEntry, math.MaxInt32)),
+		now:      time.Now,
+	}
 }
 
 func (m *memCache) Find(token string) ([]byte, bool, error) {
-	e, ok := m.lru.Get(token)
+	e, ok := m.c.GetIfPresent(token)
 	if !ok || !m.now().Before(e.until) {
 		return nil, false, nil
 	}
@@ -480,13 +586,18 @@ func (m *memCache) Find(token string) ([]byte, bool, error) {
 }
 
 func (m *memCache) Commit(token string, b []byte, expiry time.Time) error {
+	if len(token)+cap(b)+entryOverhead > m.maxEntry {
+		// Too large to keep: drop the older copy too.
+		m.c.Invalidate(token)
+		return nil
+	}
 	// No copy: like scs's memstore, the cache keeps the caller's slice; scs
 	// encodes a new one for every Commit and never changes it afterwards.
-	m.lru.Add(token, memEntry{data: b, until: expiry})
+	m.c.Set(token, memEntry{data: b, until: expiry})
 	return nil
 }
 
 func (m *memCache) Delete(token string) error {
-	m.lru.Remove(token)
+	m.c.Invalidate(token)
 	return nil
 }

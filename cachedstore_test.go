@@ -21,6 +21,7 @@ import (
 	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // startRedis starts Debian's redis-server on a free loopback port, without
@@ -334,6 +335,86 @@ func TestCachedJoinerOutlivesCancelledFill(t *testing.T) {
 	}
 }
 
+// slowCache is a cache layer whose writes take until release, or until
+// their context ends, as a shared cache's may when its server struggles.
+type slowCache struct {
+	*memstore.MemStore
+	writing chan string // the token of each write as it begins
+	release chan struct{}
+}
+
+func (c *slowCache) FindCtx(_ context.Context, token string) ([]byte, bool, error) {
+	return c.MemStore.Find(token)
+}
+
+func (c *slowCache) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	c.writing <- token
+	select {
+	case <-c.release:
+		return c.MemStore.Commit(token, b, expiry)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *slowCache) DeleteCtx(_ context.Context, token string) error {
+	return c.MemStore.Delete(token)
+}
+
+// TestCachedSlowCacheStallsOnlyItsToken: while one token's cache write
+// hangs, a miss of another token that hashes to the same stripe, with a
+// 100 ms deadline, returns its session within that deadline, and counts its
+// own write, which the deadline cut short, as a cache error.
+func TestCachedSlowCacheStallsOnlyItsToken(t *testing.T) {
+	t.Parallel()
+	backing := memstore.NewWithCleanupInterval(0)
+	cache := &slowCache{MemStore: memstore.NewWithCleanupInterval(0), writing: make(chan string, 8), release: make(chan struct{})}
+	c := NewCached(backing, func(o *CacheOptions) { o.Cache = cache })
+	other := ""
+	for i := 0; other == ""; i++ {
+		if tok := fmt.Sprintf("other-%d", i); c.stripe(tok) == c.stripe("slow") {
+			other = tok
+		}
+	}
+	expiry := time.Now().Add(time.Hour)
+	backing.Commit(other, []byte("other's"), expiry)
+
+	committed := make(chan error, 1)
+	go func() { committed <- c.Commit("slow", []byte("data"), expiry) }()
+	if tok := <-cache.writing; tok != "slow" {
+		t.Fatalf("got a write of %q: expected the slow token's", tok)
+	}
+
+	found := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		b, ok, err := c.FindCtx(ctx, other)
+		if err == nil && (!ok || string(b) != "other's") {
+			err = fmt.Errorf("got %q, %v: expected the other session", b, ok)
+		}
+		found <- err
+	}()
+	select {
+	case err := <-found:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case err := <-committed:
+		t.Fatalf("the slow write ended first (%v): expected it still held", err)
+	case <-time.After(hangTimeout):
+		t.Fatal("a Find of another token waited for the slow token's cache write")
+	}
+	if st := c.Stats(); st.CacheErrors != 1 || st.Misses != 1 {
+		t.Fatalf("got %+v: expected one miss and one cache error, the other token's write", st)
+	}
+	close(cache.release)
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "slow", "data")
+}
+
 func TestCachedSkipWriteAfterDeleteDuringMiss(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, nil)
@@ -437,10 +518,63 @@ func TestCachedRace(t *testing.T) {
 	}
 }
 
+// TestCachedBoundedInBytes: 1,000 sessions of 1 MB in memory (compressible,
+// so that DynamoDB can store them with CompressAbove) through a CachedStore
+// with MaxBytes 16 MiB leave the heap within 16 MiB and a little more. Not
+// parallel: it measures the process's heap.
+func TestCachedBoundedInBytes(t *testing.T) {
+	const maxBytes, sessions, size = 16 << 20, 1000, 1 << 20
+	s := newStore(t, nil, func(o *Options) { o.CompressAbove = 1024 })
+	c := NewCached(s, func(o *CacheOptions) { o.MaxBytes = maxBytes })
+	session := func(i int) []byte {
+		return bytes.Repeat([]byte(fmt.Sprintf("session %d, line of a page it viewed\n", i)), size/20)[:size]
+	}
+	heap := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	// Warm the codec's buffers, which the store keeps whatever the cache:
+	// 18 MB, after the second session.
+	expiry := time.Now().Add(time.Hour)
+	for i := range 3 {
+		if err := s.Commit("warm", session(-i), expiry); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Find("warm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := heap()
+	for i := range sessions {
+		if err := c.Commit(fmt.Sprintf("token-%d", i), session(i), expiry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := sessions - 1; i >= 0; i-- { // the last committed are hits, the rest misses that cache what they read
+		if b, found, err := c.Find(fmt.Sprintf("token-%d", i)); !found || err != nil || len(b) != size {
+			t.Fatalf("got %d bytes, %v, %v: expected session %d", len(b), found, err, i)
+		}
+	}
+	grown := heap() - base
+	// The slack is for otter's own structures, sized for the 65,000
+	// entries a 16 MiB cache of the smallest sessions could hold.
+	const slack = 4 << 20
+	t.Logf("%d sessions of %d bytes through a cache of MaxBytes %d: the heap grew by %d bytes", sessions, size, maxBytes, grown)
+	if grown > maxBytes+slack {
+		t.Fatalf("the heap grew by %d bytes: expected at most MaxBytes, %d, and %d more", grown, maxBytes, slack)
+	}
+	if st := c.Stats(); st.Hits == 0 || st.Misses == 0 {
+		t.Fatalf("got %+v: expected both hits and misses", st)
+	}
+}
+
 // TestCachedBounded is not parallel: it measures the process's heap, which
 // other tests' allocations would move.
 func TestCachedBounded(t *testing.T) {
-	c := NewCached(memstore.NewWithCleanupInterval(0))
+	ignore := goleak.IgnoreCurrent()
+	c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
 	m := c.cache.(*memCache)
 	heap := func() uint64 {
 		runtime.GC()
@@ -455,16 +589,33 @@ func TestCachedBounded(t *testing.T) {
 		m.Commit(fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
 	}
 	warm := heap()
-	t.Logf("a full cache of 10,000 sessions of 100 bytes: %d bytes of heap, %d per entry", warm-empty, (warm-empty)/10_000)
+	// Each entry's token and data take 128 bytes (two allocations).
+	overhead := int64(warm-empty)/10_000 - 128
+	t.Logf("a full cache of 10,000 sessions of 100 bytes: %d bytes of heap, %d per entry beyond its token and data", warm-empty, overhead)
+	if overhead > entryOverhead {
+		t.Fatalf("got %d bytes per entry beyond its token and data: expected at most entryOverhead, %d, which MaxBytes counts", overhead, entryOverhead)
+	}
 	for i := range 1_000_000 {
 		m.Commit(fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
 	}
-	if n := m.lru.Len(); n != 10_000 {
-		t.Fatalf("got %d entries: expected the bound, 10000", n)
+	m.c.CleanUp() // otter evicts in the background; finish now
+	if n := m.c.EstimatedSize(); n > 10_000 {
+		t.Fatalf("got %d entries: expected at most the bound, 10000", n)
 	}
 	// 990,000 more entries of 100 bytes would be over 100 MB.
 	if after := heap(); after > warm+10<<20 {
 		t.Fatalf("heap grew from %d to %d bytes: expected it flat", warm, after)
+	}
+	// otter evicts on goroutines of its own: none may stay. They end soon,
+	// but not at once on a busy machine: give them until a hang.
+	for i := range 100_000 {
+		c.Commit(fmt.Sprintf("token-%d", i), data, until) // through SkipWriteWithin's cache too
+	}
+	hang := time.Now().Add(hangTimeout)
+	for err := goleak.Find(ignore); err != nil; err = goleak.Find(ignore) {
+		if time.Now().After(hang) {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -51,9 +51,10 @@ const sweepCondition = "#e <= :now"
 // deletes back off and retry. The scan reads, and is billed for, the whole
 // table.
 //
-// The background sweeper calls DeleteExpired every CleanupInterval; call it
-// yourself to sweep on your own schedule. On error it stops early and returns
-// the count deleted so far.
+// The background sweeper calls DeleteExpired every CleanupInterval, unless
+// the table's TTL deletes expired sessions (see Options.SweepWithTTL); call
+// it yourself to sweep on your own schedule, which it does whatever the TTL
+// status. On error it stops early and returns the count deleted so far.
 func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error) {
 	defer func(start time.Time) {
 		s.metrics.done(ctx, opDeleteExpired, start, err, true)
@@ -318,6 +319,93 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 	return s.sweepLease, held
 }
 
+// ttlDescriber is the one operation beyond Client's that the sweeper uses,
+// when its client has it: *dynamodb.Client does, a DAX client does not.
+type ttlDescriber interface {
+	DescribeTimeToLive(ctx context.Context, params *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+}
+
+// ttlDeletes reports whether the table's TTL deletes items by attr: its
+// status is ENABLED or ENABLING on that attribute.
+func ttlDeletes(ctx context.Context, client ttlDescriber, table, attr string) (bool, error) {
+	out, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &table})
+	if err != nil {
+		return false, err
+	}
+	d := out.TimeToLiveDescription
+	if d == nil || aws.ToString(d.AttributeName) != attr {
+		return false, nil
+	}
+	return d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling, nil
+}
+
+// ttlWatch is the background sweeper's view of the table's TTL: while TTL
+// deletes expired sessions, the sweeper stands down.
+type ttlWatch struct {
+	s       *DynamoStore
+	client  ttlDescriber // nil: never stand down
+	next    time.Time    // when to ask again
+	standBy bool         // TTL deletes; do not sweep
+	warned  bool         // a failed check was logged
+}
+
+func (s *DynamoStore) newTTLWatch() *ttlWatch {
+	w := &ttlWatch{s: s}
+	if c, ok := s.client.(ttlDescriber); ok && !s.sweepTTL {
+		w.client = c
+	}
+	return w
+}
+
+// standDown reports whether the sweeper should skip this tick, asking for
+// the TTL status when the last answer is older than ttlRecheck. Until an
+// answer comes, and whenever DynamoDB refuses the question, it sweeps.
+func (w *ttlWatch) standDown(ctx context.Context) bool {
+	s := w.s
+	if w.client == nil || time.Now().Before(w.next) {
+		return w.standBy
+	}
+	on, err := ttlDeletes(ctx, w.client, s.tableName, s.expiryAttr)
+	switch {
+	case ctx.Err() != nil:
+		return true // stopping
+	case isUnknownOperation(err):
+		// An endpoint without a TTL API (dynalite's older versions):
+		// nothing deletes expired items but the sweeper.
+		on, err = false, nil
+	case isAccessDenied(err):
+		if !w.warned {
+			w.warned = true
+			s.logger.Warn("dynamostore: the sweeper may not read the table's TTL status, so it scans as if TTL were off; grant dynamodb:DescribeTimeToLive, or set Options.SweepWithTTL to keep scanning",
+				"table", s.tableName, "error", err)
+		}
+		on, err = false, nil
+	case err != nil:
+		// Ask again at the next tick, keeping the last answer meanwhile.
+		if !w.warned {
+			w.warned = true
+			s.logger.Warn("dynamostore: the sweeper could not read the table's TTL status", "table", s.tableName, "error", err)
+		}
+		return w.standBy
+	}
+	w.next = time.Now().Add(s.ttlRecheck)
+	switch {
+	case on && !w.standBy:
+		s.logger.Info("dynamostore: the sweeper stands down: the table's TTL deletes expired sessions",
+			"table", s.tableName, "attribute", s.expiryAttr, "recheck", s.ttlRecheck)
+	case !on && w.standBy:
+		s.logger.Info("dynamostore: the sweeper resumes: the table's TTL no longer deletes expired sessions",
+			"table", s.tableName, "attribute", s.expiryAttr)
+	}
+	w.standBy = on
+	return on
+}
+
+func isAccessDenied(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDeniedException"
+}
+
 // startCleanup runs sweep every CleanupInterval until StopCleanup.
 func (s *DynamoStore) startCleanup() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -341,6 +429,8 @@ func (s *DynamoStore) startCleanup() {
 			}
 		}
 		defer setHeld(false)
+		ttl := s.newTTLWatch()
+		ttl.standDown(ctx) // ask now, so the log tells at once
 		for {
 			select {
 			case <-ctx.Done():
@@ -357,6 +447,10 @@ func (s *DynamoStore) startCleanup() {
 				}
 				return
 			case <-ticker.C:
+				if ttl.standDown(ctx) {
+					setHeld(false)
+					continue
+				}
 				var took bool
 				mayHold, took = s.sweep(ctx)
 				setHeld(took)

@@ -16,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
 
 func TestDeleteExpired(t *testing.T) {
@@ -578,5 +581,189 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 	s.StopCleanup()
 	if rawItem(t, s, "old") == nil {
 		t.Fatal("expected the cancelled sweep to delete nothing")
+	}
+}
+
+// ttlSpy is the SDK's client, which has DescribeTimeToLive, counting the
+// sweeper's Scans, lease writes and TTL checks. deny makes DescribeTimeToLive
+// fail as IAM refuses it.
+type ttlSpy struct {
+	*dynamodb.Client
+	deny   bool
+	w      watched
+	scans  int
+	leases int
+	checks int
+}
+
+func (c *ttlSpy) count(n *int) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	*n++
+	c.w.changed()
+}
+
+// waitCounts returns the counts once cond holds for them.
+func (c *ttlSpy) waitCounts(t *testing.T, what string, cond func(scans, leases, checks int) bool) (scans, leases, checks int) {
+	t.Helper()
+	if !c.w.wait(func() bool { scans, leases, checks = c.scans, c.leases, c.checks; return cond(scans, leases, checks) }) {
+		t.Fatalf("waited %v for %s: got %d scans, %d lease writes, %d TTL checks", hangTimeout, what, scans, leases, checks)
+	}
+	return scans, leases, checks
+}
+
+func (c *ttlSpy) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	c.count(&c.scans)
+	return c.Client.Scan(ctx, in, optFns...)
+}
+
+func (c *ttlSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if _, ok := in.Item[leaseUntilAttr]; ok {
+		c.count(&c.leases)
+	}
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+func (c *ttlSpy) DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error) {
+	defer c.count(&c.checks)
+	if c.deny {
+		return nil, &smithy.GenericAPIError{Code: "AccessDeniedException",
+			Message: "User: arn:aws:sts::123456789012:assumed-role/app is not authorized to perform: dynamodb:DescribeTimeToLive"}
+	}
+	return c.Client.DescribeTimeToLive(ctx, in, optFns...)
+}
+
+// ttlRecheck asks for the TTL status every d rather than every hour.
+func ttlRecheck(d time.Duration) func(*Options) {
+	return func(o *Options) { o.ttlRecheck = d }
+}
+
+// TestSweeperStandsDownWithTTL: where the table's TTL deletes expired items
+// (DynamoDB Local's tables from CreateTable) the background sweeper neither
+// scans nor takes the lease, over many intervals and several checks, and
+// resumes once TTL is turned off; where TTL is off (dynalite) it sweeps.
+func TestSweeperStandsDownWithTTL(t *testing.T) {
+	t.Parallel()
+	const interval = 20 * time.Millisecond
+	fns := newTable(t)
+	spy := &ttlSpy{Client: newClient(t)}
+	var logs syncBuffer
+	s := NewWithCleanupInterval(spy, interval, append(fns, clockAhead, withLogger(&logs), ttlRecheck(5*interval))...)
+	defer s.StopCleanup()
+
+	if ddblocal.IsDynalite() {
+		// dynalite reports TTL DISABLED: the sweeper sweeps as ever.
+		spy.waitCounts(t, "two sweeps", func(scans, _, _ int) bool { return scans >= 2 })
+		if strings.Contains(logs.String(), "stands down") {
+			t.Fatalf("got log %q: expected no stand-down where TTL is off", logs.String())
+		}
+		return
+	}
+	// Four checks are at least three rechecks apart: 15 intervals.
+	scans, leases, _ := spy.waitCounts(t, "four TTL checks", func(_, _, checks int) bool { return checks >= 4 })
+	if scans != 0 || leases != 0 {
+		t.Fatalf("got %d scans and %d lease writes: expected none while TTL deletes", scans, leases)
+	}
+	if n := strings.Count(logs.String(), "level=INFO msg=\"dynamostore: the sweeper stands down"); n != 1 {
+		t.Fatalf("got log %q: expected one Info line saying the sweeper stands down", logs.String())
+	}
+
+	// DeleteExpired called directly sweeps whatever the TTL status.
+	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected DeleteExpired to delete the expired session", n, err)
+	}
+
+	// TTL off: at its next check the sweeper resumes, and says so.
+	if _, err := spy.Client.UpdateTimeToLive(context.Background(), &dynamodb.UpdateTimeToLiveInput{
+		TableName:               s.table,
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String("expires"), Enabled: aws.Bool(false)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := spy.waitCounts(t, "", func(int, int, int) bool { return true })
+	spy.waitCounts(t, "a sweep after TTL was turned off", func(scans, leases, _ int) bool { return scans > before && leases > 0 })
+	logs.waitFor(t, "level=INFO msg=\"dynamostore: the sweeper resumes")
+}
+
+// TestSweepWithTTL: with SweepWithTTL the sweeper sweeps a TTL table and
+// never asks for its TTL status.
+func TestSweepWithTTL(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	spy := &ttlSpy{Client: newClient(t)}
+	s := NewWithCleanupInterval(spy, 20*time.Millisecond, append(fns, clockAhead, func(o *Options) { o.SweepWithTTL = true })...)
+	defer s.StopCleanup()
+	if _, _, checks := spy.waitCounts(t, "two sweeps", func(scans, _, _ int) bool { return scans >= 2 }); checks != 0 {
+		t.Fatalf("got %d TTL checks: expected none with SweepWithTTL", checks)
+	}
+}
+
+// TestSweeperTTLDenied: where DescribeTimeToLive is refused, the sweeper
+// sweeps and warns once, however often it asks.
+func TestSweeperTTLDenied(t *testing.T) {
+	t.Parallel()
+	const interval = 20 * time.Millisecond
+	fns := newTable(t)
+	spy := &ttlSpy{Client: newClient(t), deny: true}
+	var logs syncBuffer
+	s := NewWithCleanupInterval(spy, interval, append(fns, clockAhead, withLogger(&logs), ttlRecheck(interval))...)
+	defer s.StopCleanup()
+	spy.waitCounts(t, "three checks and two sweeps", func(scans, _, checks int) bool { return checks >= 3 && scans >= 2 })
+	log := logs.String()
+	if n := strings.Count(log, "level=WARN"); n != 1 || !strings.Contains(log, "grant dynamodb:DescribeTimeToLive") {
+		t.Fatalf("got log %q: expected one warning naming the permission", log)
+	}
+}
+
+// itemClient has only the methods of Client, as a DAX client's item
+// operations are: no DescribeTimeToLive, Query or BatchGetItem.
+type itemClient struct{ c *dynamodb.Client }
+
+func (c itemClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return c.c.GetItem(ctx, in, optFns...)
+}
+
+func (c itemClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return c.c.PutItem(ctx, in, optFns...)
+}
+
+func (c itemClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return c.c.DeleteItem(ctx, in, optFns...)
+}
+
+func (c itemClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	return c.c.Scan(ctx, in, optFns...)
+}
+
+// TestItemOperationsClient: a client with only Client's methods, as a DAX
+// client is, serves the store, the cache and the sweeper, which cannot ask
+// for the TTL status and so sweeps.
+func TestItemOperationsClient(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	s := NewWithCleanupInterval(itemClient{newClient(t)}, 20*time.Millisecond, append(fns, clockAhead)...)
+	defer s.StopCleanup()
+	c := NewCached(s)
+	if err := c.Commit("live", []byte("x"), liveAt()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit("old", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	if b, found, err := c.Find("live"); string(b) != "x" || !found || err != nil {
+		t.Fatalf("got %q, %v, %v: expected the live session", b, found, err)
+	}
+	waitUntil(t, "the sweeper to delete the expired session", func() bool { return rawItem(t, s, "old") == nil })
+	if all, err := c.All(); len(all) != 1 || err != nil {
+		t.Fatalf("got %v, %v: expected the live session alone", all, err)
+	}
+	if err := c.Delete("live"); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := c.Find("live"); found || err != nil {
+		t.Fatalf("got %v, %v: expected the session deleted", found, err)
 	}
 }

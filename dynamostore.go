@@ -99,6 +99,21 @@ type Options struct {
 	// sessions. Zero disables the sweeper. The default is 5 minutes.
 	CleanupInterval time.Duration
 
+	// SweepWithTTL makes the background sweeper scan even where the table's
+	// TTL already deletes expired sessions. Without it, the default, the
+	// sweeper asks DynamoDB for the table's TTL status (DescribeTimeToLive,
+	// which costs no capacity) when it starts and about once an hour, and
+	// stands down while TTL is ENABLED or ENABLING on ExpiryAttribute: TTL
+	// deletes expired items for free, usually within a few days, and Find
+	// never serves an expired session meanwhile, so a sweep's Scan (half a
+	// read unit per 4 KB of the whole table) would buy only the storage of
+	// those items. It logs at Info when it stands down and when it resumes.
+	// It sweeps as before where TTL is off, where the client has no
+	// DescribeTimeToLive method (a DAX client, say), and where DynamoDB
+	// refuses the call, which it logs once at Warn: grant the sweeper's role
+	// dynamodb:DescribeTimeToLive. DeleteExpired always sweeps.
+	SweepWithTTL bool
+
 	// SweepLease makes the background sweeper take a lease before each
 	// sweep, so that of all the stores sharing the table and KeyPrefix
 	// (one per application instance, say) only one sweeps per
@@ -195,6 +210,10 @@ type Options struct {
 
 	// now is the store's clock, time.Now unless a test moves it.
 	now func() time.Time
+
+	// ttlRecheck is how often the sweeper asks for the table's TTL status:
+	// an hour, unless a test shortens it.
+	ttlRecheck time.Duration
 }
 
 // DynamoDB's limits, from its documentation.
@@ -298,6 +317,8 @@ type DynamoStore struct {
 	now func() time.Time
 
 	sweepLease  bool
+	sweepTTL    bool // Options.SweepWithTTL
+	ttlRecheck  time.Duration
 	segments    int
 	readRate    float64
 	grace       time.Duration
@@ -350,6 +371,8 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		badOwnerLog:  rate.Sometimes{First: 1, Interval: 10 * time.Minute},
 		now:          o.now,
 		sweepLease:   o.SweepLease,
+		sweepTTL:     o.SweepWithTTL,
+		ttlRecheck:   o.ttlRecheck,
 		segments:     max(o.SweepSegments, 1),
 		readRate:     o.SweepReadRate,
 		grace:        max(o.SweepGrace, 0),
@@ -390,6 +413,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 		SweepGrace:      time.Minute,
 		Logger:          slog.Default(),
 		now:             time.Now,
+		ttlRecheck:      time.Hour,
 	}
 	for _, fn := range optFns {
 		fn(&o)

@@ -399,7 +399,7 @@ func TestDeleteOwnerErrors(t *testing.T) {
 	}
 
 	// A CachedStore over a store that is not a DynamoStore.
-	if _, err := NewCached(newMemCache(10)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
+	if _, err := NewCached(newMemCache(defaultMaxBytes, 10)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
 		t.Fatalf("got %v: expected an error about the backing store", err)
 	}
 }

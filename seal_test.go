@@ -470,7 +470,7 @@ func TestSealedSweepAndOwner(t *testing.T) {
 func TestSealedHashTokenInStore(t *testing.T) {
 	t.Parallel()
 	var log syncBuffer
-	fns := newTable(t, withEncryption(newAEAD(t)), withLogger(&log))
+	fns := newTable(t, withEncryption(newAEAD(t)), withLogger(&log), func(o *Options) { o.SweepWithTTL = true })
 	store := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, fns...)
 	t.Cleanup(store.StopCleanup)
 	sm := scs.New()

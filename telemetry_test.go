@@ -159,7 +159,7 @@ func TestMetricsLeaseHeld(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	fns := newTable(t, func(o *Options) { o.MeterProvider = mp })
+	fns := newTable(t, func(o *Options) { o.MeterProvider = mp; o.SweepWithTTL = true })
 	s := NewWithCleanupInterval(newClient(t), 20*time.Millisecond, fns...)
 	held := fmt.Sprintf("dynamostore.sweep.lease_held{table=%s}", s.tableName)
 	waitUntil(t, "the lease held", func() bool { return collect(t, reader)[held] == 1 })

@@ -290,13 +290,43 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 		fmt.Fprintf(out, "ttl: ENABLED on %s\n", attr)
 		if attr != f.opts.ExpiryAttribute {
 			problems = append(problems, fmt.Sprintf("TTL is on %s, want %s", attr, f.opts.ExpiryAttribute))
+		} else {
+			fmt.Fprintln(out, "sweeper: the store's background sweeper stands down while TTL deletes expired sessions (Options.SweepWithTTL keeps it scanning); delete-expired still sweeps")
 		}
+	}
+	for _, line := range replicaReport(t) {
+		fmt.Fprintln(out, line)
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	fmt.Fprintln(out, "ok")
 	return nil
+}
+
+// replicaReport describes the table's replicas, when it is a global table,
+// and what they change for the store.
+func replicaReport(t *types.TableDescription) []string {
+	if len(t.Replicas) == 0 {
+		return []string{"replicas: none (a table in one region)"}
+	}
+	var regions []string
+	for _, r := range t.Replicas {
+		regions = append(regions, fmt.Sprintf("%s (%s)", aws.ToString(r.RegionName), r.ReplicaStatus))
+	}
+	mode := t.MultiRegionConsistency
+	if mode == "" {
+		mode = types.MultiRegionConsistencyEventual
+	}
+	lines := []string{fmt.Sprintf("replicas: %s; multi-region consistency %s", strings.Join(regions, ", "), mode)}
+	if mode == types.MultiRegionConsistencyStrong {
+		lines = append(lines, "warning: DynamoDB TTL does not work on a multi-region strongly consistent (MRSC) table; keep the sweeper on (it sweeps where TTL is off) or run 'dynamostore delete-expired' on a schedule")
+	} else {
+		lines = append(lines,
+			"warning: each region checks conditional writes on its own, so the sweeper lease is per region: expect one sweeper per region each CleanupInterval",
+			"warning: make SweepGrace at least the replication lag, so a sweep in one region does not delete a session committed again in another")
+	}
+	return lines
 }
 
 // findIndex returns the table's global secondary index name, or nil.

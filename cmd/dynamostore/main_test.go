@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/tink-crypto/tink-go/v2/aead"
@@ -85,7 +86,8 @@ func TestCreateTableAndCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("got %d, %q, %q: expected check to pass", code, out, errOut)
 	}
-	for _, want := range []string{"key schema: HASH session_key (S)", "billing mode: PAY_PER_REQUEST", "approximate item count: 0", "ttl: ENABLED on ttl", "ok"} {
+	for _, want := range []string{"key schema: HASH session_key (S)", "billing mode: PAY_PER_REQUEST", "approximate item count: 0", "ttl: ENABLED on ttl",
+		"sweeper: the store's background sweeper stands down", "replicas: none", "ok"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}
@@ -356,5 +358,33 @@ func TestOwnerIndexMissing(t *testing.T) {
 	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1")
 	if code != 1 || out != "" || !strings.Contains(errOut, `has no index "owner-index"`) || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("got %d, %q, %q: expected one line about the missing index", code, out, errOut)
+	}
+}
+
+// TestReplicaReport: check describes a global table's replicas and warns
+// of what each consistency mode changes. DynamoDB Local and dynalite have no
+// global tables, so the descriptions are built here as DescribeTable
+// returns them.
+func TestReplicaReport(t *testing.T) {
+	replicas := []types.ReplicaDescription{
+		{RegionName: aws.String("eu-west-1"), ReplicaStatus: types.ReplicaStatusActive},
+		{RegionName: aws.String("us-east-1"), ReplicaStatus: types.ReplicaStatusActive},
+	}
+	for _, tc := range []struct {
+		mode types.MultiRegionConsistency
+		want []string
+	}{
+		{"", []string{"replicas: eu-west-1 (ACTIVE), us-east-1 (ACTIVE); multi-region consistency EVENTUAL", "sweeper lease is per region", "SweepGrace at least the replication lag"}},
+		{types.MultiRegionConsistencyStrong, []string{"multi-region consistency STRONG", "TTL does not work"}},
+	} {
+		got := strings.Join(replicaReport(&types.TableDescription{Replicas: replicas, MultiRegionConsistency: tc.mode}), "\n")
+		for _, want := range tc.want {
+			if !strings.Contains(got, want) {
+				t.Errorf("mode %q: got %q: expected %q", tc.mode, got, want)
+			}
+		}
+	}
+	if got := replicaReport(&types.TableDescription{}); len(got) != 1 || got[0] != "replicas: none (a table in one region)" {
+		t.Errorf("got %q: expected no replicas", got)
 	}
 }
