@@ -44,7 +44,7 @@ fuzz: $(DDB_JAR_STAMP)
 	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzDecode$$' .
 	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzToken$$' .
 
-## bench: run every benchmark, each beside its baseline, and write BENCHMARKS.md (under 10 minutes)
+## bench: run every benchmark, each beside its baseline, and write BENCHMARKS.md (about 11 minutes)
 bench: $(DDB_JAR_STAMP)
 	$(GO) run ./internal/benchreport -o BENCHMARKS.md
 
