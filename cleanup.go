@@ -16,6 +16,8 @@ import (
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 const (
@@ -226,13 +228,12 @@ func isThrottle(err error) bool {
 	return false
 }
 
-// The sweeper lease is the item keyed KeyPrefix + leaseToken. scs tokens are
-// base64url, so none can be "#sweeper-lease", and the store refuses it as a
-// token. The lease has no data or expiry attribute, so neither TTL nor a
-// sweep deletes it; it holds its holder and its end in Unix milliseconds,
-// since a CleanupInterval may be shorter than a second.
+// The sweeper lease is the item keyed KeyPrefix + leaseToken (see
+// sessionitem.LeaseToken). It has no data or expiry attribute, so neither
+// TTL nor a sweep deletes it; it holds its holder and its end in Unix
+// milliseconds, since a CleanupInterval may be shorter than a second.
 const (
-	leaseToken     = "#sweeper-lease"
+	leaseToken     = sessionitem.LeaseToken
 	leaseOwnerAttr = "lease_owner"
 	leaseUntilAttr = "lease_until_ms"
 )

@@ -20,6 +20,7 @@
 package dynamostore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,8 +128,9 @@ type Options struct {
 	// SweepSegments is how many parallel Scan segments a sweep reads, for
 	// large tables where one sequential Scan is too slow. Each segment keeps
 	// up to 8 conditional deletes in flight, so more segments also delete
-	// faster where DynamoDB's latency, not its capacity, is the limit. The
-	// default is 1.
+	// faster where DynamoDB's latency, not its capacity, is the limit. It
+	// is at most 16 per CPU (runtime.NumCPU): a larger value takes that
+	// many. The default is 1; zero or less takes the default.
 	SweepSegments int
 
 	// SweepReadRate caps the read capacity units per second a sweep's Scan
@@ -373,7 +375,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		sweepLease:   o.SweepLease,
 		sweepTTL:     o.SweepWithTTL,
 		ttlRecheck:   o.ttlRecheck,
-		segments:     max(o.SweepSegments, 1),
+		segments:     o.SweepSegments,
 		readRate:     o.SweepReadRate,
 		grace:        max(o.SweepGrace, 0),
 		interval:     o.CleanupInterval,
@@ -401,16 +403,16 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 
 func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 	o := Options{
-		TableName:       "sessions",
-		KeyAttribute:    "session_key",
-		DataAttribute:   "data",
-		ExpiryAttribute: "expires",
-		OwnerAttribute:  "owner",
-		OwnerIndex:      "owner-index",
+		TableName:       sessionitem.DefaultTableName,
+		KeyAttribute:    sessionitem.DefaultKeyAttribute,
+		DataAttribute:   sessionitem.DefaultDataAttribute,
+		ExpiryAttribute: sessionitem.DefaultExpiryAttribute,
+		OwnerAttribute:  sessionitem.DefaultOwnerAttribute,
+		OwnerIndex:      sessionitem.DefaultOwnerIndex,
 		ConsistentRead:  true,
 		CleanupInterval: interval,
 		SweepLease:      true,
-		SweepGrace:      time.Minute,
+		SweepGrace:      sessionitem.DefaultSweepGrace,
 		Logger:          slog.Default(),
 		now:             time.Now,
 		ttlRecheck:      time.Hour,
@@ -418,24 +420,13 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 	for _, fn := range optFns {
 		fn(&o)
 	}
-	if o.TableName == "" {
-		o.TableName = "sessions"
-	}
-	if o.KeyAttribute == "" {
-		o.KeyAttribute = "session_key"
-	}
-	if o.DataAttribute == "" {
-		o.DataAttribute = "data"
-	}
-	if o.ExpiryAttribute == "" {
-		o.ExpiryAttribute = "expires"
-	}
-	if o.OwnerAttribute == "" {
-		o.OwnerAttribute = "owner"
-	}
-	if o.OwnerIndex == "" {
-		o.OwnerIndex = "owner-index"
-	}
+	o.TableName = cmp.Or(o.TableName, sessionitem.DefaultTableName)
+	o.KeyAttribute = cmp.Or(o.KeyAttribute, sessionitem.DefaultKeyAttribute)
+	o.DataAttribute = cmp.Or(o.DataAttribute, sessionitem.DefaultDataAttribute)
+	o.ExpiryAttribute = cmp.Or(o.ExpiryAttribute, sessionitem.DefaultExpiryAttribute)
+	o.OwnerAttribute = cmp.Or(o.OwnerAttribute, sessionitem.DefaultOwnerAttribute)
+	o.OwnerIndex = cmp.Or(o.OwnerIndex, sessionitem.DefaultOwnerIndex)
+	o.SweepSegments = min(max(o.SweepSegments, 1), sessionitem.MaxSweepSegments())
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // CreateTable creates the session table described by the options (the same
@@ -60,8 +62,8 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*O
 		if err != nil {
 			return fail("describe existing table", err)
 		}
-		if err := checkKeySchema(desc.Table, o.KeyAttribute); err != nil {
-			return fmt.Errorf("dynamostore: create table %q: a table of that name exists with another key schema: %w", o.TableName, err)
+		if err := sessionitem.CheckKeySchema(desc.Table, o.KeyAttribute); err != nil {
+			return fmt.Errorf("dynamostore: create table %q: it exists with another key schema: %w", o.TableName, err)
 		}
 		if err := addOwnerIndex(ctx, client, o, desc.Table); err != nil {
 			return err
@@ -167,21 +169,6 @@ func waitOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options) err
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
-}
-
-// checkKeySchema returns an error unless the table's key is a single
-// partition key of type S named keyAttr.
-func checkKeySchema(t *types.TableDescription, keyAttr string) error {
-	if t == nil || len(t.KeySchema) != 1 || t.KeySchema[0].KeyType != types.KeyTypeHash ||
-		aws.ToString(t.KeySchema[0].AttributeName) != keyAttr {
-		return fmt.Errorf("want a single partition key %q of type S and no sort key", keyAttr)
-	}
-	for _, def := range t.AttributeDefinitions {
-		if aws.ToString(def.AttributeName) == keyAttr && def.AttributeType != types.ScalarAttributeTypeS {
-			return fmt.Errorf("partition key %q is of type %s, want S", keyAttr, def.AttributeType)
-		}
-	}
-	return nil
 }
 
 // enableTTL makes o.ExpiryAttribute the table's TTL attribute, unless it

@@ -88,7 +88,7 @@ func TestCreateTableKeyType(t *testing.T) {
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeN)
 	err := CreateTable(ctx, client, func(o *Options) { o.TableName = name })
-	if err == nil || !strings.Contains(err.Error(), "of type N, want S") {
+	if err == nil || !strings.Contains(err.Error(), `the table's key is hash "session_key" (N); want a partition key "session_key" of type S`) {
 		t.Fatalf("got %v: expected a key type error", err)
 	}
 }

@@ -21,7 +21,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -32,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -56,24 +60,19 @@ Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		progressOut = os.Stderr
-	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// progressOut receives delete-expired's progress line; main sets it when
-// stderr is a terminal.
-var progressOut io.Writer
-
 // run executes one command line and returns the exit code: 0 on success, 1
-// when the command failed or found a problem, 2 for a usage error.
+// when the command failed or found a problem, 2 for a usage error. Data goes
+// to stdout; errors, notices and progress to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	cmds := map[string]func(context.Context, *flags, io.Writer) error{
@@ -84,55 +83,65 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"sessions":       sessions,
 		"revoke":         revoke,
 	}
-	cmd, ok := cmds[args[0]]
+	name := args[0]
+	cmd, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "dynamostore: unknown subcommand %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "dynamostore: unknown subcommand %q; run 'dynamostore --help'\n", name)
 		return 2
 	}
-	f, err := parseFlags(args[0], args[1:], stderr)
+	f, err := parseFlags(name, args[1:], stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
+		fmt.Fprintf(stderr, "dynamostore %s: %v; run 'dynamostore %s --help'\n", name, err, name)
 		return 2
 	}
+	f.stderr = stderr
+	f.progress = newProgress(stderr)
 	if err := cmd(ctx, f, stdout); err != nil {
-		fmt.Fprintf(stderr, "dynamostore %s: %v\n", args[0], err)
+		f.progress.clear()
+		fmt.Fprintf(stderr, "dynamostore %s: %s\n", name, f.explain(err))
 		return 1
 	}
 	return 0
 }
 
-// flags are the command line's settings, common and per subcommand.
+// flags are the command line's settings, common and per subcommand, and
+// where the command writes notices and progress.
 type flags struct {
 	opts                      dynamostore.Options
 	endpoint, region, profile string
+	local                     bool // the endpoint is on this machine
 	dryRun                    bool
 	segments                  int
 	readRate                  float64
 	owner                     string
 	showTokens                bool
+
+	stderr   io.Writer
+	progress *progress
 }
 
-func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
-	f := &flags{}
+func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
+	f := &flags{segments: 1}
 	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.opts.TableName, "table", "sessions", "DynamoDB table `name`")
-	fs.StringVar(&f.opts.KeyAttribute, "key-attribute", "session_key", "partition key attribute, type S")
-	fs.StringVar(&f.opts.DataAttribute, "data-attribute", "data", "session data attribute, type B")
-	fs.StringVar(&f.opts.ExpiryAttribute, "expiry-attribute", "expires", "expiry attribute, type N, Unix seconds; the TTL attribute")
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
+	fs.StringVar(&f.opts.TableName, "table", sessionitem.DefaultTableName, "DynamoDB table `name`")
+	fs.StringVar(&f.opts.KeyAttribute, "key-attribute", sessionitem.DefaultKeyAttribute, "partition key attribute, type S")
+	fs.StringVar(&f.opts.DataAttribute, "data-attribute", sessionitem.DefaultDataAttribute, "session data attribute, type B")
+	fs.StringVar(&f.opts.ExpiryAttribute, "expiry-attribute", sessionitem.DefaultExpiryAttribute, "expiry attribute, type N, Unix seconds; the TTL attribute")
 	fs.StringVar(&f.opts.KeyPrefix, "key-prefix", "", "prefix of this application's keys")
-	fs.StringVar(&f.opts.OwnerAttribute, "owner-attribute", "owner", "owner attribute, type S; the owner index's partition key")
-	fs.StringVar(&f.opts.OwnerIndex, "owner-index", "owner-index", "global secondary index on the owner attribute")
-	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local")
+	fs.StringVar(&f.opts.OwnerAttribute, "owner-attribute", sessionitem.DefaultOwnerAttribute, "owner attribute, type S; the owner index's partition key")
+	fs.StringVar(&f.opts.OwnerIndex, "owner-index", sessionitem.DefaultOwnerIndex, "global secondary index on the owner attribute")
+	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local (default: from the AWS configuration, such as AWS_ENDPOINT_URL_DYNAMODB)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: from the AWS configuration)")
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config profile")
 	if name == "delete-expired" {
 		fs.BoolVar(&f.dryRun, "dry-run", false, "count expired sessions without deleting them")
-		fs.IntVar(&f.segments, "segments", 1, "parallel Scan segments, each with 8 deletes in flight")
+		fs.IntVar(&f.segments, "segments", 1, fmt.Sprintf("parallel Scan segments, each with 8 deletes in flight: 1 to %d on this machine", sessionitem.MaxSweepSegments()))
 		fs.Float64Var(&f.readRate, "read-rate", 0, "cap on read capacity `units` per second for the Scan; 0 for none")
-		fs.DurationVar(&f.opts.SweepGrace, "grace", time.Minute, "delete only sessions expired at least this long, to allow for clock skew between instances")
+		fs.DurationVar(&f.opts.SweepGrace, "grace", sessionitem.DefaultSweepGrace, "delete only sessions expired at least this long, to allow for clock skew between instances")
 	}
 	if name == "sessions" || name == "revoke" {
 		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
@@ -140,20 +149,36 @@ func parseFlags(name string, args []string, stderr io.Writer) (*flags, error) {
 	if name == "sessions" {
 		fs.BoolVar(&f.showTokens, "show-tokens", false, "also print the tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "usage: dynamostore %s [flags]\n\nFlags:\n", name)
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		return nil, err
 	}
-	if err := fs.Parse(args); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dynamostore %s: unexpected argument %q\n", name, fs.Arg(0))
-		return nil, errors.New("unexpected argument")
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if (name == "sessions" || name == "revoke") && f.owner == "" {
-		fmt.Fprintf(stderr, "dynamostore %s: --owner is required\n", name)
-		return nil, errors.New("missing --owner")
+	for _, n := range []struct{ flag, value string }{
+		{"table", f.opts.TableName}, {"key-attribute", f.opts.KeyAttribute}, {"data-attribute", f.opts.DataAttribute},
+		{"expiry-attribute", f.opts.ExpiryAttribute}, {"owner-attribute", f.opts.OwnerAttribute}, {"owner-index", f.opts.OwnerIndex},
+	} {
+		if n.value == "" {
+			return nil, fmt.Errorf("--%s must not be empty", n.flag)
+		}
+	}
+	switch max := sessionitem.MaxSweepSegments(); {
+	case f.segments < 1 || f.segments > max:
+		return nil, fmt.Errorf("--segments %d: want 1 to %d (16 per CPU on this machine; each segment keeps 8 deletes in flight)", f.segments, max)
+	case f.readRate < 0:
+		return nil, fmt.Errorf("--read-rate %v: want 0 (no cap) or more", f.readRate)
+	case f.opts.SweepGrace < 0:
+		return nil, fmt.Errorf("--grace %v: want 0 or more", f.opts.SweepGrace)
+	case (name == "sessions" || name == "revoke") && f.owner == "":
+		return nil, errors.New("--owner is required")
 	}
 	return f, nil
 }
@@ -170,6 +195,7 @@ func (f *flags) options(o *dynamostore.Options) {
 	o.SweepSegments = f.segments
 	o.SweepReadRate = f.readRate
 	o.SweepGrace = f.opts.SweepGrace // set by delete-expired's --grace; only sweeps use it
+	o.Logger = slog.New(slog.NewTextHandler(f.stderr, nil))
 }
 
 // client builds a DynamoDB client from the AWS configuration chain and the
@@ -189,21 +215,68 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 256
 	})))
+	if f.endpoint != "" && isLocal(f.endpoint) || isLocal(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")) || isLocal(os.Getenv("AWS_ENDPOINT_URL")) {
+		// No instance metadata on a developer's machine: without
+		// credentials, say so at once rather than after IMDS times out.
+		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
-		return nil, errors.New("no AWS region: pass --region or set AWS_REGION")
+		return nil, errors.New("no AWS region: pass --region or set AWS_REGION (DynamoDB Local takes any)")
 	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		if f.endpoint != "" {
 			o.BaseEndpoint = aws.String(f.endpoint)
+		}
+		f.local = isLocal(aws.ToString(o.BaseEndpoint))
+		if f.local {
 			// DynamoDB Local's error responses carry a CRC32 header that
 			// does not match, and the SDK warns about it on stderr.
 			o.DisableValidateResponseChecksum = true
 		}
 	}), nil
+}
+
+// isLocal reports whether endpoint is on this machine, as DynamoDB Local is.
+func isLocal(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// explain returns the message for a command's error: one line, without the
+// library's own "dynamostore: " prefix (run adds the subcommand's), the same
+// for a missing table whichever command met it, and with a hint where the
+// credentials are missing.
+func (f *flags) explain(err error) string {
+	var notFound *types.ResourceNotFoundException
+	if errors.As(err, &notFound) {
+		return missingTable(f.opts.TableName)
+	}
+	msg := strings.TrimPrefix(err.Error(), "dynamostore: ")
+	if strings.Contains(msg, "get credentials") || strings.Contains(msg, "get identity") {
+		hint := "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+		if f.local {
+			hint += " (DynamoDB Local accepts any, such as AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local)"
+		}
+		return hint
+	}
+	return msg
+}
+
+// missingTable is the message for a table that does not exist.
+func missingTable(table string) string {
+	return fmt.Sprintf("table %s does not exist; create it with 'dynamostore create-table --table %s'", table, table)
 }
 
 func createTable(ctx context.Context, f *flags, out io.Writer) error {
@@ -232,10 +305,6 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 		return err
 	}
 	desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &f.opts.TableName})
-	var notFound *types.ResourceNotFoundException
-	if errors.As(err, &notFound) {
-		return fmt.Errorf("table %s does not exist; create it with 'dynamostore create-table'", f.opts.TableName)
-	}
 	if err != nil {
 		return fmt.Errorf("describe table %s: %w", f.opts.TableName, err)
 	}
@@ -258,9 +327,8 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 		f.opts.TableName, t.TableStatus, strings.Join(keys, ", "), billing, aws.ToInt64(t.ItemCount))
 
 	var problems []string
-	want := fmt.Sprintf("HASH %s (S)", f.opts.KeyAttribute)
-	if len(keys) != 1 || keys[0] != want {
-		problems = append(problems, fmt.Sprintf("key schema is %s, want %s only", strings.Join(keys, ", "), want))
+	if err := sessionitem.CheckKeySchema(t, f.opts.KeyAttribute); err != nil {
+		problems = append(problems, err.Error())
 	}
 	idx := findIndex(t, f.opts.OwnerIndex)
 	switch {
@@ -370,9 +438,26 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 	return nil
 }
 
+// checkTable fails unless the table exists with the key schema the flags
+// describe: a Scan keyed on another attribute would find nothing and say
+// the table is empty.
+func checkTable(ctx context.Context, client *dynamodb.Client, f *flags) error {
+	desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &f.opts.TableName})
+	if err != nil {
+		return err
+	}
+	if err := sessionitem.CheckKeySchema(desc.Table, f.opts.KeyAttribute); err != nil {
+		return fmt.Errorf("table %s: %w; is --key-attribute right?", f.opts.TableName, err)
+	}
+	return nil
+}
+
 func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	client, err := f.client(ctx)
 	if err != nil {
+		return err
+	}
+	if err := checkTable(ctx, client, f); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -387,17 +472,19 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	counter := &countingClient{Client: client}
 	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
-	if progressOut != nil {
-		done := make(chan struct{})
-		defer close(done)
-		go counter.report(progressOut, start, done)
-	}
+	stop := f.progress.start(func() string {
+		deleted := counter.deleted.Load()
+		return fmt.Sprintf("delete-expired %s: scanned %d items, deleted %d (%.0f per second)",
+			f.opts.TableName, counter.scanned.Load(), deleted, float64(deleted)/time.Since(start).Seconds())
+	})
 	n, err := store.DeleteExpired(ctx)
+	stop()
 	elapsed := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("deleted %d expired sessions before: %w", n, err)
 	}
-	fmt.Fprintf(out, "deleted %d expired sessions in %s (%.0f per second)\n", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	fmt.Fprintf(out, "deleted %d expired sessions of %d items scanned in %s (%.0f per second)\n",
+		n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	return nil
 }
 
@@ -406,7 +493,10 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "full Scan of table %s: it reads, and is billed for, every item\n", f.opts.TableName)
+	if err := checkTable(ctx, client, f); err != nil {
+		return err
+	}
+	fmt.Fprintf(f.stderr, "a full Scan of table %s: it reads, and is billed for, every item\n", f.opts.TableName)
 	st, err := scanTable(ctx, client, f, time.Now())
 	if err != nil {
 		return err
@@ -429,19 +519,27 @@ type tableStats struct {
 	sizes                           []int // data bytes of sessions, live and expired
 }
 
-// scanTable reads every item of the table under the key prefix. An item is
-// expired at at by the store's rule (package sessionitem).
+// scanTable reads every item of the table under the key prefix, but for
+// the sweeper lease. An item is expired at at by the store's rule (package
+// sessionitem).
 func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
 	var st tableStats
+	var read atomic.Int64
+	stop := f.progress.start(func() string {
+		return fmt.Sprintf("scanning %s: %d items read", f.opts.TableName, read.Load())
+	})
+	defer stop()
+	lease := f.opts.KeyPrefix + sessionitem.LeaseToken
 	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return st, fmt.Errorf("scan table %s: %w", f.opts.TableName, err)
 		}
+		read.Add(int64(page.ScannedCount))
 		for _, item := range page.Items {
 			key, ok := item[f.opts.KeyAttribute].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, f.opts.KeyPrefix) || strings.HasPrefix(key.Value[len(f.opts.KeyPrefix):], "#") {
+			if !ok || !strings.HasPrefix(key.Value, f.opts.KeyPrefix) || key.Value == lease {
 				continue // another application's, or the sweeper's lease
 			}
 			st.scanned++
@@ -495,21 +593,4 @@ func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItem
 		c.deleted.Add(1)
 	}
 	return out, err
-}
-
-// report rewrites one progress line on w every half second until done.
-func (c *countingClient) report(w io.Writer, start time.Time, done <-chan struct{}) {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			fmt.Fprintln(w)
-			return
-		case <-tick.C:
-			deleted := c.deleted.Load()
-			fmt.Fprintf(w, "\rscanned %d items, deleted %d (%.0f per second)  ",
-				c.scanned.Load(), deleted, float64(deleted)/time.Since(start).Seconds())
-		}
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 var endpoint string
@@ -98,7 +100,7 @@ func TestCreateTableAndCheck(t *testing.T) {
 		t.Fatalf("got %d, %q: expected one line about the TTL attribute", code, errOut)
 	}
 	code, _, errOut = dynamostoreCmd(t, "check", "--table", name, "--key-attribute", "id", "--expiry-attribute", "ttl")
-	if code != 1 || !strings.Contains(errOut, "want HASH id (S) only") {
+	if code != 1 || !strings.Contains(errOut, `want a partition key "id" of type S`) {
 		t.Fatalf("got %d, %q: expected a key schema complaint", code, errOut)
 	}
 }
@@ -135,10 +137,14 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("got %d, %q: expected stats", code, errOut)
 	}
-	for _, want := range []string{"full Scan", "items scanned: 10", "live sessions: 3", "expired sessions: 7", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
+	for _, want := range []string{"items scanned: 10", "live sessions: 3", "expired sessions: 7", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}
+	}
+	// The notice is no data: on stderr.
+	if !strings.Contains(errOut, "full Scan") || strings.Contains(out, "full Scan") {
+		t.Fatalf("got stdout %q, stderr %q: expected the notice on stderr alone", out, errOut)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
 	if code != 0 || !strings.Contains(out, "dry run: 7 expired sessions would be deleted") {
@@ -239,51 +245,171 @@ func TestStatsExactExpiry(t *testing.T) {
 	}
 }
 
+// TestSameVerdicts puts odd items through the store and through stats, and
+// gets the same verdicts: live, expired or unreadable, and the lease none of
+// them.
+func TestSameVerdicts(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	hour := time.Now().Add(time.Hour)
+	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
+	data := &types.AttributeValueMemberB{Value: []byte("x")}
+	items := map[string]map[string]types.AttributeValue{
+		"decimal-live":         {"data": data, "expires": n("4000000000.5")},
+		"decimal-expired":      {"data": data, "expires": n("1000000000.5")},
+		"ms-expired":           {"data": data, "expires": n(strconv.FormatInt(hour.Unix(), 10)), "expires_ms": n("1000")},
+		"no-data":              {"expires": n("4000000000")},
+		"no-expiry":            {"data": data},
+		"data-not-binary":      {"data": &types.AttributeValueMemberS{Value: "x"}, "expires": n("4000000000")},
+		"#not-the-lease":       {"data": data, "expires": n("4000000000")},
+		sessionitem.LeaseToken: {"lease_owner": &types.AttributeValueMemberS{Value: "someone"}, "lease_until_ms": n("1")},
+	}
+	for key, item := range items {
+		item["session_key"] = &types.AttributeValueMemberS{Value: key}
+		if _, err := client().PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &name, Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
+		o.TableName = name
+		o.CompressAbove = 1024
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if err := store.Commit("compressed", bytes.Repeat([]byte("compressible "), 1000), hour); err != nil {
+		t.Fatal(err)
+	}
+	// The store's verdicts: found is live; not found with a warning is
+	// unreadable; not found without one is expired.
+	var live, expired, unreadable int
+	for key := range items {
+		if key == sessionitem.LeaseToken {
+			continue // no token: the store refuses it
+		}
+		before := logs.Len()
+		_, found, err := store.Find(key)
+		switch {
+		case err != nil:
+			t.Fatalf("%s: %v", key, err)
+		case found:
+			live++
+		case logs.Len() > before:
+			unreadable++
+		default:
+			expired++
+		}
+	}
+	live++ // "compressed"
+	if all, err := store.All(); err != nil || len(all) != live {
+		t.Fatalf("got %d sessions from All, %v: expected %d, as Find says", len(all), err, live)
+	}
+	want := fmt.Sprintf("items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: 1\nencrypted sessions: 0\nunreadable items: %d\n",
+		live+expired+unreadable, live, expired, unreadable)
+	if code, out, errOut := dynamostoreCmd(t, "stats", "--table", name); code != 0 || !strings.HasPrefix(out, want) {
+		t.Fatalf("got %d, %q, %q: expected stats to begin %q, as the store sees the items", code, out, errOut, want)
+	}
+	if live != 3 || expired != 2 || unreadable != 3 {
+		t.Fatalf("got %d live, %d expired, %d unreadable: expected 3, 2 and 3", live, expired, unreadable)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		args []string
-		code int
-		want string
+		args       []string
+		code       int
+		out, err   string // in stdout, in stderr
+		oneLineErr bool
 	}{
-		{nil, 2, "usage: dynamostore SUBCOMMAND"},
-		{[]string{"--help"}, 0, "create-table"},
-		{[]string{"nope"}, 2, `unknown subcommand "nope"`},
-		{[]string{"stats", "--help"}, 0, "-key-prefix"},
-		{[]string{"delete-expired", "--help"}, 0, "-dry-run"},
-		{[]string{"delete-expired", "--help"}, 0, "-read-rate"},
-		{[]string{"delete-expired", "--segments", "x"}, 2, "invalid value"},
-		{[]string{"check", "--bogus"}, 2, "flag provided but not defined"},
+		{args: nil, code: 2, err: "usage: dynamostore SUBCOMMAND"},
+		{args: []string{"--help"}, code: 0, out: "create-table"},
+		{args: []string{"nope"}, code: 2, err: `unknown subcommand "nope"; run 'dynamostore --help'`, oneLineErr: true},
+		{args: []string{"stats", "--help"}, code: 0, out: "-key-prefix"},
+		{args: []string{"delete-expired", "--help"}, code: 0, out: "-dry-run"},
+		{args: []string{"delete-expired", "-h"}, code: 0, out: "-read-rate"},
+		{args: []string{"delete-expired", "--segments", "x"}, code: 2, err: `invalid value "x" for flag -segments`, oneLineErr: true},
+		{args: []string{"check", "--bogus"}, code: 2, err: "flag provided but not defined: -bogus; run 'dynamostore check --help'", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "0"}, code: 2, err: "--segments 0: want 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "-3"}, code: 2, err: "--segments -3: want 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "1000000"}, code: 2, err: "--segments 1000000: want 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "-5"}, code: 2, err: "--read-rate -5: want 0 (no cap) or more", oneLineErr: true},
+		{args: []string{"delete-expired", "--grace", "-5m"}, code: 2, err: "--grace -5m0s: want 0 or more", oneLineErr: true},
+		{args: []string{"check", "--key-attribute", ""}, code: 2, err: "--key-attribute must not be empty", oneLineErr: true},
+		{args: []string{"revoke"}, code: 2, err: "--owner is required; run 'dynamostore revoke --help'", oneLineErr: true},
+		{args: []string{"stats", "extra"}, code: 2, err: `unexpected argument "extra"`, oneLineErr: true},
 	} {
 		var out, errOut bytes.Buffer
-		if code := run(context.Background(), c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.want) {
-			t.Fatalf("%v: got %d, %q: expected %d and %q", c.args, code, errOut.String(), c.code, c.want)
+		code := run(context.Background(), c.args, &out, &errOut)
+		if code != c.code || !strings.Contains(out.String(), c.out) || !strings.Contains(errOut.String(), c.err) {
+			t.Fatalf("%v: got %d, stdout %q, stderr %q: expected %d, %q in stdout and %q in stderr", c.args, code, out.String(), errOut.String(), c.code, c.out, c.err)
+		}
+		if c.oneLineErr && strings.Count(errOut.String(), "\n") != 1 {
+			t.Fatalf("%v: got %q: expected one line", c.args, errOut.String())
+		}
+	}
+	// The largest --segments the machine takes is accepted.
+	max := strconv.Itoa(sessionitem.MaxSweepSegments())
+	if f, err := parseFlags("delete-expired", []string{"--segments", max}, io.Discard); err != nil || f.segments != sessionitem.MaxSweepSegments() {
+		t.Fatalf("got %v: expected --segments %s accepted", err, max)
+	}
+}
+
+// TestMissingTable: every subcommand that needs the table says the same
+// thing when it is missing, once, without a doubled prefix.
+func TestMissingTable(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"check"}, {"stats"}, {"delete-expired"}, {"delete-expired", "--dry-run"}, {"sessions", "--owner", "u1"}, {"revoke", "--owner", "u1"},
+	} {
+		code, out, errOut := dynamostoreCmd(t, append(args, "--table", "no-such-table")...)
+		want := fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table'\n", args[0])
+		if code != 1 || errOut != want || out != "" {
+			t.Fatalf("%v: got %d, %q, %q: expected %q alone", args, code, out, errOut, want)
 		}
 	}
 }
 
-func TestProgressLine(t *testing.T) {
+// TestKeyAttributeChecked: a mistyped --key-attribute fails before a Scan
+// would find nothing and report an empty table.
+func TestKeyAttributeChecked(t *testing.T) {
 	t.Parallel()
-	c := &countingClient{}
-	c.scanned.Store(1200)
-	c.deleted.Store(300)
-	// Through a pipe, the test reads each write as report makes it.
-	r, w := io.Pipe()
-	done := make(chan struct{})
-	go func() { c.report(w, time.Now().Add(-time.Second), done); w.Close() }()
-	var out []byte
-	buf := make([]byte, 256)
-	for !strings.Contains(string(out), "\rscanned 1200 items, deleted 300 (") {
-		n, err := r.Read(buf)
-		if err != nil {
-			t.Fatalf("got %q, %v: expected a progress line", out, err)
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	for _, args := range [][]string{{"stats"}, {"delete-expired"}, {"delete-expired", "--dry-run"}, {"check"}} {
+		code, out, errOut := dynamostoreCmd(t, append(args, "--table", name, "--key-attribute", "sesion_key")...)
+		if code != 1 || !strings.Contains(errOut, `the table's key is hash "session_key" (S); want a partition key "sesion_key" of type S`) || strings.Contains(out, "scanned") {
+			t.Fatalf("%v: got %d, %q, %q: expected the key schema named and no scan", args, code, out, errOut)
 		}
-		out = append(out, buf[:n]...)
 	}
-	close(done)
-	rest, err := io.ReadAll(r)
-	if err != nil || !strings.HasSuffix(string(rest), "\n") {
-		t.Fatalf("got %q, %v after the sweep: expected the line ended when the sweep ends", rest, err)
+}
+
+// TestNoCredentials: without credentials, against a local endpoint, the
+// tool says how to give DynamoDB Local some, in one line, with no warning
+// from the SDK about instance metadata. Not parallel: it changes the
+// environment.
+func TestNoCredentials(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	code, _, errOut := dynamostoreCmd(t, "check", "--table", "any")
+	if code != 1 || !strings.Contains(errOut, "no AWS credentials found") || !strings.Contains(errOut, "DynamoDB Local accepts any") ||
+		strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q: expected one line with a hint about credentials", code, errOut)
+	}
+}
+
+// TestEndpointFromEnvironment: DynamoDB Local given by
+// AWS_ENDPOINT_URL_DYNAMODB rather than --endpoint gets the same treatment,
+// so the SDK's checksum warning stays off stderr. Not parallel: it changes
+// the environment.
+func TestEndpointFromEnvironment(t *testing.T) {
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"check", "--table", "no-such-table"}, &out, &errOut)
+	if code != 1 || strings.Contains(errOut.String(), "checksum") || !strings.Contains(errOut.String(), "does not exist") || strings.Count(errOut.String(), "\n") != 1 {
+		t.Fatalf("got %d, %q: expected the missing table in one line and no checksum warning", code, errOut.String())
 	}
 }
 
@@ -341,7 +467,7 @@ func TestSessionsAndRevoke(t *testing.T) {
 	// --owner is required, and said so in one line.
 	for _, cmd := range []string{"sessions", "revoke"} {
 		code, out, errOut := dynamostoreCmd(t, cmd, "--table", name)
-		if code != 2 || out != "" || errOut != "dynamostore "+cmd+": --owner is required\n" {
+		if code != 2 || out != "" || errOut != "dynamostore "+cmd+": --owner is required; run 'dynamostore "+cmd+" --help'\n" {
 			t.Fatalf("got %d, %q, %q: expected a one-line usage error", code, out, errOut)
 		}
 	}

@@ -15,17 +15,68 @@
 // followed by MillisSuffix holds the exact expiry in Unix milliseconds. An
 // item without it (written before it existed, or by another tool) expires at
 // the start of its ExpiryAttribute's second.
+//
+// The package also holds what else the store and the tool must agree on:
+// the defaults of the names and settings they share, the key of the sweeper
+// lease's item, and the key schema the table must have.
 package sessionitem
 
 import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
+
+// The defaults of the options the store and the command-line tool share.
+const (
+	DefaultTableName       = "sessions"
+	DefaultKeyAttribute    = "session_key"
+	DefaultDataAttribute   = "data"
+	DefaultExpiryAttribute = "expires"
+	DefaultOwnerAttribute  = "owner"
+	DefaultOwnerIndex      = "owner-index"
+	DefaultSweepGrace      = time.Minute
+)
+
+// LeaseToken is the token of the sweeper lease's item, whose key is
+// KeyPrefix followed by LeaseToken. scs tokens are base64url, so none can be
+// LeaseToken, and the store refuses it as a token. The lease has no data or
+// expiry attribute: it is no session, live, expired or unreadable.
+const LeaseToken = "#sweeper-lease"
+
+// MaxSweepSegments is the most parallel Scan segments a sweep may read:
+// DynamoDB allows up to 1,000,000, but each segment keeps 8 deletes in
+// flight, so more than 16 per CPU only adds goroutines and connections.
+func MaxSweepSegments() int {
+	return min(16*runtime.NumCPU(), 1_000_000)
+}
+
+// CheckKeySchema returns an error unless the table's key is a single
+// partition key of type S named keyAttr, saying what the key is instead.
+func CheckKeySchema(t *types.TableDescription, keyAttr string) error {
+	var keys []string
+	for _, k := range t.KeySchema {
+		typ := types.ScalarAttributeType("?")
+		for _, d := range t.AttributeDefinitions {
+			if aws.ToString(d.AttributeName) == aws.ToString(k.AttributeName) {
+				typ = d.AttributeType
+			}
+		}
+		keys = append(keys, fmt.Sprintf("%s %q (%s)", strings.ToLower(string(k.KeyType)), aws.ToString(k.AttributeName), typ))
+	}
+	if len(t.KeySchema) == 1 && t.KeySchema[0].KeyType == types.KeyTypeHash && aws.ToString(t.KeySchema[0].AttributeName) == keyAttr &&
+		strings.HasSuffix(keys[0], "(S)") {
+		return nil
+	}
+	return fmt.Errorf("the table's key is %s; want a partition key %q of type S and no sort key", strings.Join(keys, " and "), keyAttr)
+}
 
 // ZstdSuffix and SealedSuffix follow the data attribute's name to mark data
 // compressed with zstd and sealed with an AEAD.
