@@ -58,7 +58,8 @@ type CacheOptions struct {
 	// read, from a DynamoStore, which tells the stored expiry), and whose
 	// expiry moved forward less than SkipWriteWithin, does not reach the
 	// backing store. The stored expiry then lags, so an idle session may
-	// expire up to SkipWriteWithin early. Zero, the default, never skips.
+	// expire up to SkipWriteWithin early. Zero, the default, never skips,
+	// and neither does a negative value.
 	SkipWriteWithin time.Duration
 
 	// MeterProvider makes the CachedStore's OpenTelemetry instruments:

@@ -14,7 +14,21 @@
 // DynamoDB's TTL deletes expired items lazily, often days late, so the store
 // never trusts an item's presence: Find and All compare the expiry with the
 // clock and treat an expired item as missing. A background sweeper (see
-// DeleteExpired) can delete expired items sooner than TTL does.
+// DeleteExpired) deletes expired items where the table has no TTL; where it
+// has, the sweeper stands down unless Options.SweepWithTTL says otherwise.
+//
+// Where to start:
+//   - New returns the store, with the background sweeper; NewWithCleanupInterval
+//     sets the sweeper's interval, or turns it off.
+//   - NewCached puts a cache in front of it (or of any scs store): in-process
+//     and bounded in bytes by default, or shared, such as Redis.
+//   - CreateTable makes the table, with its owner index and TTL, or adds what
+//     an existing table lacks.
+//   - DeleteExpired sweeps on your own schedule; DeleteOwner logs a user out
+//     everywhere; Reseal seals every session under Options.Encryption.
+//   - The command-line tool, github.com/dynamostore/dynamostore/cmd/dynamostore,
+//     does the same from a shell: create-table, check, delete-expired, stats,
+//     sessions and revoke.
 //
 // A DynamoStore is safe for concurrent use by multiple goroutines.
 package dynamostore
@@ -73,7 +87,8 @@ type Options struct {
 	// which marks its format: Find reads both kinds whatever this option
 	// says, so turning it on or off needs no migration. Versions before this
 	// option cannot read compressed items. Zero, the default, never
-	// compresses; 1024 is a good value, since a write unit is 1 KB.
+	// compresses, nor does a negative value; 1024 is a good value, since
+	// a write unit is 1 KB.
 	CompressAbove int
 
 	// ExpiryAttribute holds the session's expiry in whole Unix seconds,
@@ -97,7 +112,7 @@ type Options struct {
 	ConsistentRead bool
 
 	// CleanupInterval is how often the background sweeper deletes expired
-	// sessions. Zero disables the sweeper. The default is 5 minutes.
+	// sessions. Zero or less disables the sweeper. The default is 5 minutes.
 	CleanupInterval time.Duration
 
 	// SweepWithTTL makes the background sweeper scan even where the table's
@@ -137,7 +152,7 @@ type Options struct {
 	// consumes, as DynamoDB reports them, so that a sweep leaves
 	// provisioned capacity to the application. Up to 128 units (one 1 MB
 	// page) may be read at once before the cap applies. Zero, the default,
-	// means no cap.
+	// means no cap, and so does a negative value.
 	SweepReadRate float64
 
 	// SweepGrace is how long past its expiry a session must be before the
@@ -207,7 +222,7 @@ type Options struct {
 
 	// Logger receives the sweeper's errors and notes about items that Find,
 	// All and OwnerTokens cannot read; none carries a token, an owner or
-	// session data. The default is slog.Default().
+	// session data. The default, and what nil means, is slog.Default().
 	Logger *slog.Logger
 
 	// now is the store's clock, time.Now unless a test moves it.

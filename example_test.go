@@ -2,6 +2,7 @@ package dynamostore_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -88,6 +90,31 @@ func ExampleNewWithCleanupInterval() {
 	}
 	store := dynamostore.NewWithCleanupInterval(dynamodb.NewFromConfig(cfg), 0)
 	_ = store
+}
+
+// A cache in front of the store: here scs's memstore stands in for
+// dynamostore.New(client), so that the example runs anywhere. The
+// in-process cache holds up to 32 MiB of sessions, and serves a copy for up
+// to 5 seconds before it asks the backing store again.
+func ExampleNewCached() {
+	backing := memstore.NewWithCleanupInterval(0) // dynamostore.New(client) in an application
+	store := dynamostore.NewCached(backing, func(o *dynamostore.CacheOptions) {
+		o.MaxBytes = 32 << 20
+		o.MaxStale = 5 * time.Second
+	})
+	sessionManager := scs.New()
+	sessionManager.Store = store
+
+	if err := store.Commit("token", []byte("session data"), time.Now().Add(time.Hour)); err != nil {
+		log.Fatal(err)
+	}
+	b, found, err := store.Find("token") // from the cache: no backing read
+	if err != nil {
+		log.Fatal(err)
+	}
+	st := store.Stats()
+	fmt.Printf("%s %v; hits %d, misses %d\n", b, found, st.Hits, st.Misses)
+	// Output: session data true; hits 1, misses 0
 }
 
 // Create the table once, at deployment or at start-up: it returns nil when the

@@ -58,6 +58,7 @@ func serve(addr, table string, local bool) error {
 	defer stop()
 
 	var optFns []func(*dynamodb.Options)
+	var ddbEndpoint string
 	if local {
 		srv, err := ddblocal.Start()
 		if err != nil {
@@ -66,6 +67,7 @@ func serve(addr, table string, local bool) error {
 		defer srv.Stop()
 		os.Setenv("AWS_ACCESS_KEY_ID", "local")
 		os.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+		ddbEndpoint = srv.Endpoint
 		optFns = append(optFns, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.Endpoint) })
 	}
 	// Keep an idle connection for every request in flight: with the SDK's
@@ -101,6 +103,11 @@ func serve(addr, table string, local bool) error {
 	server := &http.Server{Handler: newApp(store, tel)}
 	go func() { <-ctx.Done(); server.Shutdown(context.Background()) }()
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
+	if ddbEndpoint != "" {
+		fmt.Printf("DynamoDB Local listens on %s; try the command-line tool against it:\n"+
+			"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 go run ./cmd/dynamostore check --endpoint %s --table %s\n",
+			ddbEndpoint, ddbEndpoint, table)
+	}
 	if err := server.Serve(l); err != http.ErrServerClosed {
 		return err
 	}
