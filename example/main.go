@@ -4,9 +4,11 @@
 // session, and, for a logged-in user, how many sessions they have and a
 // button that logs them out everywhere (dynamostore's owner index). The
 // store holds hashed tokens (scs's HashTokenInStore). It serves the store's
-// OpenTelemetry metrics in Prometheus text format at /metrics, and its page
-// shows the capacity units the sessions have cost and the cache's hit
-// rate.
+// OpenTelemetry metrics in Prometheus text format at /metrics. Its page
+// shows what the store did with your session: its values, the item as
+// DynamoDB holds it (the key as stored, each attribute and its size, the
+// format, the expiry counting down), what the previous request cost in
+// capacity units, the cache's hits and misses, and the sweeper's latest word.
 //
 // Run it against DynamoDB Local with `make demo`, or against AWS with the
 // standard AWS configuration (AWS_REGION, credentials, optionally
@@ -21,10 +23,12 @@ import (
 	"fmt"
 	"html/template"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -93,14 +97,14 @@ func serve(addr, table string, local bool) error {
 	if err := dynamostore.CreateTable(ctx, client, storeOptions(table, tel)); err != nil {
 		return err
 	}
-	store := dynamostore.New(client, storeOptions(table, tel))
+	store := dynamostore.New(costClient{client}, storeOptions(table, tel))
 	defer store.StopCleanup()
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: newApp(store, tel)}
+	server := &http.Server{Handler: newApp(store, client, table, tel)}
 	go func() { <-ctx.Done(); server.Shutdown(context.Background()) }()
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
 	if ddbEndpoint != "" {
@@ -119,13 +123,14 @@ func serve(addr, table string, local bool) error {
 const userKey = "user"
 
 // storeOptions are the example's store options: its table, the owner of
-// each session from its data, decoded with scs's default codec, and its
-// metrics.
+// each session from its data, decoded with scs's default codec, its
+// metrics, and a log that keeps the sweeper's latest line for the page.
 func storeOptions(table string, tel *telemetry) func(*dynamostore.Options) {
 	return func(o *dynamostore.Options) {
 		o.TableName = table
 		o.Owner = dynamostore.SessionValue(scs.GobCodec{}, userKey)
 		o.MeterProvider = tel.provider
+		o.Logger = slog.New(sweeperLog{slog.NewTextHandler(os.Stderr, nil), &tel.sweeper})
 	}
 }
 
@@ -136,6 +141,9 @@ type telemetry struct {
 	provider *sdkmetric.MeterProvider
 	registry *prometheus.Registry
 	reader   *sdkmetric.ManualReader
+
+	sweeper atomic.Pointer[string] // the sweeper's latest log line
+	last    atomic.Pointer[cost]   // what the latest request cost
 }
 
 func newTelemetry() (*telemetry, error) {
@@ -174,27 +182,94 @@ func (t *telemetry) capacity(ctx context.Context) (read, write float64) {
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
-<title>dynamostore example</title>
+<meta charset="utf-8">
+<title>dynamostore demo</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; padding: 0 1rem; color: #1d232b; background: #f5f6f8; }
+h1 { font-size: 1.6rem; margin: 0 0 .2rem; } header p { margin: 0 0 1.2rem; color: #5a6472; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(19rem, 1fr)); gap: 1rem; }
+section { background: #fff; border: 1px solid #dde1e6; border-radius: .6rem; padding: 1rem 1.2rem; }
+h2 { font-size: .8rem; letter-spacing: .06em; text-transform: uppercase; color: #5a6472; margin: 0 0 .6rem; }
+table { border-collapse: collapse; width: 100%; } td { padding: .2rem .4rem .2rem 0; vertical-align: top; }
+td:first-child { color: #5a6472; white-space: nowrap; } code { font: 13px ui-monospace, monospace; word-break: break-all; }
+.big { font-size: 1.5rem; font-weight: 600; } .muted { color: #5a6472; font-size: .9rem; }
+form { display: inline-block; margin: .4rem .4rem 0 0; } input { padding: .35rem .5rem; border: 1px solid #c3c9d1; border-radius: .35rem; }
+button { padding: .4rem .9rem; border: 0; border-radius: .35rem; background: #2456c8; color: #fff; cursor: pointer; } button.quiet { background: #5a6472; }
+</style>
+<header>
 <h1>{{if .User}}Hello, {{.User}}{{else}}Hello, visitor{{end}}</h1>
-<p>Visits in this session: <strong id="visits">{{.Visits}}</strong></p>
-<p>Capacity units the sessions have cost so far: <strong id="read-units">{{printf "%.1f" .ReadUnits}}</strong> read,
-<strong id="write-units">{{printf "%.1f" .WriteUnits}}</strong> write.
-Cache hit rate: <strong id="hit-rate">{{printf "%.0f" .HitRate}}%</strong>. <a href="/metrics">Metrics</a></p>
+<p>A web app whose scs sessions live in DynamoDB through dynamostore, behind a CachedStore. Each panel shows what the store did with your session.</p>
+</header>
+<div class="grid">
+<section>
+<h2>Your session</h2>
+<table>
+<tr><td>visits</td><td class="big"><strong id="visits">{{.Visits}}</strong></td></tr>
+<tr><td>user</td><td id="user">{{if .User}}{{.User}}{{else}}(logged out){{end}}</td></tr>
+<tr><td>cookie token</td><td><code>{{if .Token}}{{.Token}}…{{else}}(new: set with this response){{end}}</code></td></tr>
+</table>
 {{if .User}}
-<p>Your sessions: <strong id="sessions">{{.Sessions}}</strong> (log in from another browser to see two)</p>
-<form method="post" action="/logout"><button>Log out</button></form>
-<form method="post" action="/logout-everywhere"><button>Log out everywhere</button></form>
+<p>Your sessions: <strong id="sessions">{{.Sessions}}</strong> <span class="muted">(log in from another browser to see two)</span></p>
+<form method="post" action="/logout"><button id="logout">Log out</button></form>
+<form method="post" action="/logout-everywhere"><button id="logout-everywhere" class="quiet">Log out everywhere</button></form>
 {{else}}
 <form method="post" action="/login">
-  <label>Name <input name="name" required></label>
-  <button>Log in</button>
+  <label>Name <input id="name" name="name" required></label>
+  <button id="login">Log in</button>
 </form>
 {{end}}
+</section>
+<section id="item">
+<h2>The item in DynamoDB</h2>
+{{with .Item}}
+<table>
+<tr><td>key as stored</td><td><code id="stored-key">{{.Key}}</code><div class="muted">a SHA-256 of your token (scs's HashTokenInStore): the table holds no usable cookie</div></td></tr>
+<tr><td>data</td><td id="format">{{.Format}}</td></tr>
+<tr><td>size</td><td><span id="item-bytes">{{.Bytes}}</span> bytes, names included</td></tr>
+<tr><td>expires in</td><td><strong id="expires" data-ms="{{.ExpiresMs}}">{{.ExpiresIn}}</strong></td></tr>
+</table>
+<table class="muted">
+{{range .Attributes}}<tr><td><code>{{.Name}}</code></td><td>{{.Type}}, {{.Bytes}} bytes</td></tr>
+{{end}}</table>
+<p class="muted">As stored after your previous request: scs writes the session after it sends this page.</p>
+{{else}}
+<p id="no-item">Not stored yet: scs writes a new session after it sends this page. Reload to see it.</p>
+{{end}}
+</section>
+<section>
+<h2>What it cost</h2>
+<table>
+<tr><td>previous request</td><td><strong id="last-read">{{printf "%.1f" .LastRead}}</strong> read, <strong id="last-write">{{printf "%.1f" .LastWrite}}</strong> write units</td></tr>
+<tr><td>all requests so far</td><td><strong id="read-units">{{printf "%.1f" .ReadUnits}}</strong> read, <strong id="write-units">{{printf "%.1f" .WriteUnits}}</strong> write units</td></tr>
+</table>
+<p class="muted">Capacity units as DynamoDB reported them: a Find the cache answers costs nothing. <a href="/metrics">Metrics</a></p>
+</section>
+<section>
+<h2>Cache and sweeper</h2>
+<table>
+<tr><td>cache</td><td><strong id="hits">{{.Hits}}</strong> hits, <strong id="misses">{{.Misses}}</strong> misses (hit rate <strong id="hit-rate">{{printf "%.0f" .HitRate}}%</strong>)</td></tr>
+<tr><td>sweeper</td><td id="sweeper">{{.Sweeper}}</td></tr>
+</table>
+</section>
+</div>
+<script>
+// The expiry counting down, from the item's exact expiry in milliseconds.
+const e = document.getElementById("expires");
+if (e) {
+  const tick = () => {
+    const s = Math.max(0, Math.round((Number(e.dataset.ms) - Date.now()) / 1000));
+    e.textContent = Math.floor(s / 3600) + "h " + Math.floor(s / 60) % 60 + "m " + s % 60 + "s";
+  };
+  tick();
+  setInterval(tick, 1000);
+}
+</script>
 `))
 
 // newApp returns the example's routes on sessions kept in store, behind a
 // CachedStore, wrapped in scs's LoadAndSave, and its metrics.
-func newApp(store *dynamostore.DynamoStore, tel *telemetry) http.Handler {
+// raw, a plain client on table, reads the session's item for the page.
+func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, tel *telemetry) http.Handler {
 	cached := dynamostore.NewCached(store, func(o *dynamostore.CacheOptions) { o.MeterProvider = tel.provider })
 	sm := scs.New()
 	sm.Store = cached
@@ -222,13 +297,31 @@ func newApp(store *dynamostore.DynamoStore, tel *telemetry) http.Handler {
 			hitRate = 100 * float64(st.Hits) / float64(st.Hits+st.Misses)
 		}
 		read, write := tel.capacity(r.Context())
+		token := sm.Token(r.Context())
+		item, err := inspect(r.Context(), raw, table, token)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var lastRead, lastWrite float64
+		if c := tel.last.Load(); c != nil {
+			lastRead, lastWrite = c.units()
+		}
+		sweeper := "no word yet: it logs when it stands down, resumes or fails"
+		if s := tel.sweeper.Load(); s != nil {
+			sweeper = *s
+		}
 		page.Execute(w, struct {
-			User                  string
-			Visits                int
-			Sessions              int
+			User, Token           string
+			Visits, Sessions      int
+			Item                  *itemView
+			LastRead, LastWrite   float64
 			ReadUnits, WriteUnits float64
+			Hits, Misses          uint64
 			HitRate               float64
-		}{user, visits, len(sessions), read, write, hitRate})
+			Sweeper               string
+		}{user, token[:min(len(token), 8)], visits, len(sessions), item, lastRead, lastWrite, read, write,
+			st.Hits, st.Misses, hitRate, sweeper})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PostFormValue("name")
@@ -267,6 +360,13 @@ func newApp(store *dynamostore.DynamoStore, tel *telemetry) http.Handler {
 	})
 	root := http.NewServeMux()
 	root.Handle("GET /metrics", promhttp.HandlerFor(tel.registry, promhttp.HandlerOpts{}))
-	root.Handle("/", sm.LoadAndSave(mux))
+	// Each request carries a cost that the store's client adds to; once
+	// LoadAndSave has committed, it is the latest request's.
+	app := sm.LoadAndSave(mux)
+	root.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &cost{}
+		app.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), costKey{}, c)))
+		tel.last.Store(c)
+	}))
 	return root
 }

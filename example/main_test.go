@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -91,17 +89,10 @@ func newServer(t *testing.T, table string) (*httptest.Server, *dynamostore.Dynam
 	if err := dynamostore.CreateTable(context.Background(), client, storeOptions(table, tel)); err != nil {
 		t.Fatal(err)
 	}
-	store := dynamostore.NewWithCleanupInterval(client, 0, storeOptions(table, tel))
-	srv := httptest.NewServer(newApp(store, tel))
+	store := dynamostore.NewWithCleanupInterval(costClient{client}, 0, storeOptions(table, tel))
+	srv := httptest.NewServer(newApp(store, client, table, tel))
 	t.Cleanup(srv.Close)
 	return srv, store
-}
-
-// stored returns the key under which the store holds token: the app uses
-// scs's HashTokenInStore, which stores a SHA-256 hash in base64url.
-func stored(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func TestExampleApp(t *testing.T) {
@@ -116,7 +107,7 @@ func TestExampleApp(t *testing.T) {
 		t.Fatalf("got %s visits: expected 2", v)
 	}
 	before := sessionCookie(t, jar, srv.URL)
-	if _, found, _ := store.Find(stored(before)); !found {
+	if _, found, _ := store.Find(storedKey(before)); !found {
 		t.Fatal("expected the session in DynamoDB")
 	}
 
@@ -138,7 +129,7 @@ func TestExampleApp(t *testing.T) {
 	if g, v := get(t, withCookie(loggedIn), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
 	}
-	if _, found, _ := store.Find(stored(loggedIn)); found {
+	if _, found, _ := store.Find(storedKey(loggedIn)); found {
 		t.Fatal("expected the destroyed session gone from DynamoDB")
 	}
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowser drives the demo page in headless Chromium (Debian's package,
+// which `make test` installs): a first visit, a login, a few visits, the
+// panels' contents, a logout, and then the logged-out cookie, which no
+// longer works. It saves a screenshot of the logged-in page as demo.png in
+// the test's artifact directory (.artifacts under `make test`).
+func TestBrowser(t *testing.T) {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: `make chromium` (part of `make test`) installs Debian's package")
+	}
+	srv, store := newServer(t, "example-browser")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // root in a container
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, hangTimeout) // only a hang reaches it
+	defer cancel()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+
+	do("first visit", chromedp.Navigate(srv.URL), chromedp.WaitVisible(chromedp.CSS("#no-item")))
+	if v := text("#visits"); v != "1" {
+		t.Fatalf("got %s visits: expected the first", v)
+	}
+	do("log in",
+		chromedp.SendKeys(chromedp.CSS("#name"), "ann"),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(chromedp.CSS("#logout")),
+	)
+	for range 3 {
+		do("visit", chromedp.Navigate(srv.URL), chromedp.WaitVisible(chromedp.CSS("#stored-key")))
+	}
+	if v, u := text("#visits"), text("#user"); v != "5" || u != "ann" {
+		t.Fatalf("got %s visits by %q: expected ann's fifth", v, u)
+	}
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := ""
+	for _, c := range cookies.Cookies {
+		if c.Name == "session" {
+			token = c.Value
+		}
+	}
+	// The item panel shows the session's item: its key is the hash of the
+	// cookie's token, and the script counts its expiry down.
+	if k := text("#stored-key"); token == "" || k != storedKey(token) {
+		t.Fatalf("got stored key %q for token %q: expected its hash", k, token)
+	}
+	if n, _ := strconv.Atoi(text("#item-bytes")); n <= 0 || text("#format") != "plain" {
+		t.Fatalf("got item %q bytes, format %q: expected a plain item", text("#item-bytes"), text("#format"))
+	}
+	if e := text("#expires"); !regexp.MustCompile(`^\d+h \d+m \d+s$`).MatchString(e) {
+		t.Fatalf("got expiry %q: expected the script's countdown", e)
+	}
+	if w := text("#last-write"); w == "0.0" {
+		t.Fatalf("got %s write units for the previous request: expected its Commit's", w)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(t.ArtifactDir(), "demo.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login")))
+	// The cookie from before the logout no longer works.
+	if g, v := get(t, withCookie(token), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
+	}
+	if _, found, err := store.Find(storedKey(token)); found || err != nil {
+		t.Fatalf("got %v, %v: expected the session gone from DynamoDB", found, err)
+	}
+}
+
+// hangTimeout is how long the browser test waits before it calls a wait a
+// hang: nothing it waits for takes that long on a busy machine.
+const hangTimeout = 2 * time.Minute
