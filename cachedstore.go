@@ -78,7 +78,7 @@ const (
 )
 
 // entryOverhead is what an in-process cache entry costs beyond its token
-// and data, rounded up from TestCachedBounded's measure (about 150 bytes).
+// and data, rounded up from TestCachedBounded's measure (about 135 bytes).
 const entryOverhead = 200
 
 // CacheStats counts what a CachedStore did since it was created.
@@ -86,7 +86,7 @@ type CacheStats struct {
 	Hits          uint64 // Finds answered by the cache
 	Misses        uint64 // Finds that read the backing store
 	SkippedWrites uint64 // Commits that SkipWriteWithin kept from the backing store
-	CacheErrors   uint64 // errors of the cache layer, each costing a miss or dropped
+	CacheErrors   uint64 // errors of the cache layer, which cost a miss and never reach the caller
 }
 
 // CachedStore is an scs session store that keeps a cache in front of another
