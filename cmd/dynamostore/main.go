@@ -38,6 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
@@ -220,6 +221,8 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		// credentials, say so at once rather than after IMDS times out.
 		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}
+	// The SDK's own warnings go where the tool's notices go.
+	loads = append(loads, config.WithLogger(logging.NewStandardLogger(f.stderr)))
 	cfg, err := config.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)

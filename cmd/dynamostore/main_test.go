@@ -382,6 +382,12 @@ func TestKeyAttributeChecked(t *testing.T) {
 			t.Fatalf("%v: got %d, %q, %q: expected the key schema named and no scan", args, code, out, errOut)
 		}
 	}
+	// create-table says the same through the library's error, prefixed once.
+	code, _, errOut := dynamostoreCmd(t, "create-table", "--table", name, "--key-attribute", "sesion_key")
+	want := fmt.Sprintf("dynamostore create-table: create table %q: it exists with another key schema: the table's key is hash \"session_key\" (S)", name)
+	if code != 1 || !strings.HasPrefix(errOut, want) || strings.Contains(errOut, "dynamostore: ") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q: expected one line beginning %q", code, errOut, want)
+	}
 }
 
 // TestNoCredentials: without credentials, against a local endpoint, the
