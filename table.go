@@ -33,6 +33,17 @@ import (
 // Where the endpoint has no TTL API (some DynamoDB emulators), CreateTable
 // still creates the table, logs a warning through Options.Logger and returns
 // nil.
+//
+// The same table with the AWS CLI, for the default options:
+//
+//	aws dynamodb create-table --table-name sessions \
+//	  --attribute-definitions AttributeName=session_key,AttributeType=S AttributeName=owner,AttributeType=S \
+//	  --key-schema AttributeName=session_key,KeyType=HASH \
+//	  --global-secondary-indexes 'IndexName=owner-index,KeySchema=[{AttributeName=owner,KeyType=HASH}],Projection={ProjectionType=KEYS_ONLY}' \
+//	  --billing-mode PAY_PER_REQUEST
+//	aws dynamodb wait table-exists --table-name sessions
+//	aws dynamodb update-time-to-live --table-name sessions \
+//	  --time-to-live-specification Enabled=true,AttributeName=expires
 func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*Options)) error {
 	o := resolveOptions(0, optFns)
 	fail := func(what string, err error) error {
