@@ -64,7 +64,7 @@ func newTerminal(t *testing.T, cols uint16) *terminal {
 // waitFor returns once the screen shows what matches re.
 func (term *terminal) waitFor(t *testing.T, re *regexp.Regexp) {
 	t.Helper()
-	hang := time.After(20 * time.Second)
+	hang := time.After(2 * time.Minute) // only a hang reaches it
 	for {
 		term.mu.Lock()
 		found := re.Match(term.screen.Bytes())
