@@ -25,7 +25,7 @@ demo: $(DDB_JAR_STAMP)
 ## test: install DynamoDB Local and redis-server if needed, and run every test with the race detector
 test: $(DDB_JAR_STAMP) redis-server chromium
 	$(GO) vet ./...
-	mkdir -p .artifacts
+	rm -rf .artifacts && mkdir -p .artifacts
 	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./...  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
 	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
 	DYNAMOSTORE_BENCH_SWEEP_ITEMS=200 $(GO) test -run '^$$' -bench . -benchtime 1x .  # every benchmark still runs
