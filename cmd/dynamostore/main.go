@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -216,7 +217,9 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 256
 	})))
-	if f.endpoint != "" && isLocal(f.endpoint) || isLocal(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")) || isLocal(os.Getenv("AWS_ENDPOINT_URL")) {
+	// The endpoint the SDK will use, as far as the flag and the environment
+	// tell it: --endpoint wins over both variables.
+	if isLocal(cmp.Or(f.endpoint, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), os.Getenv("AWS_ENDPOINT_URL"))) {
 		// No instance metadata on a developer's machine: without
 		// credentials, say so at once rather than after IMDS times out.
 		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
