@@ -1,11 +1,12 @@
 package dynamostore
 
 import (
-	"cmp"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -24,9 +25,16 @@ import (
 type CacheOptions struct {
 	// Cache is the cache layer. Nil, the default, means a bounded in-process
 	// cache (otter's, which evicts the sessions least likely to be read
-	// again). A cache shared by several application instances (scs's
-	// goredisstore on Redis, say) makes a Delete on one instance visible to
-	// all of them at once; see the README on running more than one instance.
+	// again), one per CachedStore. A layer that several CachedStores share,
+	// in one process or many, must be a SharedCache, which keeps what they
+	// cache coherent: rediscache.New's Cache on Redis is one.
+	//
+	// Any other scs.Store (scs's goredisstore or memstore, say) is not
+	// used: with only Find, Commit and Delete, a cache shared by several
+	// instances cannot stop one instance from caching what it read just
+	// before another deleted it, and then serving it. NewCached logs that
+	// at Error and uses the in-process cache instead. To move from
+	// goredisstore, use rediscache.New with the same go-redis client.
 	Cache scs.Store
 
 	// MaxBytes bounds the in-process cache by the memory it holds: each
@@ -34,29 +42,30 @@ type CacheOptions struct {
 	// which may exceed its length), plus 200 bytes for the entry itself. A
 	// session of more than a quarter of MaxBytes is not cached.
 	// The default is 64 MiB; zero or less takes the default. It does not
-	// apply to a Cache of your own.
+	// apply to a SharedCache.
 	MaxBytes int64
 
 	// MaxEntries bounds the in-process cache in sessions: each session
 	// weighs at least MaxBytes / MaxEntries, so the cache never holds more
 	// than MaxEntries. With the defaults, that is 6.7 KB, and sessions
-	// smaller than that are bounded by count rather than bytes. It also
-	// bounds what SkipWriteWithin remembers. The default is 10,000; zero or
-	// less takes the default.
+	// smaller than that are bounded by count rather than bytes. The
+	// default is 10,000; zero or less takes the default.
 	MaxEntries int
 
 	// MaxStale is the longest a cached copy is served without asking the
-	// backing store, and so the longest another instance's Delete or Commit
-	// can go unseen with the in-process cache. A cached copy never outlives
-	// the session's expiry either. The default is 10 seconds; zero or less
-	// takes the default.
+	// backing store. With the in-process cache, it is the longest another
+	// instance's Commit or Delete can go unseen by this one's Finds (a
+	// Commit through such a copy of a deleted session stores nothing and
+	// drops the copy: see Options.RevocationPeriod); with a SharedCache,
+	// every instance sees every write through a CachedStore at once. A
+	// cached copy never outlives the session's expiry either. The default
+	// is 10 seconds; zero or less takes the default.
 	MaxStale time.Duration
 
 	// SkipWriteWithin saves backing writes for scs's IdleTimeout, which
 	// commits the same data with a later expiry on every request: a Commit
-	// whose data equals what this CachedStore last wrote for the token (or
-	// read, from a DynamoStore, which tells the stored expiry), and whose
-	// expiry moved forward less than SkipWriteWithin, does not reach the
+	// whose data equals the cached copy's, and whose expiry moved forward
+	// less than SkipWriteWithin from the copy's, does not reach the
 	// backing store. The stored expiry then lags, so an idle session may
 	// expire up to SkipWriteWithin early. Zero, the default, never skips,
 	// and neither does a negative value.
@@ -68,6 +77,83 @@ type CacheOptions struct {
 	// carry the table's name when the backing store is a DynamoStore. The
 	// default is nil: otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
+
+	// Logger receives NewCached's word about a Cache it cannot use. The
+	// default, and what nil means, is slog.Default().
+	Logger *slog.Logger
+}
+
+// CacheableStore is a backing store that tells a CachedStore what it needs
+// to cache exactly: when the session it finds expires, and whether a
+// Commit stored the session or found its token revoked. DynamoStore is
+// one; a wrapper around a DynamoStore should forward these methods too.
+// With a backing store that is not, a CachedStore caches only what Commit
+// wrote, whose expiry it knows, and never the result of a Find.
+type CacheableStore interface {
+	// FindExpiryCtx is FindCtx that also returns the session's expiry.
+	FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error)
+	// CommitStoredCtx is CommitCtx that also reports whether the session
+	// was stored: false, with a nil error, when its token is revoked.
+	CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error)
+}
+
+// CacheEntry is a cached copy of a session.
+type CacheEntry struct {
+	Data   []byte
+	Expiry time.Time // the session's expiry, as the backing store holds it
+}
+
+// CacheLookup is what SharedCache.Lookup found.
+type CacheLookup struct {
+	// Entry is the cached copy, when Found.
+	Entry CacheEntry
+	Found bool
+
+	// Lease, when not zero, is the token's lease: a right to Fill the
+	// copy that a miss reads from the backing store, which the cache
+	// grants one caller at a time and withdraws at the next BeginWrite of
+	// the token. Granted says it was granted to this caller; otherwise
+	// another caller holds it, whose read this one may share.
+	Lease   uint64
+	Granted bool
+}
+
+// SharedCache is a cache layer that keeps the copies of several
+// CachedStores coherent, so that together they are linearizable: every
+// Find returns what the last Commit or Delete to finish left, or what one
+// under way leaves. It does that with leases, as memcache does at Facebook
+// (Nishtala et al., NSDI 2013): a miss may fill only a token that no write
+// has touched since the miss began, and while any write of a token is under
+// way no copy of it is served or filled. CacheOptions.Cache takes one;
+// rediscache.Cache, on Redis, is one.
+//
+// A CachedStore calls BeginWrite before each Commit or Delete it sends to
+// the backing store, and EndWrite after it, however it ended; if BeginWrite
+// fails, the write is not sent. Lookup with lease true, then Fill, serve a
+// miss. A SharedCache is also an scs.Store, so that it fits
+// CacheOptions.Cache; a CachedStore does not call those methods.
+type SharedCache interface {
+	scs.Store
+
+	// Lookup returns the token's copy if there is one and it is fresh. If
+	// not, and lease is true, it grants the token's lease unless a write is
+	// under way or another caller holds it.
+	Lookup(ctx context.Context, token string, lease bool) (CacheLookup, error)
+
+	// Fill ends a lease that Lookup granted: it caches entry until until,
+	// if the lease is still the token's, and does nothing otherwise. A nil
+	// entry gives the lease up.
+	Fill(ctx context.Context, token string, lease uint64, entry *CacheEntry, until time.Time) error
+
+	// BeginWrite drops the token's copy and lease, and keeps the token
+	// uncached until every write begun has ended. It returns a number
+	// that the write's EndWrite passes back.
+	BeginWrite(ctx context.Context, token string) (write uint64, err error)
+
+	// EndWrite ends a write begun with BeginWrite. entry is what it
+	// stored, or nil: the cache keeps it until until when no other write
+	// of the token overlapped this one.
+	EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error
 }
 
 // The defaults of CacheOptions.
@@ -92,25 +178,23 @@ type CacheStats struct {
 // CachedStore is an scs session store that keeps a cache in front of another
 // store, such as a DynamoStore, the way django-dynamodb-sessions'
 // cached_dynamodb backend did. Reads are served from the cache for up to
-// CacheOptions.MaxStale; writes and deletes go to the backing store first
-// and then to the cache, so the cache never holds data the backing store
-// refused. It is safe for concurrent use.
+// CacheOptions.MaxStale; writes and deletes go to the backing store and
+// then to the cache, so the cache never holds data the backing store
+// refused. Used from many goroutines it is linearizable for each token:
+// once a Commit or Delete returns, every Find through it sees its effect,
+// and with a SharedCache so does every Find through the CachedStores that
+// share it. It is safe for concurrent use.
 type CachedStore struct {
 	backing scs.Store
-	cache   scs.Store
+	cache   SharedCache
 	opts    CacheOptions
 	now     func() time.Time
 
-	// Misses for one token share one backing read; a Commit or Delete marks
-	// the read in flight stale, so its result is not cached. The stripes'
-	// locks guard only their maps; each token's cache writes are ordered by
-	// a lock of the token's own, so a slow cache delays only that token.
+	// The backing reads under way, by token, that hold the token's lease,
+	// which Finds of the same lease share. The stripes' locks guard only
+	// their maps.
 	seed    maphash.Seed
 	stripes [64]stripe
-
-	// known remembers, per token, a hash of the data and the expiry the
-	// backing store holds, for SkipWriteWithin.
-	known *otter.Cache[string, knownWrite]
 
 	// lookups counts hits and misses in stripes, so that parallel hits do
 	// not contend for one counter's cache line (BenchmarkCachedHit).
@@ -150,63 +234,20 @@ func newCacheMetrics(mp metric.MeterProvider, backing scs.Store) cacheMetrics {
 	return m
 }
 
-// stripe holds the state of the tokens whose misses, Commits or Deletes are
-// under way, of one share of the tokens.
+// stripe holds the backing reads under way of one share of the tokens.
 type stripe struct {
-	mu     sync.Mutex
-	tokens map[string]*tokenState
+	mu    sync.Mutex
+	fills map[string]*fill
 }
 
-// tokenState is one token's, while calls on it are under way.
-type tokenState struct {
-	refs int   // calls using this state; guarded by the stripe's mutex
-	fill *fill // the backing read in flight; guarded by the stripe's mutex
-
-	// order is the token's lock, held (a value sent) while a call writes
-	// the token's cache entry, so that a Commit or Delete is not overtaken
-	// by a fill's older data.
-	order chan struct{}
-}
-
-// fill is one backing read that concurrent misses wait on.
+// fill is one backing read, under the token's lease, that concurrent misses
+// of the same lease share.
 type fill struct {
+	lease  uint64
 	done   chan struct{}
 	data   []byte
 	found  bool
 	err    error
-	stale  bool // guarded by the stripe's mutex
-	expiry time.Time
-}
-
-// hold returns the token's state, with a reference the caller gives back
-// with letGo. mark, when true, makes a fill in flight stale, so that its
-// result is not cached, and lets the next miss start a fill of its own.
-func (st *stripe) hold(token string, mark bool) *tokenState {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	ts := st.tokens[token]
-	if ts == nil {
-		ts = &tokenState{order: make(chan struct{}, 1)}
-		st.tokens[token] = ts
-	}
-	ts.refs++
-	if mark && ts.fill != nil {
-		ts.fill.stale = true
-		ts.fill = nil
-	}
-	return ts
-}
-
-func (st *stripe) letGo(token string, ts *tokenState) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if ts.refs--; ts.refs == 0 {
-		delete(st.tokens, token)
-	}
-}
-
-type knownWrite struct {
-	sum    uint64
 	expiry time.Time
 }
 
@@ -215,6 +256,8 @@ var (
 	_ scs.CtxStore         = (*CachedStore)(nil)
 	_ scs.IterableStore    = (*CachedStore)(nil)
 	_ scs.IterableCtxStore = (*CachedStore)(nil)
+	_ CacheableStore       = (*DynamoStore)(nil)
+	_ SharedCache          = (*memCache)(nil)
 )
 
 // NewCached returns a CachedStore in front of backing, with the defaults
@@ -233,16 +276,24 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	if o.MaxStale <= 0 {
 		o.MaxStale = defaultMaxStale
 	}
-	c := &CachedStore{backing: backing, cache: o.Cache, opts: o, now: time.Now, seed: maphash.MakeSeed(),
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c := &CachedStore{backing: backing, opts: o, now: time.Now, seed: maphash.MakeSeed(),
 		lookups: stats.NewCounter(), metrics: newCacheMetrics(o.MeterProvider, backing)}
+	switch cache := o.Cache.(type) {
+	case SharedCache:
+		c.cache = cache
+	case nil:
+	default:
+		o.Logger.Error("dynamostore: CacheOptions.Cache is not a SharedCache, which a cache shared by several instances must be to serve no stale sessions; using the in-process cache instead (for Redis, use rediscache.New)",
+			"cache", fmt.Sprintf("%T", cache))
+	}
 	if c.cache == nil {
 		c.cache = newMemCache(o.MaxBytes, o.MaxEntries)
 	}
-	if o.SkipWriteWithin > 0 {
-		c.known = otter.Must(&otter.Options[string, knownWrite]{MaximumSize: o.MaxEntries})
-	}
 	for i := range c.stripes {
-		c.stripes[i].tokens = make(map[string]*tokenState)
+		c.stripes[i].fills = make(map[string]*fill)
 	}
 	return c
 }
@@ -268,110 +319,99 @@ func (c *CachedStore) Find(token string) ([]byte, bool, error) {
 }
 
 // FindCtx is like Find with a context, passed to the cache and the backing
-// store where they take one.
+// store where they take one. Concurrent misses of one token share one
+// backing read, as long as no Commit or Delete of the token began since
+// the read did.
 func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 	if token == "" {
 		return nil, false, nil
 	}
-	b, found, err := findCtx(ctx, c.cache, token)
-	if err == nil && found {
-		c.lookups.RecordHits(1)
-		c.metrics.lookups.Add(ctx, 1, c.metrics.hit...)
-		return b, true, nil
-	}
+	lk, err := c.cache.Lookup(ctx, token, true)
 	if err != nil {
 		c.cacheError(ctx)
+		lk = CacheLookup{}
+	}
+	if lk.Found {
+		c.lookups.RecordHits(1)
+		c.metrics.lookups.Add(ctx, 1, c.metrics.hit...)
+		return lk.Entry.Data, true, nil
 	}
 	c.lookups.RecordMisses(1)
 	c.metrics.lookups.Add(ctx, 1, c.metrics.miss...)
 
 	st := c.stripe(token)
-	ts := st.hold(token, false)
-	defer st.letGo(token, ts)
-	st.mu.Lock()
-	if f := ts.fill; f != nil {
-		st.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, false, c.opError("find", ctx.Err())
+	if !lk.Granted {
+		if lk.Lease != 0 {
+			// Another miss holds the lease, which no write has withdrawn:
+			// share its read if it is this process's.
+			st.mu.Lock()
+			f := st.fills[token]
+			st.mu.Unlock()
+			if f != nil && f.lease == lk.Lease {
+				select {
+				case <-f.done:
+				case <-ctx.Done():
+					return nil, false, c.opError("find", ctx.Err())
+				}
+				if f.err == nil || !isContextError(f.err) {
+					return f.data, f.found, f.err
+				}
+				// The read ended with its own caller's context, not ours:
+				// read for ourselves rather than fail.
+			}
 		}
-		if f.err != nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
-			// The read ended with its own caller's context, not ours:
-			// read for ourselves rather than fail.
-			b, _, found, err := c.findBacking(ctx, token)
-			return b, found, err
-		}
-		return f.data, f.found, f.err
+		b, _, found, err := c.findBacking(ctx, token)
+		return b, found, err
 	}
-	f := &fill{done: make(chan struct{})}
-	ts.fill = f
-	st.mu.Unlock()
 
+	f := &fill{lease: lk.Lease, done: make(chan struct{})}
+	st.mu.Lock()
+	st.fills[token] = f
+	st.mu.Unlock()
 	f.data, f.expiry, f.found, f.err = c.findBacking(ctx, token)
-	close(f.done) // the waiters need not wait for the cache write
-
-	// Cache what was read, unless a Commit or Delete of the token came
-	// since. Holding the token's lock, so that one that comes now writes
-	// the cache after this.
-	select {
-	case ts.order <- struct{}{}:
-	case <-ctx.Done():
-		st.mu.Lock()
-		if ts.fill == f {
-			ts.fill = nil
-		}
-		st.mu.Unlock()
-		return f.data, f.found, f.err
-	}
 	st.mu.Lock()
-	stale := f.stale
-	if ts.fill == f {
-		ts.fill = nil
+	if st.fills[token] == f {
+		delete(st.fills, token)
 	}
 	st.mu.Unlock()
-	if !stale && f.err == nil && f.found {
-		if !f.expiry.IsZero() {
-			c.remember(token, f.data, f.expiry)
-		}
-		c.cacheCommit(ctx, token, f.data, f.expiry)
+	close(f.done) // the sharers need not wait for the cache write
+
+	var entry *CacheEntry
+	until := c.until(f.expiry)
+	if f.err == nil && f.found && !f.expiry.IsZero() && until.After(c.now()) {
+		entry = &CacheEntry{Data: f.data, Expiry: f.expiry}
 	}
-	<-ts.order
+	// The fill ends the lease even when ctx is done.
+	if err := c.cache.Fill(context.WithoutCancel(ctx), token, lk.Lease, entry, until); err != nil {
+		c.cacheError(ctx)
+	}
 	return f.data, f.found, f.err
+}
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // findBacking reads the backing store, with the session's expiry when the
 // backing store can tell it.
 func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
-	if ds, ok := c.backing.(*DynamoStore); ok {
-		return ds.find(ctx, token)
+	if cs, ok := c.backing.(CacheableStore); ok {
+		return cs.FindExpiryCtx(ctx, token)
 	}
 	b, found, err := findCtx(ctx, c.backing, token)
 	return b, time.Time{}, found, err
 }
 
-// cacheCommit caches data until MaxStale from now or expiry, whichever comes
-// first; a zero expiry means unknown. Cache errors are not the caller's: the
-// backing store has the data, so a failed cache write only costs a miss.
-func (c *CachedStore) cacheCommit(ctx context.Context, token string, data []byte, expiry time.Time) {
-	now := c.now()
-	until := now.Add(c.opts.MaxStale)
-	// To the millisecond, as a DynamoStore keeps it, so that a cached copy
-	// and the backing store agree on when the session ends.
+// until returns how long a copy of a session that expires at expiry (zero
+// for unknown) may be cached from now: MaxStale, or to its expiry if that
+// comes first, to the millisecond, as a DynamoStore keeps it, so that a
+// cached copy and the backing store agree on when the session ends.
+func (c *CachedStore) until(expiry time.Time) time.Time {
+	until := c.now().Add(c.opts.MaxStale)
 	if expiry = expiry.Truncate(time.Millisecond); !expiry.IsZero() && expiry.Before(until) {
 		until = expiry
 	}
-	if !until.After(now) {
-		// Some caches keep an entry forever when given a past expiry
-		// (goredisstore sends Redis no TTL for a negative one).
-		if err := deleteCtx(ctx, c.cache, token); err != nil {
-			c.cacheError(ctx)
-		}
-		return
-	}
-	if err := commitCtx(ctx, c.cache, token, data, until); err != nil {
-		c.cacheError(ctx)
-	}
+	return until
 }
 
 // Commit writes the session to the backing store and then to the cache. It
@@ -380,33 +420,45 @@ func (c *CachedStore) Commit(token string, b []byte, expiry time.Time) error {
 	return c.CommitCtx(context.Background(), token, b, expiry)
 }
 
-// CommitCtx is like Commit with a context. When the backing write fails, the
-// cached copy is dropped too, so the cache never holds data the backing store
-// may not have.
-func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
-	st := c.stripe(token)
-	if c.skipWrite(token, b, expiry) {
+// CommitCtx is like Commit with a context. The cache keeps a copy only of
+// what the backing store stored: none when the backing write fails, none
+// when the token is revoked (see Options.RevocationPeriod), and none when
+// another Commit or Delete of the token overlapped this one. With a
+// SharedCache it returns an error, and writes nothing, when the cache
+// cannot be told of the write.
+func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error) {
+	if c.skipWrite(ctx, token, b, expiry) {
 		c.skipped.Add(1)
 		c.metrics.skipped.Add(ctx, 1, c.metrics.table...)
 		return nil
 	}
-	err := commitCtx(ctx, c.backing, token, b, expiry)
-	ts := st.hold(token, true)
-	defer st.letGo(token, ts)
-	ts.order <- struct{}{}
-	defer func() { <-ts.order }()
+	write, err := c.beginWrite(ctx, token)
 	if err != nil {
-		// Even when ctx is what failed: a shared cache must not keep the
-		// old copy.
-		if err := deleteCtx(context.WithoutCancel(ctx), c.cache, token); err != nil {
+		return c.opError("commit: cache", err)
+	}
+	var entry *CacheEntry
+	until := c.until(expiry)
+	defer func() {
+		// Even when ctx is done: the write is over.
+		if err := c.cache.EndWrite(context.WithoutCancel(ctx), token, write, entry, until); err != nil {
 			c.cacheError(ctx)
 		}
-		c.forget(token)
-		return err
+	}()
+	stored, err := c.commitBacking(ctx, token, b, expiry)
+	if err == nil && stored && until.After(c.now()) {
+		entry = &CacheEntry{Data: b, Expiry: expiry.Truncate(time.Millisecond)}
 	}
-	c.remember(token, b, expiry)
-	c.cacheCommit(ctx, token, b, expiry)
-	return nil
+	return err
+}
+
+// commitBacking commits to the backing store and reports whether it stored
+// the session.
+func (c *CachedStore) commitBacking(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	if cs, ok := c.backing.(CacheableStore); ok {
+		return cs.CommitStoredCtx(ctx, token, b, expiry)
+	}
+	err := commitCtx(ctx, c.backing, token, b, expiry)
+	return err == nil, err
 }
 
 // Delete removes the session from the backing store and the cache. It calls
@@ -416,56 +468,69 @@ func (c *CachedStore) Delete(token string) error {
 }
 
 // DeleteCtx is like Delete with a context. Once it returns, no Find through
-// this CachedStore returns the deleted session, even one whose backing read
-// began before the Delete.
+// this CachedStore, or through another that shares its SharedCache,
+// returns the deleted session, even one whose backing read began before
+// the Delete. With a SharedCache it returns an error, and deletes nothing,
+// when the cache cannot be told of the delete.
 func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
-	err := deleteCtx(ctx, c.backing, token)
-	if cerr := c.drop(ctx, token); err == nil && cerr != nil {
-		err = c.opError("delete: remove from cache", cerr)
+	write, err := c.beginWrite(ctx, token)
+	if err != nil {
+		return c.opError("delete: cache", err)
 	}
-	return err
+	defer c.endWrite(ctx, token, write)
+	return deleteCtx(ctx, c.backing, token)
 }
 
-// DeleteOwner on the CachedStore deletes through the backing DynamoStore and drops the
-// cached copies, so no Find through this CachedStore returns them afterwards.
-// Other CachedStores in front of the same table keep serving their copies
-// for up to MaxStale, unless they share this one's cache (CacheOptions.Cache).
-// See (*DynamoStore).DeleteOwner for what it deletes and costs. It returns an
-// error when the backing store is not a *DynamoStore.
+// beginWrite begins a write of the token, counting a failure.
+func (c *CachedStore) beginWrite(ctx context.Context, token string) (uint64, error) {
+	write, err := c.cache.BeginWrite(ctx, token)
+	if err != nil {
+		c.cacheError(ctx)
+	}
+	return write, err
+}
+
+// endWrite ends a delete, even when ctx is done.
+func (c *CachedStore) endWrite(ctx context.Context, token string, write uint64) {
+	if err := c.cache.EndWrite(context.WithoutCancel(ctx), token, write, nil, time.Time{}); err != nil {
+		c.cacheError(ctx)
+	}
+}
+
+// DeleteOwner on the CachedStore deletes through the backing DynamoStore
+// and drops the cached copies, so no Find through this CachedStore, or
+// through another that shares its SharedCache, returns them afterwards.
+// Other CachedStores in front of the same table with caches of their own
+// keep serving their copies for up to MaxStale, but no Commit through them
+// stores a deleted session again. See (*DynamoStore).DeleteOwner for what
+// it deletes and costs. It returns an error when the backing store is not
+// a *DynamoStore.
 func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
 	ds, ok := c.backing.(*DynamoStore)
 	if !ok {
 		return 0, c.opError("delete owner", fmt.Errorf("backing store %T is not a *DynamoStore", c.backing))
 	}
 	var mu sync.Mutex
-	var cacheErr error
-	deleted, err = ds.deleteOwner(ctx, owner, func(token string) {
-		if err := c.drop(ctx, token); err != nil {
+	writes := map[string]uint64{}
+	return ds.deleteOwner(ctx, owner, deleteHooks{
+		before: func(ctx context.Context, token string) error {
+			write, err := c.beginWrite(ctx, token)
+			if err != nil {
+				return c.opError("delete owner: cache", err)
+			}
 			mu.Lock()
-			cacheErr = cmp.Or(cacheErr, err)
+			writes[token] = write
 			mu.Unlock()
-		}
+			return nil
+		},
+		after: func(ctx context.Context, token string) {
+			mu.Lock()
+			write := writes[token]
+			delete(writes, token)
+			mu.Unlock()
+			c.endWrite(ctx, token, write)
+		},
 	})
-	if err == nil && cacheErr != nil {
-		err = c.opError("delete owner: remove from cache", cacheErr)
-	}
-	return deleted, err
-}
-
-// drop removes the token's cached copy, and keeps a backing read in flight
-// from caching it again.
-func (c *CachedStore) drop(ctx context.Context, token string) error {
-	st := c.stripe(token)
-	ts := st.hold(token, true)
-	defer st.letGo(token, ts)
-	ts.order <- struct{}{}
-	defer func() { <-ts.order }()
-	c.forget(token)
-	err := deleteCtx(context.WithoutCancel(ctx), c.cache, token)
-	if err != nil {
-		c.cacheError(ctx)
-	}
-	return err
 }
 
 // All returns every unexpired session, from the backing store. It calls
@@ -487,29 +552,23 @@ func (c *CachedStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 }
 
 // skipWrite reports whether a Commit may skip the backing store under
-// SkipWriteWithin. It never skips a Commit that shortens the expiry.
-func (c *CachedStore) skipWrite(token string, b []byte, expiry time.Time) bool {
-	if c.known == nil {
+// SkipWriteWithin: the cache holds a fresh copy with the same data, whose
+// expiry is at most SkipWriteWithin before this one. It never skips a
+// Commit that shortens the expiry.
+func (c *CachedStore) skipWrite(ctx context.Context, token string, b []byte, expiry time.Time) bool {
+	if c.opts.SkipWriteWithin <= 0 {
 		return false
 	}
-	k, ok := c.known.GetIfPresent(token)
-	if !ok || k.sum != maphash.Bytes(c.seed, b) {
+	lk, err := c.cache.Lookup(ctx, token, false)
+	if err != nil {
+		c.cacheError(ctx)
 		return false
 	}
-	moved := expiry.Sub(k.expiry)
+	if !lk.Found || !bytes.Equal(lk.Entry.Data, b) {
+		return false
+	}
+	moved := expiry.Truncate(time.Millisecond).Sub(lk.Entry.Expiry)
 	return moved >= 0 && moved < c.opts.SkipWriteWithin
-}
-
-func (c *CachedStore) remember(token string, b []byte, expiry time.Time) {
-	if c.known != nil {
-		c.known.Set(token, knownWrite{sum: maphash.Bytes(c.seed, b), expiry: expiry})
-	}
-}
-
-func (c *CachedStore) forget(token string) {
-	if c.known != nil {
-		c.known.Invalidate(token)
-	}
 }
 
 func (c *CachedStore) stripe(token string) *stripe {
@@ -549,16 +608,35 @@ func deleteCtx(ctx context.Context, s scs.Store, token string) error {
 }
 
 // memCache is the default cache layer: otter's cache, bounded in bytes,
-// whose entries expire at their own time.
+// whose entries expire at their own time, and the leases and writes under
+// way of a SharedCache, kept in memory.
 type memCache struct {
 	c        *otter.Cache[string, memEntry]
 	maxEntry int // the largest session it keeps
 	now      func() time.Time
+
+	seed    maphash.Seed
+	leases  atomic.Uint64 // the last lease granted
+	stripes [64]memStripe
 }
 
 type memEntry struct {
-	data  []byte
-	until time.Time
+	data          []byte
+	expiry, until time.Time
+}
+
+// memStripe holds the leases and writes under way of one share of the
+// tokens; its lock also orders their cache writes.
+type memStripe struct {
+	mu     sync.Mutex
+	tokens map[string]*memToken
+}
+
+// memToken is a token's state while it has a lease or a write under way.
+type memToken struct {
+	lease   uint64 // the lease granted, or 0
+	pending int    // writes under way
+	writes  int    // writes begun since pending was last 0
 }
 
 // newMemCache returns a memCache of at most maxBytes, by the weight
@@ -566,7 +644,7 @@ type memEntry struct {
 func newMemCache(maxBytes int64, maxEntries int) *memCache {
 	minWeight := (maxBytes + int64(maxEntries) - 1) / int64(maxEntries) // rounded up: at most maxEntries fit
 	maxEntry := maxBytes / 4
-	return &memCache{
+	m := &memCache{
 		c: otter.Must(&otter.Options[string, memEntry]{
 			MaximumWeight: uint64(maxBytes),
 			Weigher: func(token string, e memEntry) uint32 {
@@ -575,30 +653,124 @@ func newMemCache(maxBytes int64, maxEntries int) *memCache {
 		}),
 		maxEntry: int(min(maxEntry, math.MaxInt32)),
 		now:      time.Now,
+		seed:     maphash.MakeSeed(),
 	}
+	for i := range m.stripes {
+		m.stripes[i].tokens = make(map[string]*memToken)
+	}
+	return m
 }
 
-func (m *memCache) Find(token string) ([]byte, bool, error) {
-	e, ok := m.c.GetIfPresent(token)
-	if !ok || !m.now().Before(e.until) {
-		return nil, false, nil
+func (m *memCache) stripe(token string) *memStripe {
+	return &m.stripes[maphash.String(m.seed, token)%uint64(len(m.stripes))]
+}
+
+func (m *memCache) Lookup(_ context.Context, token string, lease bool) (CacheLookup, error) {
+	if e, ok := m.c.GetIfPresent(token); ok && m.now().Before(e.until) {
+		return CacheLookup{Entry: CacheEntry{Data: e.data, Expiry: e.expiry}, Found: true}, nil
 	}
-	return e.data, true, nil
+	if !lease {
+		return CacheLookup{}, nil
+	}
+	st := m.stripe(token)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t := st.tokens[token]
+	switch {
+	case t == nil:
+		t = &memToken{}
+		st.tokens[token] = t
+	case t.pending > 0:
+		return CacheLookup{}, nil
+	case t.lease != 0:
+		return CacheLookup{Lease: t.lease}, nil
+	}
+	t.lease = m.leases.Add(1)
+	return CacheLookup{Lease: t.lease, Granted: true}, nil
+}
+
+func (m *memCache) Fill(_ context.Context, token string, lease uint64, entry *CacheEntry, until time.Time) error {
+	st := m.stripe(token)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t := st.tokens[token]
+	if t == nil || t.lease != lease {
+		return nil // withdrawn by a write
+	}
+	t.lease = 0
+	if t.pending == 0 {
+		delete(st.tokens, token)
+	}
+	if entry != nil {
+		m.set(token, entry, until)
+	}
+	return nil
+}
+
+func (m *memCache) BeginWrite(_ context.Context, token string) (uint64, error) {
+	st := m.stripe(token)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t := st.tokens[token]
+	if t == nil {
+		t = &memToken{}
+		st.tokens[token] = t
+	}
+	if t.pending == 0 {
+		t.writes = 0
+	}
+	t.pending++
+	t.writes++
+	t.lease = 0
+	m.c.Invalidate(token)
+	return 0, nil
+}
+
+func (m *memCache) EndWrite(_ context.Context, token string, _ uint64, entry *CacheEntry, until time.Time) error {
+	st := m.stripe(token)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t := st.tokens[token]
+	if t == nil || t.pending == 0 {
+		return errors.New("EndWrite without BeginWrite")
+	}
+	if t.pending--; t.pending > 0 {
+		return nil
+	}
+	delete(st.tokens, token)
+	if entry != nil && t.writes == 1 {
+		m.set(token, entry, until)
+	}
+	return nil
+}
+
+// Find, Commit and Delete make memCache an scs.Store, as SharedCache
+// asks; a Commit is a write that begins and ends at once.
+func (m *memCache) Find(token string) ([]byte, bool, error) {
+	lk, err := m.Lookup(context.Background(), token, false)
+	return lk.Entry.Data, lk.Found, err
 }
 
 func (m *memCache) Commit(token string, b []byte, expiry time.Time) error {
-	if len(token)+cap(b)+entryOverhead > m.maxEntry {
-		// Too large to keep: drop the older copy too.
-		m.c.Invalidate(token)
-		return nil
-	}
-	// No copy: like scs's memstore, the cache keeps the caller's slice; scs
-	// encodes a new one for every Commit and never changes it afterwards.
-	m.c.Set(token, memEntry{data: b, until: expiry})
-	return nil
+	ctx := context.Background()
+	m.BeginWrite(ctx, token)
+	return m.EndWrite(ctx, token, 0, &CacheEntry{Data: b, Expiry: expiry}, expiry)
 }
 
 func (m *memCache) Delete(token string) error {
-	m.c.Invalidate(token)
-	return nil
+	ctx := context.Background()
+	m.BeginWrite(ctx, token)
+	return m.EndWrite(ctx, token, 0, nil, time.Time{})
+}
+
+// set caches entry until until, unless it is too large to keep; called
+// with the token's stripe locked.
+func (m *memCache) set(token string, entry *CacheEntry, until time.Time) {
+	if len(token)+cap(entry.Data)+entryOverhead > m.maxEntry {
+		m.c.Invalidate(token)
+		return
+	}
+	// No copy: like scs's memstore, the cache keeps the caller's slice; scs
+	// encodes a new one for every Commit and never changes it afterwards.
+	m.c.Set(token, memEntry{data: entry.Data, expiry: entry.Expiry, until: until})
 }

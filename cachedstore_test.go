@@ -5,49 +5,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
-	"net"
-	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
 	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
-)
 
-// startRedis starts Debian's redis-server on a free loopback port, without
-// persistence, for the test's lifetime. `make test` installs it.
-func startRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server not found: run `make test`, which installs it, or apt-get install redis-server")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(path, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
-	t.Cleanup(func() { client.Close() })
-	waitUntil(t, "redis-server to answer", func() bool { return client.Ping(context.Background()).Err() == nil })
-	return client
-}
+	"github.com/dynamostore/dynamostore/internal/linearize"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
 
 // setClock stops the CachedStore's clock, and its in-process cache's, at the
 // time of the call plus offset, so that only the test moves it.
@@ -335,44 +309,31 @@ func TestCachedJoinerOutlivesCancelledFill(t *testing.T) {
 	}
 }
 
-// slowCache is a cache layer whose writes take until release, or until
-// their context ends, as a shared cache's may when its server struggles.
+// slowCache is a shared cache layer whose ends of writes take until
+// release, as a shared cache's may when its server struggles.
 type slowCache struct {
-	*memstore.MemStore
-	writing chan string // the token of each write as it begins
+	*memCache
+	writing chan string // the token of each write as it ends
 	release chan struct{}
 }
 
-func (c *slowCache) FindCtx(_ context.Context, token string) ([]byte, bool, error) {
-	return c.MemStore.Find(token)
-}
-
-func (c *slowCache) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+func (c *slowCache) EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error {
 	c.writing <- token
-	select {
-	case <-c.release:
-		return c.MemStore.Commit(token, b, expiry)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (c *slowCache) DeleteCtx(_ context.Context, token string) error {
-	return c.MemStore.Delete(token)
+	<-c.release
+	return c.memCache.EndWrite(ctx, token, write, entry, until)
 }
 
 // TestCachedSlowCacheStallsOnlyItsToken: while one token's cache write
 // hangs, a miss of another token that hashes to the same stripe, with a
-// 100 ms deadline, returns its session within that deadline, and counts its
-// own write, which the deadline cut short, as a cache error.
+// 100 ms deadline, returns its session within that deadline.
 func TestCachedSlowCacheStallsOnlyItsToken(t *testing.T) {
 	t.Parallel()
-	backing := memstore.NewWithCleanupInterval(0)
-	cache := &slowCache{MemStore: memstore.NewWithCleanupInterval(0), writing: make(chan string, 8), release: make(chan struct{})}
+	backing := newStore(t, nil)
+	cache := &slowCache{memCache: newMemCache(defaultMaxBytes, defaultMaxEntries), writing: make(chan string, 8), release: make(chan struct{})}
 	c := NewCached(backing, func(o *CacheOptions) { o.Cache = cache })
 	other := ""
 	for i := 0; other == ""; i++ {
-		if tok := fmt.Sprintf("other-%d", i); c.stripe(tok) == c.stripe("slow") {
+		if tok := fmt.Sprintf("other-%d", i); c.stripe(tok) == c.stripe("slow") && cache.stripe(tok) == cache.stripe("slow") {
 			other = tok
 		}
 	}
@@ -405,8 +366,8 @@ func TestCachedSlowCacheStallsOnlyItsToken(t *testing.T) {
 	case <-time.After(hangTimeout):
 		t.Fatal("a Find of another token waited for the slow token's cache write")
 	}
-	if st := c.Stats(); st.CacheErrors != 1 || st.Misses != 1 {
-		t.Fatalf("got %+v: expected one miss and one cache error, the other token's write", st)
+	if st := c.Stats(); st.Misses != 1 {
+		t.Fatalf("got %+v: expected one miss, the other token's", st)
 	}
 	close(cache.release)
 	if err := <-committed; err != nil {
@@ -434,11 +395,16 @@ func TestCachedSkipWriteAfterDeleteDuringMiss(t *testing.T) {
 	close(held.release)
 	<-done
 	// The read that raced the Delete must not count as "last read": this
-	// Commit has to reach DynamoDB.
+	// Commit has to reach DynamoDB, which refuses it, the token being
+	// revoked.
 	if err := c.Commit("token", []byte("data"), expiry.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, s, "token", "data")
+	if st := c.Stats(); st.SkippedWrites != 0 {
+		t.Fatalf("got %+v: expected the Commit not skipped", st)
+	}
+	mustFind(t, s, "token", "")
+	mustFind(t, c, "token", "")
 }
 
 // heldGetClient holds its first GetItem, once DynamoDB has answered it,
@@ -488,7 +454,7 @@ func TestCachedRace(t *testing.T) {
 			defer wg.Done()
 			for i := range 15 {
 				token := fmt.Sprintf("token-%d", (w+i)%5) // shared between workers
-				own := fmt.Sprintf("own-%d", w)
+				own := fmt.Sprintf("own-%d-%d", w, i)     // a deleted token stays revoked
 				if err := c.Commit(own, []byte{byte(i)}, time.Now().Add(time.Hour)); err != nil {
 					errs <- err
 					return
@@ -583,6 +549,13 @@ func TestCachedBoundedInBytes(t *testing.T) {
 	check("found through")
 }
 
+// memSet caches data for token in m, as a Commit through a CachedStore does.
+func memSet(m *memCache, token string, data []byte, until time.Time) {
+	ctx := context.Background()
+	m.BeginWrite(ctx, token)
+	m.EndWrite(ctx, token, 0, &CacheEntry{Data: data, Expiry: until}, until)
+}
+
 // TestCachedBounded is not parallel: it measures the process's heap, which
 // other tests' allocations would move.
 func TestCachedBounded(t *testing.T) {
@@ -599,7 +572,7 @@ func TestCachedBounded(t *testing.T) {
 	until := time.Now().Add(time.Hour)
 	empty := heap()
 	for i := range 10_000 {
-		m.Commit(fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
+		memSet(m, fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
 	}
 	warm := heap()
 	// Each entry's token and data take 128 bytes (two allocations).
@@ -609,7 +582,7 @@ func TestCachedBounded(t *testing.T) {
 		t.Fatalf("got %d bytes per entry beyond its token and data: expected at most entryOverhead, %d, which MaxBytes counts", overhead, entryOverhead)
 	}
 	for i := range 1_000_000 {
-		m.Commit(fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
+		memSet(m, fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
 	}
 	m.c.CleanUp() // otter evicts in the background; finish now
 	if n := m.c.EstimatedSize(); n > 10_000 {
@@ -752,56 +725,56 @@ func TestCachedTwoInstances(t *testing.T) {
 	offset.Store(int64(time.Minute))
 	mustFind(t, a, "token", "")
 
+	// A Commit through a stale copy stores nothing and drops the copy.
+	if err := a.Commit("again", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete("again"); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "again", "data") // stale, as documented
+	if err := a.Commit("again", []byte("data2"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("got %v: expected a Commit of a revoked session to return nil", err)
+	}
+	if !sessionitem.Revoked(rawItem(t, s, "again")) {
+		t.Fatal("expected the revocation to stay")
+	}
+	mustFind(t, a, "again", "") // the copy is gone, before MaxStale
+
 	// A shared cache: at once.
-	shared := memstore.NewWithCleanupInterval(0)
+	shared := newMemCache(defaultMaxBytes, defaultMaxEntries)
 	a = NewCached(s, func(o *CacheOptions) { o.Cache = shared })
 	b = NewCached(s, func(o *CacheOptions) { o.Cache = shared })
-	if err := a.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+	if err := a.Commit("shared", []byte("data"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, a, "token", "data")
-	if err := b.Delete("token"); err != nil {
+	mustFind(t, b, "shared", "data")
+	if err := b.Delete("shared"); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, a, "token", "")
+	mustFind(t, a, "shared", "")
 }
 
-func TestCachedRedis(t *testing.T) {
+// TestCachedPlainCacheRefused: a Cache that is only an scs.Store is not
+// shared, whatever it is: NewCached says so and each CachedStore keeps its
+// own in-process cache, so a Commit through one cannot leave a stale copy
+// where the other reads.
+func TestCachedPlainCacheRefused(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, nil)
-	redisClient := startRedis(t)
-	a := NewCached(s, func(o *CacheOptions) { o.Cache = goredisstore.New(redisClient) })
-	b := NewCached(s, func(o *CacheOptions) { o.Cache = goredisstore.New(redisClient) })
+	var log syncBuffer
+	plain := memstore.NewWithCleanupInterval(0)
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	a := NewCached(s, func(o *CacheOptions) { o.Cache = plain; o.Logger = logger })
+	log.waitFor(t, "CacheOptions.Cache is not a SharedCache")
+	if _, ok := a.cache.(*memCache); !ok {
+		t.Fatalf("got a %T layer: expected the in-process cache", a.cache)
+	}
 	if err := a.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, b, "token", "data")
-	if st := b.Stats(); st.Hits != 1 {
-		t.Fatalf("got %+v: expected b to hit the cache a filled", st)
-	}
-	if err := b.Delete("token"); err != nil {
-		t.Fatal(err)
-	}
-	mustFind(t, a, "token", "")
-	// goredisstore keys sessions as "scs:session:" + token.
-	if n, err := redisClient.Exists(context.Background(), "scs:session:token").Result(); err != nil || n != 0 {
-		t.Fatalf("got %d, %v: expected the session gone from Redis", n, err)
-	}
-
-	// A past expiry must not leave a Redis key without a TTL.
-	if err := a.Commit("old", []byte("data"), time.Now().Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	mustFind(t, b, "old", "")
-	if n, _ := redisClient.Exists(context.Background(), "scs:session:old").Result(); n != 0 {
-		t.Fatal("expected no Redis key for an expired session")
-	}
-	// Entries carry a TTL of at most MaxStale.
-	if err := a.Commit("ttl", []byte("data"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if ttl, err := redisClient.PTTL(context.Background(), "scs:session:ttl").Result(); err != nil || ttl <= 0 || ttl > 10*time.Second {
-		t.Fatalf("got TTL %v, %v: expected at most the default MaxStale", ttl, err)
+	if _, found, _ := plain.Find("token"); found {
+		t.Fatal("expected nothing written to the plain store")
 	}
 }
 
@@ -839,5 +812,185 @@ func TestCachedOwnErrors(t *testing.T) {
 	want := fmt.Sprintf("dynamostore: cached find in table %q", s.tableName)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v: expected %q wrapping the deadline", err, want)
+	}
+}
+
+// jitterClient waits a random 0-4 ms before and after each DynamoDB call,
+// so that concurrent calls reach DynamoDB and return in many orders.
+type jitterClient struct{ Client }
+
+func (c jitterClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.Client.GetItem(ctx, in, optFns...)
+}
+
+func (c jitterClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+func (c jitterClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.Client.DeleteItem(ctx, in, optFns...)
+}
+
+// jitterCache does the same around each call to a cache layer.
+type jitterCache struct{ SharedCache }
+
+func (c jitterCache) Lookup(ctx context.Context, token string, lease bool) (CacheLookup, error) {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.SharedCache.Lookup(ctx, token, lease)
+}
+
+func (c jitterCache) Fill(ctx context.Context, token string, lease uint64, entry *CacheEntry, until time.Time) error {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.SharedCache.Fill(ctx, token, lease, entry, until)
+}
+
+func (c jitterCache) BeginWrite(ctx context.Context, token string) (uint64, error) {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.SharedCache.BeginWrite(ctx, token)
+}
+
+func (c jitterCache) EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error {
+	linearize.Jitter()
+	defer linearize.Jitter()
+	return c.SharedCache.EndWrite(ctx, token, write, entry, until)
+}
+
+// target is a store as linearize calls it.
+func target(s scs.CtxStore) linearize.Target {
+	return linearize.Target{Find: s.FindCtx, Commit: s.CommitCtx, Delete: s.DeleteCtx}
+}
+
+// TestLinearizable checks random concurrent histories of Find, Commit and
+// Delete for linearizability per token, with a random delay before and
+// after every DynamoDB call and every cache call: the bare store, the
+// CachedStore, the CachedStore with SkipWriteWithin, and two CachedStores
+// (two instances, each with a client of its own) sharing one cache layer.
+// A Delete revokes its token for good, as the model says.
+func TestLinearizable(t *testing.T) {
+	t.Parallel()
+	cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 4}
+	cached := func(t *testing.T, s *DynamoStore, optFns ...func(*CacheOptions)) *CachedStore {
+		layer := jitterCache{newMemCache(defaultMaxBytes, defaultMaxEntries)}
+		return NewCached(s, append([]func(*CacheOptions){func(o *CacheOptions) { o.Cache = layer }}, optFns...)...)
+	}
+	t.Run("bare", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, jitterClient{newClient(t)})
+		t.Logf("bare DynamoStore: %s", linearize.Run(t, cfg, target(s)))
+	})
+	t.Run("cached", func(t *testing.T) {
+		t.Parallel()
+		c := cached(t, newStore(t, jitterClient{newClient(t)}))
+		counts := linearize.Run(t, cfg, target(c))
+		t.Logf("CachedStore: %s; %+v", counts, c.Stats())
+	})
+	t.Run("skip-write", func(t *testing.T) {
+		t.Parallel()
+		skip := cfg
+		skip.RepeatData = true
+		c := cached(t, newStore(t, jitterClient{newClient(t)}), func(o *CacheOptions) { o.SkipWriteWithin = time.Hour })
+		counts := linearize.Run(t, skip, target(c))
+		t.Logf("CachedStore with SkipWriteWithin: %s; %+v", counts, c.Stats())
+		if c.Stats().SkippedWrites == 0 {
+			t.Fatal("expected some Commits skipped")
+		}
+	})
+	t.Run("two-instances-shared-layer", func(t *testing.T) {
+		t.Parallel()
+		fns := newTable(t)
+		layer := jitterCache{newMemCache(defaultMaxBytes, defaultMaxEntries)}
+		var targets []linearize.Target
+		for range 2 {
+			s := NewWithCleanupInterval(jitterClient{newClient(t)}, 0, fns...)
+			targets = append(targets, target(NewCached(s, func(o *CacheOptions) { o.Cache = layer })))
+		}
+		t.Logf("two CachedStores, one shared layer: %s", linearize.Run(t, cfg, targets...))
+	})
+}
+
+// failingEnd is a shared cache layer whose EndWrite fails, once armed,
+// without reaching the layer, as a Redis that went down mid-write would.
+type failingEnd struct {
+	*memCache
+	armed atomic.Bool
+}
+
+func (c *failingEnd) EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error {
+	if c.armed.Load() {
+		return errCacheDown
+	}
+	return c.memCache.EndWrite(ctx, token, write, entry, until)
+}
+
+// TestCachedFailedCacheWriteServesNothingStale: a cache write that fails
+// after the backing write succeeded leaves no copy of the old data.
+func TestCachedFailedCacheWriteServesNothingStale(t *testing.T) {
+	t.Parallel()
+	layer := &failingEnd{memCache: newMemCache(defaultMaxBytes, defaultMaxEntries)}
+	c := NewCached(newStore(t, nil), func(o *CacheOptions) { o.Cache = layer })
+	if err := c.Commit("token", []byte("role=admin"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "token", "role=admin")
+	if c.Stats().Hits != 1 {
+		t.Fatalf("got %+v: expected the copy cached", c.Stats())
+	}
+	layer.armed.Store(true)
+	if err := c.Commit("token", []byte("role=user"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("got %v: expected the backing write's success", err)
+	}
+	mustFind(t, c, "token", "role=user")
+	mustFind(t, c, "token", "role=user")
+	if st := c.Stats(); st.Hits != 1 || st.CacheErrors != 1 {
+		t.Fatalf("got %+v: expected the new data read from the backing store, and one cache error", st)
+	}
+}
+
+// plainBacking hides a DynamoStore's expiry: a backing store that cannot
+// tell when the session it finds expires.
+type plainBacking struct{ s *DynamoStore }
+
+func (p plainBacking) Find(token string) ([]byte, bool, error) { return p.s.Find(token) }
+func (p plainBacking) Commit(token string, b []byte, expiry time.Time) error {
+	return p.s.Commit(token, b, expiry)
+}
+func (p plainBacking) Delete(token string) error { return p.s.Delete(token) }
+
+// TestCachedPlainBackingExpiry: with a backing store that cannot tell the
+// expiry of what it finds, what a Find reads is never cached, and what a
+// Commit wrote is cached no longer than its expiry.
+func TestCachedPlainBackingExpiry(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	c := NewCached(plainBacking{s})
+	var offset atomic.Int64
+	setClock(c, &offset)
+	if err := s.Commit("read", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "read", "data")
+	mustFind(t, c, "read", "data")
+	if st := c.Stats(); st.Hits != 0 || st.Misses != 2 {
+		t.Fatalf("got %+v: expected no copy of what Find read", st)
+	}
+	if err := c.Commit("written", []byte("data"), c.now().Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "written", "data")
+	if st := c.Stats(); st.Hits != 1 {
+		t.Fatalf("got %+v: expected the Commit's copy cached", st)
+	}
+	offset.Store(int64(2 * time.Second))
+	if lk, _ := c.cache.Lookup(context.Background(), "written", false); lk.Found {
+		t.Fatal("expected the copy gone at the session's expiry")
 	}
 }

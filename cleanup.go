@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -63,7 +64,11 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 		s.metrics.sweepDuration.Record(ctx, time.Since(start).Seconds(), s.metrics.sweepAttrs...)
 	}(time.Now())
 	filter, _, values := s.scanFilter(sweepCondition, s.now().Add(-s.grace))
-	projection := "#k, #e"
+	// The revocation marker is read so that a revocation whose period is
+	// over is removed without being counted as a session.
+	projection := "#k, #e, #r"
+	names := map[string]string{"#r": sessionitem.RevokedAttribute}
+	maps.Copy(names, s.keyAndExpiryNames)
 	// The delete's condition uses :now alone; DynamoDB rejects unused values.
 	condValues := map[string]types.AttributeValue{":now": values[":now"]}
 	// One limiter for all segments: the cap is on the sweep's total reads.
@@ -74,7 +79,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 
 	// The first error cancels the rest of the sweep and is the one returned.
 	g, gctx := errgroup.WithContext(ctx)
-	keys := make(chan string)
+	keys := make(chan sweptKey)
 	g.Go(func() error {
 		defer close(keys)
 		scans, sctx := errgroup.WithContext(gctx)
@@ -84,7 +89,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 					TableName:                 s.table,
 					ProjectionExpression:      &projection,
 					FilterExpression:          &filter,
-					ExpressionAttributeNames:  s.keyAndExpiryNames,
+					ExpressionAttributeNames:  names,
 					ExpressionAttributeValues: values,
 				}
 				if s.segments > 1 {
@@ -105,11 +110,11 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	for range sweepWorkers * s.segments {
 		g.Go(func() error {
 			for key := range keys {
-				ok, err := s.deleteIfExpired(gctx, key, condValues)
+				ok, err := s.deleteIfExpired(gctx, key.key, condValues)
 				if err != nil {
 					return err
 				}
-				if ok {
+				if ok && !key.revoked {
 					count.Add(1)
 					s.metrics.sweepItems.Add(ctx, 1, s.metrics.deleted...)
 				}
@@ -129,10 +134,16 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 // read with eventual consistency, at 0.5 units per 4 KB.
 const maxPageReadUnits = 128
 
+// sweptKey is the key of an expired item, and whether it is a revocation.
+type sweptKey struct {
+	key     string
+	revoked bool
+}
+
 // scanExpired sends the key of every expired item that input's Scan finds to
 // keys, waiting on limiter, when there is one, for the capacity each page
 // consumed.
-func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput, limiter *rate.Limiter, keys chan<- string) error {
+func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput, limiter *rate.Limiter, keys chan<- sweptKey) error {
 	p := dynamodb.NewScanPaginator(s.client, input)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -155,7 +166,7 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 				continue
 			}
 			select {
-			case keys <- key.Value:
+			case keys <- sweptKey{key.Value, sessionitem.Revoked(item)}:
 			case <-ctx.Done():
 				return nil // the caller reports why
 			}
@@ -180,15 +191,39 @@ func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values ma
 // deleteIf sends input, a conditional DeleteItem for op, retrying it while
 // it is throttled, and reports whether the condition held and the item went.
 func (s *DynamoStore) deleteIf(ctx context.Context, operation operation, input *dynamodb.DeleteItemInput) (bool, error) {
-	op := operation.String()
 	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
+	return s.writeIf(ctx, operation, func() (*types.ConsumedCapacity, error) {
+		out, err := s.client.DeleteItem(ctx, input)
+		if err != nil {
+			return nil, err
+		}
+		return out.ConsumedCapacity, nil
+	})
+}
+
+// putIf is deleteIf for a conditional PutItem.
+func (s *DynamoStore) putIf(ctx context.Context, operation operation, input *dynamodb.PutItemInput) (bool, error) {
+	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
+	return s.writeIf(ctx, operation, func() (*types.ConsumedCapacity, error) {
+		out, err := s.client.PutItem(ctx, input)
+		if err != nil {
+			return nil, err
+		}
+		return out.ConsumedCapacity, nil
+	})
+}
+
+// writeIf calls send, a conditional write for op, retrying it while it is
+// throttled, and reports whether the condition held and the write went.
+func (s *DynamoStore) writeIf(ctx context.Context, operation operation, send func() (*types.ConsumedCapacity, error)) (bool, error) {
+	op := operation.String()
 	backoff := throttleBackoff
 	for try := 0; ; try++ {
-		out, err := s.client.DeleteItem(ctx, input)
+		consumed, err := send()
 		var condFailed *types.ConditionalCheckFailedException
 		switch {
 		case err == nil:
-			s.metrics.consumed(ctx, operation, kindWrite, out.ConsumedCapacity)
+			s.metrics.consumed(ctx, operation, kindWrite, consumed)
 			return true, nil
 		case errors.As(err, &condFailed):
 			return false, nil

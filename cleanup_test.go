@@ -19,6 +19,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 func TestDeleteExpired(t *testing.T) {
@@ -209,10 +211,11 @@ func TestDeleteExpiredWorkers(t *testing.T) {
 	if spy.max > sweepWorkers {
 		t.Fatalf("got %d deletes in flight: expected at most %d", spy.max, sweepWorkers)
 	}
-	// The sweep's Scan reads only the key and the expiry.
+	// The sweep's Scan reads only the key, the expiry and the revocation
+	// marker.
 	in := spy.lastScan
-	if got := aws.ToString(in.ProjectionExpression); got != "#k, #e" || in.ExpressionAttributeNames["#k"] != "session_key" || in.ExpressionAttributeNames["#e"] != "expires" {
-		t.Fatalf("got projection %q with %v: expected key and expiry only", got, in.ExpressionAttributeNames)
+	if got := aws.ToString(in.ProjectionExpression); got != "#k, #e, #r" || in.ExpressionAttributeNames["#k"] != "session_key" || in.ExpressionAttributeNames["#e"] != "expires" || in.ExpressionAttributeNames["#r"] != sessionitem.RevokedAttribute {
+		t.Fatalf("got projection %q with %v: expected key, expiry and revocation marker only", got, in.ExpressionAttributeNames)
 	}
 }
 

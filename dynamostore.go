@@ -208,6 +208,25 @@ type Options struct {
 	// Error. The default is false.
 	RequireEncryption bool
 
+	// RevocationPeriod is how long a Delete (and DeleteOwner, and the Delete
+	// inside scs's RenewToken and Destroy) stays final: until it ends, no
+	// Commit of the deleted token stores the session again, whether it
+	// comes from a request that loaded the session before the Delete, from
+	// a cached copy, or from another instance. Such a Commit returns nil,
+	// since the session is gone and an error would answer the logged-out
+	// request with a 500. Delete leaves a revocation in the session's item
+	// to do it: the key and two numbers, about 100 bytes, which DynamoDB's
+	// TTL and the sweeper remove once the period is over, and which Find,
+	// All, the sweeper's counts and the tool never count as a session.
+	//
+	// After the period a Commit of the token stores it again. scs never
+	// commits a session past its SessionManager.Lifetime, so with a period
+	// at least as long as the Lifetime such a Commit stores a session that
+	// has already expired, and a deleted session never comes back. The
+	// default, 24 hours, is scs's default Lifetime; zero or less takes the
+	// default.
+	RevocationPeriod time.Duration
+
 	// MeterProvider makes the store's OpenTelemetry instruments (see the
 	// README's Telemetry section): calls, their duration and outcome, the
 	// capacity units DynamoDB reports, and the sweeper's work. The store
@@ -314,8 +333,9 @@ type DynamoStore struct {
 	compress     int    // CompressAbove; 0 for never
 	prefix       string
 	consistent   *bool
-	aead         AEAD // Options.Encryption
-	requireSeal  bool // Options.RequireEncryption, with Encryption
+	aead         AEAD          // Options.Encryption
+	requireSeal  bool          // Options.RequireEncryption, with Encryption
+	revokeFor    time.Duration // Options.RevocationPeriod
 
 	// unreadable limits the warnings about items that cannot be read.
 	unreadable rate.Sometimes
@@ -380,6 +400,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		consistent:   &consistent,
 		aead:         o.Encryption,
 		requireSeal:  o.RequireEncryption && o.Encryption != nil,
+		revokeFor:    o.RevocationPeriod,
 		unreadable:   rate.Sometimes{First: 10, Interval: time.Minute},
 		metrics:      newStoreMetrics(o.MeterProvider, o.TableName),
 		ownerOf:      o.Owner,
@@ -418,19 +439,20 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 
 func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 	o := Options{
-		TableName:       sessionitem.DefaultTableName,
-		KeyAttribute:    sessionitem.DefaultKeyAttribute,
-		DataAttribute:   sessionitem.DefaultDataAttribute,
-		ExpiryAttribute: sessionitem.DefaultExpiryAttribute,
-		OwnerAttribute:  sessionitem.DefaultOwnerAttribute,
-		OwnerIndex:      sessionitem.DefaultOwnerIndex,
-		ConsistentRead:  true,
-		CleanupInterval: interval,
-		SweepLease:      true,
-		SweepGrace:      sessionitem.DefaultSweepGrace,
-		Logger:          slog.Default(),
-		now:             time.Now,
-		ttlRecheck:      time.Hour,
+		TableName:        sessionitem.DefaultTableName,
+		KeyAttribute:     sessionitem.DefaultKeyAttribute,
+		DataAttribute:    sessionitem.DefaultDataAttribute,
+		ExpiryAttribute:  sessionitem.DefaultExpiryAttribute,
+		OwnerAttribute:   sessionitem.DefaultOwnerAttribute,
+		OwnerIndex:       sessionitem.DefaultOwnerIndex,
+		ConsistentRead:   true,
+		CleanupInterval:  interval,
+		SweepLease:       true,
+		SweepGrace:       sessionitem.DefaultSweepGrace,
+		RevocationPeriod: sessionitem.DefaultRevocationPeriod,
+		Logger:           slog.Default(),
+		now:              time.Now,
+		ttlRecheck:       time.Hour,
 	}
 	for _, fn := range optFns {
 		fn(&o)
@@ -442,6 +464,9 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 	o.OwnerAttribute = cmp.Or(o.OwnerAttribute, sessionitem.DefaultOwnerAttribute)
 	o.OwnerIndex = cmp.Or(o.OwnerIndex, sessionitem.DefaultOwnerIndex)
 	o.SweepSegments = min(max(o.SweepSegments, 1), sessionitem.MaxSweepSegments())
+	if o.RevocationPeriod <= 0 {
+		o.RevocationPeriod = sessionitem.DefaultRevocationPeriod
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -465,8 +490,14 @@ func (s *DynamoStore) FindCtx(ctx context.Context, token string) (b []byte, foun
 	return b, found, err
 }
 
-// find is FindCtx that also returns the session's expiry as stored, for the
-// CachedStore.
+// FindExpiryCtx is FindCtx that also returns when the session expires, to
+// the millisecond, as Commit stored it. It makes DynamoStore a
+// CacheableStore, so that a CachedStore never keeps a copy past it.
+func (s *DynamoStore) FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error) {
+	return s.find(ctx, token)
+}
+
+// find is FindExpiryCtx.
 func (s *DynamoStore) find(ctx context.Context, token string) (data []byte, expiry time.Time, found bool, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opFind, start, err, found) }(time.Now())
 	key, ok := s.key(token)
@@ -483,7 +514,7 @@ func (s *DynamoStore) find(ctx context.Context, token string) (data []byte, expi
 		return nil, time.Time{}, false, s.opError("find", err)
 	}
 	s.metrics.consumed(ctx, opFind, kindRead, out.ConsumedCapacity)
-	if out.Item == nil {
+	if out.Item == nil || sessionitem.Revoked(out.Item) {
 		return nil, time.Time{}, false, nil
 	}
 	data, ms, derr := s.decode(out.Item)
@@ -510,18 +541,35 @@ func (s *DynamoStore) Commit(token string, b []byte, expiry time.Time) error {
 // CommitCtx is like Commit with a context for the PutItem request. It returns
 // an error wrapping ErrTooLarge, before any request, when the item would
 // exceed DynamoDB's 400 KB limit, and an error when the token is empty, not
-// valid UTF-8 or too long for a DynamoDB key.
-func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error) {
+// valid UTF-8 or too long for a DynamoDB key. A Commit of a token deleted
+// less than Options.RevocationPeriod ago stores nothing and returns nil.
+func (s *DynamoStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	_, err := s.CommitStoredCtx(ctx, token, b, expiry)
+	return err
+}
+
+// CommitStoredCtx is CommitCtx that also reports whether it stored the
+// session: stored is false, and err nil, when the token was deleted less
+// than Options.RevocationPeriod ago. It makes DynamoStore a CacheableStore,
+// so that a CachedStore keeps no copy of a revoked session.
+func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opCommit, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
-		return fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
+		return false, fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
-	return s.commit(ctx, opCommit, key, b, expiry, nil)
+	err = s.commit(ctx, opCommit, key, b, expiry, nil)
+	var condFailed *types.ConditionalCheckFailedException
+	if errors.As(err, &condFailed) {
+		return false, nil // revoked
+	}
+	return err == nil, err
 }
 
 // commit writes the session with key, data b and expiry, in one PutItem
-// that takes its condition, when cond is not nil, from cond, for op.
+// for op. The PutItem's condition is cond's when cond is not nil, and
+// otherwise that the token is not revoked; a failed condition is returned
+// as the SDK's *types.ConditionalCheckFailedException, wrapped.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput) error {
 	op := operation.String()
 	if s.ownerConflict != nil {
@@ -574,6 +622,14 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 		input.ConditionExpression = cond.ConditionExpression
 		input.ExpressionAttributeNames = cond.ExpressionAttributeNames
 		input.ExpressionAttributeValues = cond.ExpressionAttributeValues
+	} else {
+		// Not revoked, or the revocation is over. The condition costs
+		// nothing: a PutItem is billed by item size alone.
+		input.ConditionExpression = &notRevoked
+		input.ExpressionAttributeNames = revokedName
+		input.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(s.now().UnixMilli(), 10)},
+		}
 	}
 	out, err := s.client.PutItem(ctx, input)
 	if err != nil {
@@ -583,30 +639,60 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 	return nil
 }
 
-// Delete removes the session token and its data from the store. Deleting a
-// token that does not exist, or an empty one, does nothing and returns nil. It
-// calls DeleteCtx with context.Background().
+// Delete removes the session token and its data from the store, for good:
+// until Options.RevocationPeriod has passed, no Commit of the token stores
+// it again. Deleting a token that does not exist revokes it all the same;
+// an empty token does nothing. It calls DeleteCtx with
+// context.Background().
 func (s *DynamoStore) Delete(token string) error {
 	return s.DeleteCtx(context.Background(), token)
 }
 
-// DeleteCtx is like Delete with a context for the DeleteItem request.
+// DeleteCtx is like Delete with a context for the request. The request is
+// one PutItem that replaces the session's item with a revocation (see
+// Options.RevocationPeriod), billed as a DeleteItem of the session would
+// be: one write unit per KB of the larger of the two items.
 func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) (err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDelete, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
 		return nil
 	}
-	out, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:              s.table,
-		Key:                    map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
-		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
-	})
+	out, err := s.client.PutItem(ctx, s.revocation(ctx, key, nil))
 	if err != nil {
 		return s.opError("delete", err)
 	}
 	s.metrics.consumed(ctx, opDelete, kindWrite, out.ConsumedCapacity)
 	return nil
+}
+
+// notRevoked is the condition of a Commit: the item is no revocation, or
+// one that ended before :now, in Unix milliseconds.
+var (
+	notRevoked  = "attribute_not_exists(#r) OR #r < :now"
+	revokedName = map[string]string{"#r": sessionitem.RevokedAttribute}
+)
+
+// revocation returns the PutItem that replaces the item with key by a
+// revocation lasting RevocationPeriod, with the condition of cond when it
+// is not nil.
+func (s *DynamoStore) revocation(ctx context.Context, key string, cond *dynamodb.PutItemInput) *dynamodb.PutItemInput {
+	exp, expMs := sessionitem.ExpiryValues(s.now().Add(s.revokeFor))
+	in := &dynamodb.PutItemInput{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			s.keyAttr:                    &types.AttributeValueMemberS{Value: key},
+			s.expiryAttr:                 &types.AttributeValueMemberN{Value: exp},
+			sessionitem.RevokedAttribute: &types.AttributeValueMemberN{Value: expMs},
+		},
+		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+	}
+	if cond != nil {
+		in.ConditionExpression = cond.ConditionExpression
+		in.ExpressionAttributeNames = cond.ExpressionAttributeNames
+		in.ExpressionAttributeValues = cond.ExpressionAttributeValues
+	}
+	return in
 }
 
 // All returns the data of every unexpired session under this store's
@@ -658,7 +744,7 @@ func (s *DynamoStore) liveSessions(ctx context.Context, op operation, now time.T
 		s.metrics.consumed(ctx, op, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey {
+			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey || sessionitem.Revoked(item) {
 				continue
 			}
 			data, expiry, err := s.decode(item)

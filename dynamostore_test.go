@@ -470,8 +470,16 @@ func TestDelete(t *testing.T) {
 	if _, found, err := s.Find("token"); found || err != nil {
 		t.Fatalf("got %v, %v: expected not found", found, err)
 	}
-	if rawItem(t, s, "token") != nil {
-		t.Fatal("expected the item gone from the table")
+	if item := rawItem(t, s, "token"); !sessionitem.Revoked(item) || item["data"] != nil {
+		t.Fatalf("got %v: expected a revocation without data in the session's place", item)
+	}
+	// A request in flight that loaded the session before the Delete
+	// commits it back: it stores nothing, without an error.
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.Find("token"); found || err != nil {
+		t.Fatalf("got %v, %v: expected the revoked session to stay deleted", found, err)
 	}
 }
 

@@ -218,6 +218,10 @@ type sessionModel struct {
 	known   bool
 	present bool
 	data    []byte
+
+	// A Delete revokes the token: no Commit stores it afterwards. A
+	// failed Delete may have revoked it.
+	revoked, maybeRevoked bool
 }
 
 // TestFaults runs workers doing Commit, Find and Delete through the fault
@@ -338,14 +342,19 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 						data = bytes.Repeat(data, 40)
 					}
 					err = sessions.CommitCtx(ctx, token, data, time.Now().Add(time.Hour))
-					if err == nil {
+					switch {
+					case m.revoked:
+						// Failed or not, it stores nothing: still deleted.
+					case err == nil && m.maybeRevoked:
+						setModel(m, sessionModel{maybeRevoked: true})
+					case err == nil:
 						setModel(m, sessionModel{known: true, present: true, data: data})
 					}
 				case r < 6:
 					op = "delete"
 					err = sessions.DeleteCtx(ctx, token)
 					if err == nil {
-						setModel(m, sessionModel{known: true})
+						setModel(m, sessionModel{known: true, revoked: true})
 					}
 				default:
 					op = "find"
@@ -361,8 +370,14 @@ func runFaultScenario(t *testing.T, kinds []fault, cached bool) {
 				if err == nil {
 					continue
 				}
-				if op != "find" {
-					setModel(m, sessionModel{}) // it may or may not have happened
+				switch op {
+				case "commit":
+					// It may or may not have happened, unless revoked.
+					if !m.revoked {
+						setModel(m, sessionModel{maybeRevoked: m.maybeRevoked})
+					}
+				case "delete":
+					setModel(m, sessionModel{maybeRevoked: true})
 				}
 				failures.Add(1)
 				causes.Store(checkFaultError(t, problem, op, store.tableName, err, token), true)

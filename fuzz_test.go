@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -123,8 +124,12 @@ func FuzzToken(f *testing.F) {
 	f.Add("a\x00b", []byte(nil), true)
 	f.Add("🙂 spaces and \"quotes\"", bytes.Repeat([]byte("gob"), 700), true)
 	fns := newTable(f)
-	plain := NewWithCleanupInterval(newClient(f), 0, fns...)
-	compressing := NewWithCleanupInterval(newClient(f), 0, append(fns, func(o *Options) { o.CompressAbove = 1024 })...)
+	// Each input's clock is a day past the last one's revocations, so that
+	// an input may commit a token an earlier one deleted.
+	var offset atomic.Int64
+	clock := func(o *Options) { o.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) } }
+	plain := NewWithCleanupInterval(newClient(f), 0, append(fns, clock)...)
+	compressing := NewWithCleanupInterval(newClient(f), 0, append(fns, clock, func(o *Options) { o.CompressAbove = 1024 })...)
 	rejected := plain.Commit("", nil, time.Time{})
 	f.Fuzz(func(t *testing.T, token string, data []byte, compress bool) {
 		data = data[:min(len(data), 64<<10)] // well under the item limit
@@ -135,7 +140,8 @@ func FuzzToken(f *testing.F) {
 		// A request that hangs is a failure the fuzzer should report.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		expiry := time.Now().Add(time.Hour)
+		offset.Add(int64(sessionitem.DefaultRevocationPeriod + time.Hour))
+		expiry := s.now().Add(time.Hour)
 		_, ok := s.key(token)
 		if wantOK := token != "" && len(token) <= maxKeyBytes && utf8.ValidString(token) && token != leaseToken; ok != wantOK {
 			t.Fatalf("key(%q) ok = %v: expected %v", token, ok, wantOK)
@@ -157,6 +163,15 @@ func FuzzToken(f *testing.F) {
 		}
 		if _, found, err := s.FindCtx(ctx, token); err != nil || found {
 			t.Fatalf("find after delete: got %v, %v: expected not found", found, err)
+		}
+		if ok {
+			// A request in flight commits it back: nothing is stored.
+			if err := s.CommitCtx(ctx, token, data, expiry); err != nil {
+				t.Fatalf("commit after delete: %v", err)
+			}
+			if _, found, err := s.FindCtx(ctx, token); err != nil || found {
+				t.Fatalf("find after a commit of a deleted token: got %v, %v: expected not found", found, err)
+			}
 		}
 	})
 }

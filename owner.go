@@ -91,7 +91,7 @@ func (s *DynamoStore) owner(b []byte) (string, bool) {
 // another attribute of a session item or of the sweeper lease, whose value
 // the owner would replace.
 func ownerConflict(o Options) error {
-	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr}
+	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr, sessionitem.RevokedAttribute}
 	for _, f := range sessionitem.Formats {
 		taken = append(taken, f.Attribute(o.DataAttribute))
 	}
@@ -209,9 +209,11 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 // DeleteOwner deletes every session of the owner under this store's KeyPrefix, expired
 // ones still in the table included, and returns how many items it deleted.
 //
-// It queries OwnerIndex page by page and deletes each session with a
-// DeleteItem conditional on its owner still being owner, 8 at a time, so a
-// session that changed hands in the meantime is kept. It costs one read unit
+// It queries OwnerIndex page by page and deletes each session as Delete
+// does, with a revocation (see Options.RevocationPeriod) put in its place
+// conditional on its owner still being owner, 8 at a time, so a session
+// that changed hands in the meantime is kept; a request in flight cannot
+// commit a deleted one back. It costs one read unit
 // per 4 KB of keys the index returns (eventually consistent: 0.5 units) and
 // a write unit per session deleted; it never scans the table. It never
 // deletes the sweeper lease.
@@ -232,12 +234,20 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 // when the table has no OwnerIndex. On error it stops early and returns the
 // count deleted so far.
 func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
-	return s.deleteOwner(ctx, owner, nil)
+	return s.deleteOwner(ctx, owner, deleteHooks{})
 }
 
-// deleteOwner is DeleteOwner that calls dropped, when not nil, with the
-// token of every session it deleted, from several goroutines at once.
-func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped func(token string)) (deleted int, err error) {
+// deleteHooks are called around each of DeleteOwner's deletes, with the
+// session's token, from several goroutines at once. An error from before
+// stops DeleteOwner before that delete; after is called whenever before
+// returned nil, whatever the delete did.
+type deleteHooks struct {
+	before func(ctx context.Context, token string) error
+	after  func(ctx context.Context, token string)
+}
+
+// deleteOwner is DeleteOwner with hooks.
+func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks deleteHooks) (deleted int, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwner, start, err, true) }(time.Now())
 	cond := "#o = :o"
 	names := map[string]string{"#o": s.ownerAttr}
@@ -248,21 +258,25 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, dropped fun
 	g.SetLimit(sweepWorkers)
 	err = s.ownerKeys(gctx, opDeleteOwner, owner, func(key string) {
 		g.Go(func() error {
-			ok, err := s.deleteIf(gctx, opDeleteOwner, &dynamodb.DeleteItemInput{
-				TableName:                 s.table,
-				Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+			token := key[len(s.prefix):]
+			if hooks.before != nil {
+				if err := hooks.before(gctx, token); err != nil {
+					return err
+				}
+			}
+			ok, err := s.putIf(gctx, opDeleteOwner, s.revocation(gctx, key, &dynamodb.PutItemInput{
 				ConditionExpression:       &cond,
 				ExpressionAttributeNames:  names,
 				ExpressionAttributeValues: values,
-			})
+			}))
+			if hooks.after != nil {
+				hooks.after(gctx, token)
+			}
 			if err != nil {
 				return err
 			}
 			if ok {
 				count.Add(1)
-				if dropped != nil {
-					dropped(key[len(s.prefix):])
-				}
 			}
 			return nil
 		})

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -37,6 +37,7 @@ type ownerSpy struct {
 	*dynamodb.Client
 	queryLimit   int32
 	beforeDelete func(ctx context.Context, in *dynamodb.DeleteItemInput) error
+	beforePut    func(ctx context.Context, in *dynamodb.PutItemInput) error // DeleteOwner's revocations too
 
 	queries, batchGets, scans atomic.Int64
 	mu                        sync.Mutex
@@ -64,6 +65,15 @@ func (c *ownerSpy) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemIn
 func (c *ownerSpy) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
 	c.scans.Add(1)
 	return c.Client.Scan(ctx, in, optFns...)
+}
+
+func (c *ownerSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if c.beforePut != nil {
+		if err := c.beforePut(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	return c.Client.PutItem(ctx, in, optFns...)
 }
 
 func (c *ownerSpy) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
@@ -356,9 +366,9 @@ func TestDeleteOwnerChangedHands(t *testing.T) {
 	}
 	waitOwnerTokens(t, s, "u1", []string{"moves", "stays"})
 	var once sync.Once
-	spy.beforeDelete = func(ctx context.Context, in *dynamodb.DeleteItemInput) error {
+	spy.beforePut = func(ctx context.Context, in *dynamodb.PutItemInput) error {
 		var err error
-		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == "moves" {
+		if sessionitem.Revoked(in.Item) && in.Item["session_key"].(*types.AttributeValueMemberS).Value == "moves" {
 			once.Do(func() { err = s.CommitCtx(ctx, "moves", []byte("u2|data"), time.Now().Add(time.Hour)) })
 		}
 		return err
@@ -369,7 +379,7 @@ func TestDeleteOwnerChangedHands(t *testing.T) {
 	if b, found, err := s.Find("moves"); err != nil || !found || string(b) != "u2|data" {
 		t.Fatalf("got %q, %v, %v: expected the session that changed hands kept", b, found, err)
 	}
-	if rawItem(t, s, "stays") != nil {
+	if !sessionitem.Revoked(rawItem(t, s, "stays")) {
 		t.Fatal("expected u1's other session deleted")
 	}
 }
@@ -399,7 +409,7 @@ func TestDeleteOwnerErrors(t *testing.T) {
 	}
 
 	// A CachedStore over a store that is not a DynamoStore.
-	if _, err := NewCached(newMemCache(defaultMaxBytes, 10)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
+	if _, err := NewCached(memstore.NewWithCleanupInterval(0)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
 		t.Fatalf("got %v: expected an error about the backing store", err)
 	}
 }
@@ -691,8 +701,10 @@ func TestRevokeHashTokenInStore(t *testing.T) {
 			fns := newTable(t, func(o *Options) { o.Owner = SessionValue(scs.GobCodec{}, "user_id") })
 			var cacheOpts []func(*CacheOptions)
 			if shared {
-				redisClient := startRedis(t)
-				cacheOpts = append(cacheOpts, func(o *CacheOptions) { o.Cache = goredisstore.New(redisClient) })
+				// One layer that both instances share (rediscache's tests
+				// do the same on Redis).
+				layer := newMemCache(defaultMaxBytes, defaultMaxEntries)
+				cacheOpts = append(cacheOpts, func(o *CacheOptions) { o.Cache = layer })
 			}
 			store1 := NewWithCleanupInterval(newClient(t), 0, fns...)
 			store2 := NewWithCleanupInterval(newClient(t), 0, fns...)
@@ -745,5 +757,166 @@ func TestRevokeHashTokenInStore(t *testing.T) {
 				t.Fatalf("got %q: expected the tablet logged out after MaxStale", got)
 			}
 		})
+	}
+}
+
+// heldApp is one instance of a web application whose GET /hold handler,
+// once a test arms it, waits until the test releases it and then changes
+// the session, so that LoadAndSave commits the session it loaded before
+// whatever the test did meanwhile.
+type heldApp struct {
+	*httptest.Server
+	reached, release chan struct{}
+}
+
+func newHeldApp(t *testing.T, cached *CachedStore) *heldApp {
+	sm := scs.New()
+	sm.Store = cached
+	sm.HashTokenInStore = true
+	sm.IdleTimeout = time.Hour // every request commits
+	app := &heldApp{reached: make(chan struct{}), release: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		if err := sm.RenewToken(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		sm.Put(r.Context(), "user_id", r.PostFormValue("user"))
+	})
+	mux.HandleFunc("POST /visit", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "visits", sm.GetInt(r.Context(), "visits")+1)
+	})
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s/%d", sm.GetString(r.Context(), "user_id"), sm.GetInt(r.Context(), "visits"))
+	})
+	mux.HandleFunc("GET /hold", func(w http.ResponseWriter, r *http.Request) {
+		close(app.reached)
+		<-app.release
+		sm.Put(r.Context(), "visits", sm.GetInt(r.Context(), "visits")+1)
+	})
+	mux.HandleFunc("POST /logout-everywhere", func(w http.ResponseWriter, r *http.Request) {
+		n, err := cached.DeleteOwner(r.Context(), sm.GetString(r.Context(), "user_id"))
+		if err == nil {
+			err = sm.Destroy(r.Context())
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	app.Server = httptest.NewServer(sm.LoadAndSave(mux))
+	t.Cleanup(app.Close)
+	return app
+}
+
+// request sends a request with the session cookie given, as an attacker
+// replaying an old cookie would, and returns the body and the new cookie,
+// if the response set one.
+func request(t *testing.T, method, url, cookie string, form url.Values) (body, newCookie string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "session", Value: cookie})
+	}
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: got %d %q, %v", method, url, res.StatusCode, b, err)
+	}
+	for _, c := range res.Cookies() {
+		if c.Name == "session" && c.MaxAge >= 0 {
+			newCookie = c.Value
+		}
+	}
+	return string(b), newCookie
+}
+
+// twoInstances returns two applications on one table, each with a store,
+// a client and an in-process cache of its own.
+func twoInstances(t *testing.T) (*heldApp, *heldApp, *DynamoStore) {
+	fns := newTable(t, func(o *Options) { o.Owner = SessionValue(scs.GobCodec{}, "user_id") })
+	s1 := NewWithCleanupInterval(newClient(t), 0, fns...)
+	s2 := NewWithCleanupInterval(newClient(t), 0, fns...)
+	return newHeldApp(t, NewCached(s1)), newHeldApp(t, NewCached(s2)), s1
+}
+
+// TestRevokeWithRequestInFlight: a request that loaded the session before
+// the user logged out everywhere on another instance commits it when it
+// ends; the old cookie stays logged out on both instances.
+func TestRevokeWithRequestInFlight(t *testing.T) {
+	t.Parallel()
+	app1, app2, store := twoInstances(t)
+	_, cookie := request(t, http.MethodPost, app1.URL+"/login", "", url.Values{"user": {"u-9"}})
+	if got, _ := request(t, http.MethodGet, app2.URL+"/whoami", cookie, nil); got != "u-9/0" {
+		t.Fatalf("got %q: expected logged in on both instances", got)
+	}
+	waitUntil(t, "the session in the owner index", func() bool {
+		tokens, err := store.OwnerTokens(context.Background(), "u-9")
+		return err == nil && len(tokens) == 1
+	})
+
+	held := make(chan string)
+	go func() {
+		body, _ := request(t, http.MethodGet, app1.URL+"/hold", cookie, nil)
+		held <- body
+	}()
+	waitChan(t, app1.reached, "the held request to load the session")
+	if got, _ := request(t, http.MethodPost, app2.URL+"/logout-everywhere", cookie, nil); got != "1" {
+		t.Fatalf("got %q: expected 1 session revoked", got)
+	}
+	close(app1.release)
+	waitChan(t, held, "the held request to end")
+
+	for _, app := range []*heldApp{app1, app2, app1} {
+		if got, _ := request(t, http.MethodGet, app.URL+"/whoami", cookie, nil); got != "/0" {
+			t.Fatalf("got %q: expected the old cookie logged out on both instances", got)
+		}
+	}
+	if tokens, err := store.OwnerTokens(context.Background(), "u-9"); err != nil || len(tokens) != 0 {
+		t.Fatalf("got %v, %v: expected no live session of the user", tokens, err)
+	}
+}
+
+// TestRenewTokenWithRequestInFlight: a request of the old token that ends
+// after RenewToken (a log in) on another instance does not bring the old
+// token back, so a fixated cookie stays worthless.
+func TestRenewTokenWithRequestInFlight(t *testing.T) {
+	t.Parallel()
+	app1, app2, _ := twoInstances(t)
+	_, old := request(t, http.MethodPost, app1.URL+"/visit", "", nil) // an anonymous session
+	if got, _ := request(t, http.MethodGet, app2.URL+"/whoami", old, nil); got != "/1" {
+		t.Fatalf("got %q: expected the anonymous session on both instances", got)
+	}
+	held := make(chan string)
+	go func() {
+		body, _ := request(t, http.MethodGet, app1.URL+"/hold", old, nil)
+		held <- body
+	}()
+	waitChan(t, app1.reached, "the held request to load the session")
+	_, renewed := request(t, http.MethodPost, app2.URL+"/login", old, url.Values{"user": {"u-3"}})
+	if renewed == "" || renewed == old {
+		t.Fatalf("got cookie %q: expected a new token", renewed)
+	}
+	close(app1.release)
+	waitChan(t, held, "the held request to end")
+
+	for _, app := range []*heldApp{app1, app2} {
+		if got, _ := request(t, http.MethodGet, app.URL+"/whoami", old, nil); got != "/0" {
+			t.Fatalf("got %q: expected the old token worthless", got)
+		}
+		if got, _ := request(t, http.MethodGet, app.URL+"/whoami", renewed, nil); got != "u-3/1" {
+			t.Fatalf("got %q: expected the new token logged in", got)
+		}
 	}
 }

@@ -95,7 +95,7 @@ func TestMetrics(t *testing.T) {
 	mustFind(t, c, "cached", data)                                             // a hit
 	mustFind(t, c, "absent", "")                                               // a miss: a find, not found
 	must(c.Commit("cached", []byte(data), expiry.Add(time.Second)))            // a skipped write
-	if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil { // scans 2 items
+	if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil { // scans 3 items: the Delete's revocation too
 		t.Fatalf("got %d, %v: expected the expired session swept", n, err)
 	}
 
@@ -114,7 +114,7 @@ func TestMetrics(t *testing.T) {
 		"dynamostore.cache.lookups{result=hit," + table + "}":                       1,
 		"dynamostore.cache.lookups{result=miss," + table + "}":                      1,
 		"dynamostore.cache.skipped_writes{" + table + "}":                           1,
-		"dynamostore.sweep.items{result=scanned," + table + "}":                     2,
+		"dynamostore.sweep.items{result=scanned," + table + "}":                     3,
 		"dynamostore.sweep.items{result=deleted," + table + "}":                     1,
 		"dynamostore.sweep.duration{" + table + "}":                                 1,
 	}
@@ -169,8 +169,8 @@ func TestMetricsLeaseHeld(t *testing.T) {
 	}
 }
 
-// brokenCache is a cache layer whose every call fails, as a Redis that is
-// down would.
+// brokenCache is a shared cache layer whose every call fails, as a Redis
+// that is down would.
 type brokenCache struct{}
 
 var errCacheDown = errors.New("cache down")
@@ -178,9 +178,20 @@ var errCacheDown = errors.New("cache down")
 func (brokenCache) Find(string) ([]byte, bool, error)      { return nil, false, errCacheDown }
 func (brokenCache) Commit(string, []byte, time.Time) error { return errCacheDown }
 func (brokenCache) Delete(string) error                    { return errCacheDown }
+func (brokenCache) Lookup(context.Context, string, bool) (CacheLookup, error) {
+	return CacheLookup{}, errCacheDown
+}
+func (brokenCache) Fill(context.Context, string, uint64, *CacheEntry, time.Time) error {
+	return errCacheDown
+}
+func (brokenCache) BeginWrite(context.Context, string) (uint64, error) { return 0, errCacheDown }
+func (brokenCache) EndWrite(context.Context, string, uint64, *CacheEntry, time.Time) error {
+	return errCacheDown
+}
 
-// TestMetricsCacheErrors: each failed call to the cache layer counts, and
-// costs the caller nothing but a miss.
+// TestMetricsCacheErrors: each failed call to the cache layer counts; a
+// failed lookup costs the caller a miss, and a write the cache cannot be
+// told of is refused, so that no instance serves a stale copy.
 func TestMetricsCacheErrors(t *testing.T) {
 	t.Parallel()
 	reader := sdkmetric.NewManualReader()
@@ -188,14 +199,18 @@ func TestMetricsCacheErrors(t *testing.T) {
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
 	s := newStore(t, nil)
 	c := NewCached(s, func(o *CacheOptions) { o.MeterProvider = mp; o.Cache = brokenCache{} })
-	if err := c.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil { // the cache write fails
+	if err := c.Commit("token", []byte("new"), time.Now().Add(time.Hour)); !errors.Is(err, errCacheDown) { // the cache cannot be told
+		t.Fatalf("got %v: expected the cache's error", err)
+	}
+	mustFind(t, s, "token", "") // nothing written
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, c, "token", "data") // the cache read fails, then the fill's cache write
+	mustFind(t, c, "token", "data") // the cache read fails: no lease, no fill
 	got := collect(t, reader)
 	table := "table=" + s.tableName
-	if e, m := got["dynamostore.cache.errors{"+table+"}"], got["dynamostore.cache.lookups{result=miss,"+table+"}"]; e != 3 || m != 1 {
-		t.Fatalf("got %v errors, %v misses: expected 3 and 1", e, m)
+	if e, m := got["dynamostore.cache.errors{"+table+"}"], got["dynamostore.cache.lookups{result=miss,"+table+"}"]; e != 2 || m != 1 {
+		t.Fatalf("got %v errors, %v misses: expected 2 and 1", e, m)
 	}
 }
 

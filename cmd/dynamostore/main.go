@@ -549,6 +549,9 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 				continue // another application's, or the sweeper's lease
 			}
 			st.scanned++
+			if sessionitem.Revoked(item) {
+				continue // what a Delete leaves: no session
+			}
 			// Sized as stored: compressed, sealed or plain, as the
 			// attribute's name says; reading it needs no key.
 			data, format, err := sessionitem.Data(item, f.opts.DataAttribute)

@@ -211,3 +211,24 @@ func ParseNumber(v string) (int64, error) {
 	}
 	return int64(f), nil
 }
+
+// RevokedAttribute marks a revocation: the item that Delete leaves in a
+// session's place, so that no Commit of the token stores it again while the
+// revocation lasts. It holds the revocation's end in Unix milliseconds; the
+// item's ExpiryAttribute holds the same end in whole seconds, rounded up, so
+// that DynamoDB's TTL and the sweeper remove it once it no longer matters. A
+// revocation has no data and no owner attribute: it is no session, live,
+// expired or unreadable, and nothing counts it as one.
+const RevokedAttribute = "revoked_until_ms"
+
+// DefaultRevocationPeriod is how long a revocation lasts unless the store's
+// options say otherwise: scs's default SessionManager.Lifetime, so that a
+// Commit of a revoked token after it stores a session that has already
+// expired.
+const DefaultRevocationPeriod = 24 * time.Hour
+
+// Revoked reports whether item is a revocation rather than a session.
+func Revoked(item map[string]types.AttributeValue) bool {
+	_, ok := item[RevokedAttribute]
+	return ok
+}
