@@ -8,8 +8,10 @@
 // two number attributes: whole Unix seconds,
 // rounded up, which is the table's TTL attribute, and the exact expiry in
 // Unix milliseconds. A session is live until its expiry, to the millisecond.
-// Find is one GetItem, Commit one PutItem and Delete one DeleteItem; nothing
-// else runs on the request path.
+// Find is one GetItem, Commit one PutItem and Delete one PutItem, which
+// leaves a revocation so that no Commit of the token in flight or from a
+// cached copy stores the session again (see Options.RevocationPeriod);
+// nothing else runs on the request path.
 //
 // DynamoDB's TTL deletes expired items lazily, often days late, so the store
 // never trusts an item's presence: Find and All compare the expiry with the
@@ -20,8 +22,10 @@
 // Where to start:
 //   - New returns the store, with the background sweeper; NewWithCleanupInterval
 //     sets the sweeper's interval, or turns it off.
-//   - NewCached puts a cache in front of it (or of any scs store): in-process
-//     and bounded in bytes by default, or shared, such as Redis.
+//   - NewCached puts a cache in front of it (or of any scs store),
+//     linearizable for each token: in-process and bounded in bytes by
+//     default, or shared by several instances through a SharedCache, such
+//     as package rediscache's on Redis.
 //   - CreateTable makes the table, with its owner index and TTL, or adds what
 //     an existing table lacks.
 //   - DeleteExpired sweeps on your own schedule; DeleteOwner logs a user out

@@ -3,6 +3,7 @@ package dynamostore
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
@@ -791,5 +793,146 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	if strings.Contains(out, token) || strings.Contains(out, data) || strings.Contains(out, owner) ||
 		!strings.Contains(out, "cannot be read") || !strings.Contains(out, "without an owner") {
 		t.Fatalf("got log %q: expected the corrupt items and the owner logged without token, data or owner", out)
+	}
+}
+
+// unitsSpy asks DynamoDB for the capacity of every request and keeps the
+// last one's units, with the calls of each kind.
+type unitsSpy struct {
+	Client
+	mu         sync.Mutex
+	last       float64
+	gets, puts int
+}
+
+func (c *unitsSpy) record(cc *types.ConsumedCapacity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = -1
+	if cc != nil {
+		c.last = aws.ToFloat64(cc.CapacityUnits)
+	}
+}
+
+func (c *unitsSpy) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	copied := *in
+	copied.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	out, err := c.Client.GetItem(ctx, &copied, optFns...)
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	if err == nil {
+		c.record(out.ConsumedCapacity)
+	}
+	return out, err
+}
+
+func (c *unitsSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	copied := *in
+	copied.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	out, err := c.Client.PutItem(ctx, &copied, optFns...)
+	c.mu.Lock()
+	c.puts++
+	c.mu.Unlock()
+	if err == nil {
+		c.record(out.ConsumedCapacity)
+	}
+	return out, err
+}
+
+func (c *unitsSpy) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	copied := *in
+	copied.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+	out, err := c.Client.DeleteItem(ctx, &copied, optFns...)
+	if err == nil {
+		c.record(out.ConsumedCapacity)
+	}
+	return out, err
+}
+
+// TestRevocationCost measures, with DynamoDB's ReturnConsumedCapacity, what
+// a revocation costs: a Delete costs what a DeleteItem of the session would,
+// Commit stays one write request and Find one read request, and a
+// revocation is about 100 bytes of storage, which is what a refused Commit
+// is billed by (DynamoDB bills a failed condition by the existing item's
+// size; the SDK's error does not report it).
+func TestRevocationCost(t *testing.T) {
+	t.Parallel()
+	spy := &unitsSpy{Client: newClient(t)}
+	s := newStore(t, spy)
+	units := func() float64 {
+		spy.mu.Lock()
+		defer spy.mu.Unlock()
+		return spy.last
+	}
+	// A scs token: 32 random bytes, base64url.
+	token := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xa5}, 32))
+	for _, size := range []int{1000, 3000} {
+		data := gobSession(t, size, uint64(size))
+		tok, raw := fmt.Sprintf("%s-%d", token, size), fmt.Sprintf("raw-%s-%d", token, size)
+		if err := s.Commit(tok, data, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		commit := units()
+		if err := s.Commit(raw, data, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		spy.mu.Lock()
+		gets, puts := spy.gets, spy.puts
+		spy.mu.Unlock()
+		mustFind(t, s, tok, string(data))
+		find := units()
+		if err := s.Delete(tok); err != nil {
+			t.Fatal(err)
+		}
+		del := units()
+		// The same session deleted with a plain DeleteItem, for comparison.
+		if _, err := spy.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{
+			TableName: aws.String(s.tableName),
+			Key:       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: raw}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		plain := units()
+		spy.mu.Lock()
+		if spy.gets != gets+1 || spy.puts != puts+1 {
+			t.Errorf("got %d GetItem and %d PutItem for a Find and a Delete: expected one each", spy.gets-gets, spy.puts-puts)
+		}
+		spy.mu.Unlock()
+		t.Logf("session of %d bytes: Commit %.1f write units, Find %.1f read units, Delete %.1f write units (a DeleteItem: %.1f)", len(data), commit, find, del, plain)
+		if del != plain || commit <= 0 || find <= 0 {
+			t.Errorf("got Delete %.1f units: expected what a DeleteItem costs, %.1f", del, plain)
+		}
+	}
+	// The revocation's size, as DynamoDB counts it: the attribute names and
+	// values.
+	item := rawItem(t, s, token+"-1000")
+	size := 0
+	for name, v := range item {
+		size += len(name)
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			size += len(v.Value)
+		case *types.AttributeValueMemberN:
+			size += numberSize(v.Value)
+		default:
+			t.Fatalf("got attribute %s of %T: expected only a key and numbers", name, v)
+		}
+	}
+	t.Logf("a revocation of a %d-character token is %d bytes: %v attributes", len(token)+5, size, len(item))
+	if len(item) != 3 || size > 100 {
+		t.Fatalf("got %d attributes, %d bytes: expected the key, expires and %s, at most 100 bytes", len(item), size, sessionitem.RevokedAttribute)
+	}
+	// A refused Commit is one request, and stores nothing.
+	spy.mu.Lock()
+	puts := spy.puts
+	spy.mu.Unlock()
+	if err := s.Commit(token+"-1000", []byte("back"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	spy.mu.Lock()
+	defer spy.mu.Unlock()
+	if spy.puts != puts+1 {
+		t.Fatalf("got %d requests for a refused Commit: expected 1", spy.puts-puts)
 	}
 }

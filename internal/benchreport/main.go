@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ type run struct {
 	pattern, benchtime string
 	count              int
 	env                []string
+	pkg                string // "." unless set
 }
 
 func main() {
@@ -50,12 +52,13 @@ func main() {
 		{pattern: "^BenchmarkOwner$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkSeal$", benchtime: fmt.Sprintf("%dx", 5000/scale), count: 3},
 		{pattern: "^BenchmarkSweep$", benchtime: "1x", count: 1, env: []string{"DYNAMOSTORE_BENCH_SWEEP_ITEMS=" + sweepItems}},
+		{pattern: "^BenchmarkRedis$", benchtime: fmt.Sprintf("%dx", 2000/scale), count: 3, pkg: "./rediscache"},
 	}
 	start := time.Now()
 	var raw bytes.Buffer
 	results := map[string][]metrics{}
 	for _, r := range runs {
-		args := []string{"test", "-run", "^$", "-bench", r.pattern, "-benchtime", r.benchtime, "-count", strconv.Itoa(r.count), "."}
+		args := []string{"test", "-run", "^$", "-bench", r.pattern, "-benchtime", r.benchtime, "-count", strconv.Itoa(r.count), cmp.Or(r.pkg, ".")}
 		fmt.Fprintln(os.Stderr, "benchreport: go", strings.Join(args, " "))
 		cmd := exec.Command("go", args...)
 		cmd.Env = append(os.Environ(), r.env...)
@@ -238,6 +241,14 @@ func write(w io.Writer, results map[string][]metrics, took time.Duration, quick 
 	if len(lru) > 0 && len(otter) > 0 {
 		fmt.Fprintf(w, "\nCache libraries, same parallel mix (9 reads to 1 write, 20,000 tokens over 10,000 entries): golang-lru %s ns, otter %s ns (median ratio golang-lru/otter %.2f); the CachedStore's layer, otter bounded in bytes plus the expiry check, %s ns.\n",
 			each(lru, "%.0f"), each(otter, "%.0f"), median(lru)/median(otter), each(values(results, "BenchmarkCacheLibraries/memCache", "ns/op"), "%.0f"))
+	}
+
+	fmt.Fprintf(w, "\n### A shared cache on Redis\n\nA CachedStore on `rediscache` beside scs's goredisstore, on the same redis-server (BenchmarkRedis, 1 KB sessions): a hit, and a miss that reads DynamoDB Local and fills the cache (for goredisstore, its Find, the store's Find and its Commit). rediscache's hit runs one Lua script that checks for writes under way and the copy's freshness; goredisstore, which cannot keep several instances coherent, one GET.\n\n| Case | goredisstore | rediscache | ratio (median) |\n|---|---|---|---|\n")
+	for _, c := range []string{"hit", "miss"} {
+		g, r := values(results, "BenchmarkRedis/"+c+"/goredisstore", "ns/op"), values(results, "BenchmarkRedis/"+c+"/rediscache", "ns/op")
+		if len(g) > 0 && len(r) > 0 {
+			fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", c, us(median(g)), us(median(r)), median(r)/median(g))
+		}
 	}
 
 	fmt.Fprintf(w, "\n## Sweeper\n\nExpired sessions deleted by `DeleteExpired` beside the simplest reaper, one Scan and then one unconditional DeleteItem per expired item in sequence. Directly on DynamoDB Local the server's CPU, on the same two cores, is the limit; through a loopback proxy that adds 4 ms to every request, as a network round trip to DynamoDB would, latency is. Target: at least 10 times the sequential rate.\n\n")
