@@ -74,7 +74,7 @@ func BenchmarkCachedHit(b *testing.B) {
 	expiry := time.Now().Add(time.Hour)
 	mem := memstore.NewWithCleanupInterval(0)
 	// Copies stay fresh for the whole run.
-	c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.MaxStale = time.Hour })
+	c := NewCached(newMemBacking(), func(o *CacheOptions) { o.MaxStale = time.Hour })
 	layer := c.cache.(*memCache)
 	// Many sessions, as on a server: goroutines rarely want the same one.
 	tokens := make([]string, 1000)

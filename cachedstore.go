@@ -67,8 +67,13 @@ type CacheOptions struct {
 	// whose data equals the cached copy's, and whose expiry moved forward
 	// less than SkipWriteWithin from the copy's, does not reach the
 	// backing store. The stored expiry then lags, so an idle session may
-	// expire up to SkipWriteWithin early. Zero, the default, never skips,
-	// and neither does a negative value.
+	// expire up to SkipWriteWithin early. With an in-process cache on
+	// several instances, a skipped Commit trusts a copy that another
+	// instance's write may have made stale: the copy is kept, to its end
+	// (at most MaxStale), rather than dropped, and the Commit is lost if
+	// the other instance changed the data. A SharedCache has no such
+	// copies. Zero, the default, never skips, and neither does a negative
+	// value.
 	SkipWriteWithin time.Duration
 
 	// MeterProvider makes the CachedStore's OpenTelemetry instruments:
@@ -86,9 +91,10 @@ type CacheOptions struct {
 // CacheableStore is a backing store that tells a CachedStore what it needs
 // to cache exactly: when the session it finds expires, and whether a
 // Commit stored the session or found its token revoked. DynamoStore is
-// one; a wrapper around a DynamoStore should forward these methods too.
-// With a backing store that is not, a CachedStore caches only what Commit
-// wrote, whose expiry it knows, and never the result of a Find.
+// one; a wrapper around a DynamoStore must forward these methods too. A
+// CachedStore caches nothing in front of a backing store that is not one
+// (NewCached logs that at Warn): it could not tell how long a copy may
+// live, nor whether a Commit of a revoked token stored anything.
 type CacheableStore interface {
 	// FindExpiryCtx is FindCtx that also returns the session's expiry.
 	FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error)
@@ -292,6 +298,10 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	if c.cache == nil {
 		c.cache = newMemCache(o.MaxBytes, o.MaxEntries)
 	}
+	if _, ok := backing.(CacheableStore); !ok {
+		o.Logger.Warn("dynamostore: the backing store is not a CacheableStore, so the CachedStore caches nothing; a wrapper around a DynamoStore must forward FindExpiryCtx and CommitStoredCtx",
+			"backing", fmt.Sprintf("%T", backing))
+	}
 	for i := range c.stripes {
 		c.stripes[i].fills = make(map[string]*fill)
 	}
@@ -365,6 +375,7 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	}
 
 	f := &fill{lease: lk.Lease, done: make(chan struct{})}
+	start := c.now() // a copy's MaxStale counts from before the read
 	st.mu.Lock()
 	st.fills[token] = f
 	st.mu.Unlock()
@@ -377,7 +388,7 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	close(f.done) // the sharers need not wait for the cache write
 
 	var entry *CacheEntry
-	until := c.until(f.expiry)
+	until := c.until(start, f.expiry)
 	if f.err == nil && f.found && !f.expiry.IsZero() && until.After(c.now()) {
 		entry = &CacheEntry{Data: f.data, Expiry: f.expiry}
 	}
@@ -402,12 +413,13 @@ func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, ti
 	return b, time.Time{}, found, err
 }
 
-// until returns how long a copy of a session that expires at expiry (zero
-// for unknown) may be cached from now: MaxStale, or to its expiry if that
-// comes first, to the millisecond, as a DynamoStore keeps it, so that a
-// cached copy and the backing store agree on when the session ends.
-func (c *CachedStore) until(expiry time.Time) time.Time {
-	until := c.now().Add(c.opts.MaxStale)
+// until returns until when a copy of a session that expires at expiry
+// (zero for unknown), read or written from start on, may be cached:
+// MaxStale after start, or to its expiry if that comes first, to the
+// millisecond, as a DynamoStore keeps it, so that a cached copy and the
+// backing store agree on when the session ends.
+func (c *CachedStore) until(start, expiry time.Time) time.Time {
+	until := start.Add(c.opts.MaxStale)
 	if expiry = expiry.Truncate(time.Millisecond); !expiry.IsZero() && expiry.Before(until) {
 		until = expiry
 	}
@@ -437,28 +449,24 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 		return c.opError("commit: cache", err)
 	}
 	var entry *CacheEntry
-	until := c.until(expiry)
+	until := c.until(c.now(), expiry)
 	defer func() {
 		// Even when ctx is done: the write is over.
 		if err := c.cache.EndWrite(context.WithoutCancel(ctx), token, write, entry, until); err != nil {
 			c.cacheError(ctx)
 		}
 	}()
-	stored, err := c.commitBacking(ctx, token, b, expiry)
+	cs, ok := c.backing.(CacheableStore)
+	if !ok {
+		// It cannot say whether it stored the session (a wrapper around
+		// a DynamoStore whose token was revoked would not): no copy.
+		return commitCtx(ctx, c.backing, token, b, expiry)
+	}
+	stored, err := cs.CommitStoredCtx(ctx, token, b, expiry)
 	if err == nil && stored && until.After(c.now()) {
 		entry = &CacheEntry{Data: b, Expiry: expiry.Truncate(time.Millisecond)}
 	}
 	return err
-}
-
-// commitBacking commits to the backing store and reports whether it stored
-// the session.
-func (c *CachedStore) commitBacking(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
-	if cs, ok := c.backing.(CacheableStore); ok {
-		return cs.CommitStoredCtx(ctx, token, b, expiry)
-	}
-	err := commitCtx(ctx, c.backing, token, b, expiry)
-	return err == nil, err
 }
 
 // Delete removes the session from the backing store and the cache. It calls

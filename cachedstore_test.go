@@ -54,6 +54,48 @@ func (h *holdStore) Find(token string) ([]byte, bool, error) {
 	return b, found, err
 }
 
+// FindExpiryCtx and CommitStoredCtx forward to the DynamoStore, holding
+// FindExpiryCtx as Find is held, so that the CachedStore caches.
+func (h *holdStore) FindExpiryCtx(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+	h.finds.Add(1)
+	b, expiry, found, err := h.Store.(CacheableStore).FindExpiryCtx(ctx, token)
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-h.release
+	}
+	return b, expiry, found, err
+}
+
+func (h *holdStore) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	return h.Store.(CacheableStore).CommitStoredCtx(ctx, token, b, expiry)
+}
+
+// memBacking is scs's memstore as a CacheableStore: it has no revocations,
+// so every Commit that succeeds stores, and it keeps each expiry.
+type memBacking struct {
+	*memstore.MemStore
+	mu     sync.Mutex
+	expiry map[string]time.Time
+}
+
+func newMemBacking() *memBacking {
+	return &memBacking{MemStore: memstore.NewWithCleanupInterval(0), expiry: map[string]time.Time{}}
+}
+
+func (m *memBacking) FindExpiryCtx(_ context.Context, token string) ([]byte, time.Time, bool, error) {
+	b, found, err := m.Find(token)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return b, m.expiry[token], found, err
+}
+
+func (m *memBacking) CommitStoredCtx(_ context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	m.mu.Lock()
+	m.expiry[token] = expiry
+	m.mu.Unlock()
+	return true, m.Commit(token, b, expiry)
+}
+
 func newHoldStore(s scs.Store) *holdStore {
 	return &holdStore{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
 }
@@ -560,7 +602,7 @@ func memSet(m *memCache, token string, data []byte, until time.Time) {
 // other tests' allocations would move.
 func TestCachedBounded(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
+	c := NewCached(newMemBacking(), func(o *CacheOptions) { o.SkipWriteWithin = time.Minute })
 	m := c.cache.(*memCache)
 	heap := func() uint64 {
 		runtime.GC()
@@ -678,7 +720,7 @@ func TestCachedMaxStaleHitRate(t *testing.T) {
 	t.Parallel()
 	var prev float64
 	for _, maxStale := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute} {
-		c := NewCached(memstore.NewWithCleanupInterval(0), func(o *CacheOptions) { o.MaxStale = maxStale })
+		c := NewCached(newMemBacking(), func(o *CacheOptions) { o.MaxStale = maxStale })
 		var offset atomic.Int64
 		setClock(c, &offset)
 		r := rand.New(rand.NewPCG(1, 2))
@@ -955,8 +997,9 @@ func TestCachedFailedCacheWriteServesNothingStale(t *testing.T) {
 	}
 }
 
-// plainBacking hides a DynamoStore's expiry: a backing store that cannot
-// tell when the session it finds expires.
+// plainBacking wraps a DynamoStore without forwarding FindExpiryCtx and
+// CommitStoredCtx, as a logging wrapper might: a backing store that cannot
+// tell when the session it finds expires, nor whether a Commit stored it.
 type plainBacking struct{ s *DynamoStore }
 
 func (p plainBacking) Find(token string) ([]byte, bool, error) { return p.s.Find(token) }
@@ -965,32 +1008,57 @@ func (p plainBacking) Commit(token string, b []byte, expiry time.Time) error {
 }
 func (p plainBacking) Delete(token string) error { return p.s.Delete(token) }
 
-// TestCachedPlainBackingExpiry: with a backing store that cannot tell the
-// expiry of what it finds, what a Find reads is never cached, and what a
-// Commit wrote is cached no longer than its expiry.
-func TestCachedPlainBackingExpiry(t *testing.T) {
+// TestCachedPlainBacking: in front of a backing store that is not a
+// CacheableStore, a CachedStore caches nothing, and says so: a Commit of a
+// revoked token, which the wrapper reports as a success, is not served.
+func TestCachedPlainBacking(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, nil)
-	c := NewCached(plainBacking{s})
-	var offset atomic.Int64
-	setClock(c, &offset)
-	if err := s.Commit("read", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+	var log syncBuffer
+	c := NewCached(plainBacking{s}, func(o *CacheOptions) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
+	log.waitFor(t, "not a CacheableStore")
+	expiry := time.Now().Add(time.Hour)
+	if err := c.Commit("token", []byte("data"), expiry); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, c, "read", "data")
-	mustFind(t, c, "read", "data")
+	mustFind(t, c, "token", "data")
+	mustFind(t, c, "token", "data")
 	if st := c.Stats(); st.Hits != 0 || st.Misses != 2 {
-		t.Fatalf("got %+v: expected no copy of what Find read", st)
+		t.Fatalf("got %+v: expected no copies", st)
 	}
-	if err := c.Commit("written", []byte("data"), c.now().Add(2*time.Second)); err != nil {
+	if err := c.Delete("token"); err != nil {
 		t.Fatal(err)
 	}
-	mustFind(t, c, "written", "data")
-	if st := c.Stats(); st.Hits != 1 {
-		t.Fatalf("got %+v: expected the Commit's copy cached", st)
+	if err := c.Commit("token", []byte("data"), expiry); err != nil { // a request in flight
+		t.Fatal(err)
 	}
-	offset.Store(int64(2 * time.Second))
-	if lk, _ := c.cache.Lookup(context.Background(), "written", false); lk.Found {
-		t.Fatal("expected the copy gone at the session's expiry")
+	mustFind(t, c, "token", "")
+}
+
+// TestCachedMaxStaleFromRead: a copy's MaxStale counts from when its read
+// began, however long the response took, so another instance's Delete is
+// unseen for at most MaxStale.
+func TestCachedMaxStaleFromRead(t *testing.T) {
+	t.Parallel()
+	held := newHeldGetClient(newClient(t))
+	fns := newTable(t)
+	sa := NewWithCleanupInterval(held, 0, fns...)
+	sb := NewWithCleanupInterval(newClient(t), 0, fns...)
+	if err := sb.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
 	}
+	a := NewCached(sa) // MaxStale 10 s
+	var offset atomic.Int64
+	setClock(a, &offset)
+	done := make(chan struct{})
+	go func() { a.Find("token"); close(done) }()
+	waitChan(t, held.reached, "DynamoDB to answer the read")
+	if err := sb.Delete("token"); err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(5 * time.Second)) // the response takes 5 s to arrive
+	close(held.release)
+	waitChan(t, done, "the Find to return")
+	offset.Store(int64(10 * time.Second))
+	mustFind(t, a, "token", "")
 }

@@ -53,9 +53,10 @@ type Options struct {
 	// WriteTimeout is how long the mark of a write under way lasts, while
 	// no instance is served or fills a copy of the token: the longest a
 	// backing Commit or Delete may take. A write that takes longer leaves
-	// nothing cached when it ends, but between its mark's lapse and its
-	// end a miss may fill what it read before the write. The default is a
-	// minute; zero or less takes the default.
+	// nothing cached when it ends (it drops any copy, and keeps the writes
+	// begun since from caching), but between its mark's lapse and its end
+	// a miss may fill, and serve, what it read before the write. The
+	// default is a minute; zero or less takes the default.
 	WriteTimeout time.Duration
 }
 
@@ -164,12 +165,17 @@ return redis.call('HGET', KEYS[1], 'g')
 // endScript ends a write of the period ARGV[1]. When it is the last write
 // under way and was the period's only one, it caches the copy in
 // ARGV[3..5] for ARGV[6] milliseconds if ARGV[2] is "1". If the period
-// lapsed, it drops whatever was cached since, unless writes of another
-// period are under way.
+// lapsed, this write overlapped whatever came since: it drops what was
+// cached, or, when writes of another period are under way, counts itself
+// among them so that their period caches nothing.
 var endScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'p', 'n', 'g')
 if v[3] ~= ARGV[1] then
-  if not v[1] then redis.call('DEL', KEYS[1]) end
+  if v[1] then
+    redis.call('HINCRBY', KEYS[1], 'n', 1)
+  else
+    redis.call('DEL', KEYS[1])
+  end
   return 0
 end
 local p = tonumber(v[1]) - 1

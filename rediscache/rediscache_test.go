@@ -268,3 +268,95 @@ func TestLinearizableTwoInstances(t *testing.T) {
 		})
 	}
 }
+
+// heldPut holds the first PutItem, before it is sent, until release.
+type heldPut struct {
+	dynamostore.Client
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (c *heldPut) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.once.Do(func() { close(c.reached); <-c.release })
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// heldEnd holds the first EndWrite until release.
+type heldEnd struct {
+	*Cache
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (c *heldEnd) EndWrite(ctx context.Context, token string, write uint64, e *dynamostore.CacheEntry, until time.Time) error {
+	c.once.Do(func() { close(c.reached); <-c.release })
+	return c.Cache.EndWrite(ctx, token, write, e, until)
+}
+
+// TestLapsedWriteMark: instance A's write outlasts WriteTimeout, so its
+// mark lapses; B's Commit begins after the lapse, lands in DynamoDB before
+// A's write, and ends after A's write returned. Redis must not then hold
+// B's data: A's end spoils B's period. For a Delete and for a Commit.
+func TestLapsedWriteMark(t *testing.T) {
+	t.Parallel()
+	for _, del := range []bool{true, false} {
+		t.Run(map[bool]string{true: "delete", false: "commit"}[del], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := ddblocal.StartRedis(t)
+			table := newTable(t)
+			hp := &heldPut{Client: newClient(t), reached: make(chan struct{}), release: make(chan struct{})}
+			sa, sb := newStore(t, hp, table), newStore(t, newClient(t), table)
+			short := func(o *Options) { o.WriteTimeout = time.Second }
+			he := &heldEnd{Cache: New(rdb, short), reached: make(chan struct{}), release: make(chan struct{})}
+			a := dynamostore.NewCached(sa, func(o *dynamostore.CacheOptions) { o.Cache = New(rdb, short) })
+			b := dynamostore.NewCached(sb, func(o *dynamostore.CacheOptions) { o.Cache = he })
+			if err := sb.Commit("token", []byte("v0"), time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			aDone := make(chan error)
+			go func() {
+				if del {
+					aDone <- a.Delete("token")
+				} else {
+					aDone <- a.Commit("token", []byte("v1"), time.Now().Add(time.Hour))
+				}
+			}()
+			wait(t, hp.reached)
+			// A's mark lapses; nothing announces it, so poll.
+			hang := time.Now().Add(hangTimeout)
+			for rdb.Exists(ctx, DefaultKeyPrefix+"token").Val() != 0 {
+				if time.Now().After(hang) {
+					t.Fatal("the write mark never lapsed")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			bDone := make(chan error)
+			go func() { bDone <- b.Commit("token", []byte("v2"), time.Now().Add(time.Hour)) }()
+			wait(t, he.reached)
+			close(hp.release)
+			if err := <-aDone; err != nil {
+				t.Fatal(err)
+			}
+			close(he.release)
+			if err := <-bDone; err != nil {
+				t.Fatal(err)
+			}
+			want, _, err := sa.Find("token")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustFind(t, a, "token", string(want))
+			mustFind(t, b, "token", string(want))
+		})
+	}
+}
+
+func wait(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(hangTimeout):
+		t.Fatal("waited too long")
+	}
+}
