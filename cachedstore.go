@@ -178,7 +178,7 @@ type CacheStats struct {
 	Hits          uint64 // Finds answered by the cache
 	Misses        uint64 // Finds that read the backing store
 	SkippedWrites uint64 // Commits that SkipWriteWithin kept from the backing store
-	CacheErrors   uint64 // errors of the cache layer, which cost a miss and never reach the caller
+	CacheErrors   uint64 // errors of the cache layer: a failed lookup or fill costs a miss; a write the cache cannot be told of is refused
 }
 
 // CachedStore is an scs session store that keeps a cache in front of another
