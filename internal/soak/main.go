@@ -73,6 +73,7 @@ func run(duration time.Duration, workers, sessions int) error {
 			// Each worker owns its tokens, so it knows what each holds.
 			want := make([][]byte, perWorker)
 			unknown := make([]bool, perWorker) // after a failed write
+			gen := make([]int, perWorker)      // logouts so far, by slot
 			// Every session first, so the cache and want hold all of
 			// them before the heap is measured: how many a run reaches
 			// would otherwise depend on the machine's speed.
@@ -94,7 +95,12 @@ func run(duration time.Duration, workers, sessions int) error {
 				default:
 				}
 				i := rng.IntN(perWorker)
+				// A logout revokes its token: the next session in the
+				// slot has a new one, as after a log in.
 				token := fmt.Sprintf("soak-%d-%d", w, i)
+				if gen[i] > 0 {
+					token = fmt.Sprintf("soak-%d-%d-%d", w, i, gen[i])
+				}
 				var err error
 				r := rng.IntN(100)
 				switch {
@@ -113,6 +119,7 @@ func run(duration time.Duration, workers, sessions int) error {
 				default: // logout
 					if err = cached.DeleteCtx(ctx, token); err == nil {
 						want[i], unknown[i] = nil, false
+						gen[i]++
 					}
 				}
 				ops.Add(1)
