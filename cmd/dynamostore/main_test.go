@@ -246,8 +246,8 @@ func TestStatsExactExpiry(t *testing.T) {
 }
 
 // TestSameVerdicts puts odd items through the store and through stats, and
-// gets the same verdicts: live, expired or unreadable, and the lease none of
-// them.
+// gets the same verdicts: live, expired or unreadable, and the lease and a
+// revocation none of them.
 func TestSameVerdicts(t *testing.T) {
 	t.Parallel()
 	name := tableName(t)
@@ -301,11 +301,23 @@ func TestSameVerdicts(t *testing.T) {
 		}
 	}
 	live++ // "compressed"
+	// A logged-out session: its revocation is an item, and no session,
+	// live, expired or unreadable, for the store and for stats alike.
+	if err := store.Commit("logged-out", []byte("x"), hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete("logged-out"); err != nil {
+		t.Fatal(err)
+	}
+	before := logs.Len()
+	if _, found, err := store.Find("logged-out"); found || err != nil || logs.Len() != before {
+		t.Fatalf("got %v, %v, log %q: expected the revocation no session, and no warning", found, err, logs.String()[before:])
+	}
 	if all, err := store.All(); err != nil || len(all) != live {
 		t.Fatalf("got %d sessions from All, %v: expected %d, as Find says", len(all), err, live)
 	}
 	want := fmt.Sprintf("items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: 1\nencrypted sessions: 0\nunreadable items: %d\n",
-		live+expired+unreadable, live, expired, unreadable)
+		live+expired+unreadable+1, live, expired, unreadable)
 	if code, out, errOut := dynamostoreCmd(t, "stats", "--table", name); code != 0 || !strings.HasPrefix(out, want) {
 		t.Fatalf("got %d, %q, %q: expected stats to begin %q, as the store sees the items", code, out, errOut, want)
 	}
