@@ -28,6 +28,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // sweepItems is how many expired sessions BenchmarkSweep loads; the
@@ -226,12 +228,20 @@ func BenchmarkDelete(b *testing.B) {
 	benchDelete(b, s, client)
 }
 
+// benchDelete compares Delete with the raw request that does the same: a
+// PutItem of a revocation, as a hand-written store with the same promise
+// would send.
 func benchDelete(b *testing.B, s *DynamoStore, client *dynamodb.Client) {
 	ctx := context.Background()
 	benchPair(b, func() error {
-		_, err := client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		until := time.Now().Add(sessionitem.DefaultRevocationPeriod)
+		_, err := client.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: s.table,
-			Key:       map[string]types.AttributeValue{"session_key": &types.AttributeValueMemberS{Value: "token"}},
+			Item: map[string]types.AttributeValue{
+				"session_key":                &types.AttributeValueMemberS{Value: "token"},
+				"expires":                    &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Unix()+1, 10)},
+				sessionitem.RevokedAttribute: &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)},
+			},
 		})
 		return err
 	}, func() error {
@@ -493,25 +503,58 @@ func findPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error)
 }
 
 // commitPair returns a raw PutItem of 1 KB under "token", with the
-// attributes the store writes, and the store's Commit of the same.
+// attributes the store writes and its condition that the token is not
+// revoked (the request a hand-written store with the same promise sends),
+// and the store's Commit of the same.
 func commitPair(s *DynamoStore, client *dynamodb.Client) (raw, store func() error) {
 	data := bytes.Repeat([]byte{'d'}, 1024)
 	expiry := time.Now().Add(time.Hour)
 	ctx := context.Background()
 	return func() error {
-			_, err := client.PutItem(ctx, &dynamodb.PutItemInput{
-				TableName: s.table,
-				Item: map[string]types.AttributeValue{
-					"session_key": &types.AttributeValueMemberS{Value: "token"},
-					"data":        &types.AttributeValueMemberB{Value: data},
-					"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix()+1, 10)},
-					"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.UnixMilli(), 10)},
-				},
-			})
+			_, err := client.PutItem(ctx, rawPut(s, data, expiry, true))
 			return err
 		}, func() error {
 			return s.CommitCtx(ctx, "token", data, expiry)
 		}
+}
+
+// rawPut returns the PutItem of a Commit of data under "token", with the
+// condition that the token is not revoked when conditional.
+func rawPut(s *DynamoStore, data []byte, expiry time.Time, conditional bool) *dynamodb.PutItemInput {
+	in := &dynamodb.PutItemInput{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			"session_key": &types.AttributeValueMemberS{Value: "token"},
+			"data":        &types.AttributeValueMemberB{Value: data},
+			"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.Unix()+1, 10)},
+			"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(expiry.UnixMilli(), 10)},
+		},
+	}
+	if conditional {
+		in.ConditionExpression = aws.String("attribute_not_exists(#r) OR #r < :now")
+		in.ExpressionAttributeNames = map[string]string{"#r": sessionitem.RevokedAttribute}
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)},
+		}
+	}
+	return in
+}
+
+// BenchmarkCommitCondition measures what the revocation's condition costs
+// on DynamoDB Local: an unconditional raw PutItem (raw) beside the same
+// with the condition (store). On DynamoDB a condition is billed nothing.
+func BenchmarkCommitCondition(b *testing.B) {
+	s, client := benchStore(b)
+	data := bytes.Repeat([]byte{'d'}, 1024)
+	expiry := time.Now().Add(time.Hour)
+	ctx := context.Background()
+	benchPair(b, func() error {
+		_, err := client.PutItem(ctx, rawPut(s, data, expiry, false))
+		return err
+	}, func() error {
+		_, err := client.PutItem(ctx, rawPut(s, data, expiry, true))
+		return err
+	})
 }
 
 // BenchmarkOwner measures what Options.Owner made by SessionValue adds to a
