@@ -379,15 +379,19 @@ var (
 
 // New returns a DynamoStore that uses client, with a background sweeper that
 // deletes expired sessions every 5 minutes. Option functions change the
-// defaults described at Options. Call StopCleanup to end the sweeper.
+// defaults described at Options. Call StopCleanup to end the sweeper. It
+// panics when client is nil, a mistake no request could recover from.
 func New(client Client, optFns ...func(*Options)) *DynamoStore {
 	return NewWithCleanupInterval(client, 5*time.Minute, optFns...)
 }
 
 // NewWithCleanupInterval is like New with the sweeper running every interval;
 // zero disables it. The option functions run after interval is set, so they
-// may change it again.
+// may change it again. It panics when client is nil, as New does.
 func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...func(*Options)) *DynamoStore {
+	if client == nil {
+		panic("dynamostore: New: the Client is nil; pass a *dynamodb.Client, such as dynamodb.NewFromConfig(cfg)")
+	}
 	o := resolveOptions(interval, optFns)
 	consistent := o.ConsistentRead
 	s := &DynamoStore{
@@ -562,7 +566,7 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 	if !ok {
 		return false, fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
-	err = s.commit(ctx, opCommit, key, b, expiry, nil)
+	err = s.commit(ctx, opCommit, key, b, expiry, nil, nil)
 	var condFailed *types.ConditionalCheckFailedException
 	if errors.As(err, &condFailed) {
 		return false, nil // revoked
@@ -570,16 +574,31 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 	return err == nil, err
 }
 
+// storedOwner is a session's owner as its item holds it, which Reseal
+// keeps whatever the store's Owner option says.
+type storedOwner struct {
+	owner string
+	ok    bool
+}
+
 // commit writes the session with key, data b and expiry, in one PutItem
 // for op. The PutItem's condition is cond's when cond is not nil, and
 // otherwise that the token is not revoked; a failed condition is returned
-// as the SDK's *types.ConditionalCheckFailedException, wrapped.
-func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput) error {
+// as the SDK's *types.ConditionalCheckFailedException, wrapped. The owner
+// is keep's when keep is not nil, and otherwise Options.Owner's.
+func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
 	if s.ownerConflict != nil {
 		return s.opError(op, s.ownerConflict)
 	}
 	exp, expMs := sessionitem.ExpiryValues(expiry)
+	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
+		// DynamoDB's TTL skips items whose TTL attribute is more than five
+		// years past (a zero time.Time, say): such a session's is four
+		// years past, so that TTL still deletes it. The exact expiry
+		// stays in milliseconds.
+		exp, _ = sessionitem.ExpiryValues(floor)
+	}
 	var format sessionitem.Format
 	stored := b
 	if s.compress > 0 && len(b) >= s.compress {
@@ -599,6 +618,9 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 	}
 	attr := s.dataAttrs[formatIndex(format)]
 	owner, hasOwner := s.owner(b)
+	if keep != nil {
+		owner, hasOwner = keep.owner, keep.ok
+	}
 	size := s.itemSize(key, attr, len(stored), exp, expMs)
 	if hasOwner {
 		size += len(s.ownerAttr) + len(owner)

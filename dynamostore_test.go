@@ -936,3 +936,37 @@ func TestRevocationCost(t *testing.T) {
 		t.Fatalf("got %d requests for a refused Commit: expected 1", spy.puts-puts)
 	}
 }
+
+// TestExpiryWithinTTLReach: a session committed with a zero or pre-1970
+// expiry is stored with a TTL attribute that DynamoDB's TTL still acts on
+// (it skips items more than five years past), and is not found.
+func TestExpiryWithinTTLReach(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	for token, expiry := range map[string]time.Time{"zero": {}, "1960": time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), "1990": time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if err := s.Commit(token, []byte("data"), expiry); err != nil {
+			t.Fatal(err)
+		}
+		mustFind(t, s, token, "")
+		n, ok := rawItem(t, s, token)["expires"].(*types.AttributeValueMemberN)
+		if !ok {
+			t.Fatalf("%s: expected a TTL attribute", token)
+		}
+		secs, _ := strconv.ParseInt(n.Value, 10, 64)
+		if reach := time.Now().AddDate(-5, 0, 0).Unix(); secs <= reach || secs > time.Now().Unix() {
+			t.Fatalf("%s: got TTL %d: expected past, and within five years of now (after %d)", token, secs, reach)
+		}
+	}
+}
+
+// TestNewNilClient: New refuses a nil Client at once, with a message that
+// says what to pass, rather than panicking at the first Find.
+func TestNewNilClient(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Client is nil") {
+			t.Fatalf("got %v: expected a panic naming the nil Client", r)
+		}
+	}()
+	New(nil)
+}

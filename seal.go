@@ -25,7 +25,9 @@ import (
 // It reads the whole table with Scan, as All does, and writes each live
 // session with a PutItem conditional on the item being as it was read, so
 // a session that the application committed or deleted in the meantime is
-// left alone. Items it cannot read are skipped, as Find skips them. It
+// left alone. It changes nothing but the sealing: each session keeps its
+// data, its expiry and its owner as stored, whatever this store's Owner
+// option says. Items it cannot read are skipped, as Find skips them. It
 // costs the Scan's read units for every item in the table and one write of
 // each live session. It returns an error, before any request, when the
 // store has no Encryption. On error it stops early and returns the count
@@ -69,18 +71,30 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 	// The condition compares the stored data and expiry with what was
 	// read: a Commit since then changed one of them, since a sealed
 	// Commit's ciphertext is new every time.
-	names := map[string]string{"#d": format.Attribute(s.dataAttr), "#e": s.expiryAttr, "#m": s.expiryMsAttr}
-	values := map[string]types.AttributeValue{":d": item[names["#d"]], ":e": item[s.expiryAttr]}
-	cond := "#d = :d AND #e = :e AND attribute_not_exists(#m)"
-	if ms, ok := item[s.expiryMsAttr]; ok {
-		cond = "#d = :d AND #e = :e AND #m = :m"
-		values[":m"] = ms
+	// Each attribute the condition names is compared with what was read,
+	// or, if the item had none, required to be missing still; an
+	// attribute the item lacked must not be sent as a value.
+	names := map[string]string{"#d": format.Attribute(s.dataAttr), "#e": s.expiryAttr, "#m": s.expiryMsAttr, "#o": s.ownerAttr}
+	values := map[string]types.AttributeValue{":d": item[names["#d"]]}
+	cond := "#d = :d"
+	for _, a := range []struct{ name, value, attr string }{{"#e", ":e", s.expiryAttr}, {"#m", ":m", s.expiryMsAttr}, {"#o", ":o", s.ownerAttr}} {
+		if v, ok := item[a.attr]; ok {
+			cond += " AND " + a.name + " = " + a.value
+			values[a.value] = v
+		} else {
+			cond += " AND attribute_not_exists(" + a.name + ")"
+		}
+	}
+	// The owner stays as stored, whatever this store's Owner option.
+	keep := &storedOwner{}
+	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
+		keep.owner, keep.ok = o.Value, true
 	}
 	err = s.commit(ctx, opReseal, key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
-	})
+	}, keep)
 	var condFailed *types.ConditionalCheckFailedException
 	if errors.As(err, &condFailed) {
 		return false, nil

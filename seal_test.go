@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -529,5 +530,49 @@ func TestSealedHashTokenInStore(t *testing.T) {
 				t.Fatalf("attribute %q holds session data in clear", name)
 			}
 		}
+	}
+}
+
+// TestResealKeepsOwner: a maintenance job that reseals without the
+// application's Owner option keeps every session's owner, so "log out
+// everywhere" still finds them; and an item that has only the exact
+// expiry in milliseconds is resealed too, rather than stopping Reseal.
+func TestResealKeepsOwner(t *testing.T) {
+	t.Parallel()
+	aead := newAEAD(t)
+	app := newStore(t, nil, withOwner, withEncryption(aead))
+	if err := app.Commit("owned", []byte("u1|data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit("anonymous", []byte("no owner"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// An item written by hand, with only the millisecond expiry.
+	putRaw(t, app, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "ms-only"},
+		"data":        &types.AttributeValueMemberB{Value: []byte("u2|plain")},
+		"owner":       &types.AttributeValueMemberS{Value: "u2"},
+		"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)},
+	})
+	job := NewWithCleanupInterval(newClient(t), 0, func(o *Options) { o.TableName = app.tableName }, withEncryption(aead))
+	if n, err := job.Reseal(context.Background()); err != nil || n != 3 {
+		t.Fatalf("got %d, %v: expected 3 sessions resealed", n, err)
+	}
+	for key, want := range map[string]string{"owned": "u1", "ms-only": "u2", "anonymous": ""} {
+		item := rawItem(t, app, key)
+		o, _ := item["owner"].(*types.AttributeValueMemberS)
+		switch {
+		case want == "" && o != nil:
+			t.Fatalf("%s: got owner %q: expected none", key, o.Value)
+		case want != "" && (o == nil || o.Value != want):
+			t.Fatalf("%s: got owner %v: expected %q kept", key, item["owner"], want)
+		}
+		if _, ok := item["data_sealed"]; !ok {
+			t.Fatalf("%s: got %v: expected it sealed", key, item)
+		}
+	}
+	waitOwnerTokens(t, app, "u1", []string{"owned"})
+	if n, err := app.DeleteOwner(context.Background(), "u1"); err != nil || n != 1 {
+		t.Fatalf("got %d, %v: expected the resealed session found and revoked", n, err)
 	}
 }
