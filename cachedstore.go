@@ -27,7 +27,11 @@ type CacheOptions struct {
 	// cache (otter's, which evicts the sessions least likely to be read
 	// again), one per CachedStore. A layer that several CachedStores share,
 	// in one process or many, must be a SharedCache, which keeps what they
-	// cache coherent: rediscache.New's Cache on Redis is one.
+	// cache coherent: rediscache.New's Cache on Redis is one. In front of a
+	// DynamoStore, a SharedCache keys each copy by the table, the
+	// KeyPrefix and the token, so applications fenced apart in DynamoDB
+	// stay apart in a Redis they share; in front of another backing store,
+	// give each application a rediscache KeyPrefix of its own.
 	//
 	// Any other scs.Store (scs's goredisstore or memstore, say) is not
 	// used: with only Find, Commit and Delete, a cache shared by several
@@ -191,10 +195,11 @@ type CacheStats struct {
 // and with a SharedCache so does every Find through the CachedStores that
 // share it. It is safe for concurrent use.
 type CachedStore struct {
-	backing scs.Store
-	cache   SharedCache
-	opts    CacheOptions
-	now     func() time.Time
+	backing   scs.Store
+	cache     SharedCache
+	namespace string // before each token in a SharedCache; see cacheKey
+	opts      CacheOptions
+	now       func() time.Time
 
 	// The backing reads under way, by token, that hold the token's lease,
 	// which Finds of the same lease share. The stripes' locks guard only
@@ -290,6 +295,10 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	switch cache := o.Cache.(type) {
 	case SharedCache:
 		c.cache = cache
+		if ds, ok := backing.(*DynamoStore); ok {
+			// DynamoDB table names have no "/".
+			c.namespace = ds.tableName + "/" + ds.prefix
+		}
 	case nil:
 	default:
 		o.Logger.Error("dynamostore: CacheOptions.Cache is not a SharedCache, which a cache shared by several instances must be to serve no stale sessions; using the in-process cache instead (for Redis, use rediscache.New)",
@@ -336,7 +345,8 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	if token == "" {
 		return nil, false, nil
 	}
-	lk, err := c.cache.Lookup(ctx, token, true)
+	key := c.cacheKey(token)
+	lk, err := c.cache.Lookup(ctx, key, true)
 	if err != nil {
 		c.cacheError(ctx)
 		lk = CacheLookup{}
@@ -379,22 +389,31 @@ func (c *CachedStore) FindCtx(ctx context.Context, token string) ([]byte, bool, 
 	st.mu.Lock()
 	st.fills[token] = f
 	st.mu.Unlock()
-	f.data, f.expiry, f.found, f.err = c.findBacking(ctx, token)
-	st.mu.Lock()
-	if st.fills[token] == f {
-		delete(st.fills, token)
-	}
-	st.mu.Unlock()
-	close(f.done) // the sharers need not wait for the cache write
-
 	var entry *CacheEntry
-	until := c.until(start, f.expiry)
+	var until time.Time
+	// However the read ends, a panic in the backing store included, the
+	// sharers are released and the lease ends, so the token is not stuck.
+	defer func() {
+		st.mu.Lock()
+		if st.fills[token] == f {
+			delete(st.fills, token)
+		}
+		st.mu.Unlock()
+		select {
+		case <-f.done:
+		default:
+			f.err = errors.New("dynamostore: cached find: the backing store's Find panicked")
+			close(f.done)
+		}
+		if err := c.cache.Fill(context.WithoutCancel(ctx), key, lk.Lease, entry, until); err != nil {
+			c.cacheError(ctx)
+		}
+	}()
+	f.data, f.expiry, f.found, f.err = c.findBacking(ctx, token)
+	close(f.done) // the sharers need not wait for the cache write
+	until = c.until(start, f.expiry)
 	if f.err == nil && f.found && !f.expiry.IsZero() && until.After(c.now()) {
 		entry = &CacheEntry{Data: f.data, Expiry: f.expiry}
-	}
-	// The fill ends the lease even when ctx is done.
-	if err := c.cache.Fill(context.WithoutCancel(ctx), token, lk.Lease, entry, until); err != nil {
-		c.cacheError(ctx)
 	}
 	return f.data, f.found, f.err
 }
@@ -420,10 +439,23 @@ func (c *CachedStore) findBacking(ctx context.Context, token string) ([]byte, ti
 // backing store agree on when the session ends.
 func (c *CachedStore) until(start, expiry time.Time) time.Time {
 	until := start.Add(c.opts.MaxStale)
-	if expiry = expiry.Truncate(time.Millisecond); !expiry.IsZero() && expiry.Before(until) {
+	// A zero expiry is as past as any: a Commit with one caches nothing,
+	// and a read that cannot tell the expiry fills nothing.
+	if expiry = expiry.Truncate(time.Millisecond); expiry.Before(until) {
 		until = expiry
 	}
 	return until
+}
+
+// cacheKey returns the key of token's copy in the cache layer: the token
+// itself in the CachedStore's own in-process cache, and in a SharedCache
+// the token behind the backing DynamoStore's table and KeyPrefix, so that
+// applications fenced apart in DynamoDB stay apart in a cache they share.
+func (c *CachedStore) cacheKey(token string) string {
+	if c.namespace == "" {
+		return token
+	}
+	return c.namespace + token
 }
 
 // Commit writes the session to the backing store and then to the cache. It
@@ -452,7 +484,7 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	until := c.until(c.now(), expiry)
 	defer func() {
 		// Even when ctx is done: the write is over.
-		if err := c.cache.EndWrite(context.WithoutCancel(ctx), token, write, entry, until); err != nil {
+		if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, entry, until); err != nil {
 			c.cacheError(ctx)
 		}
 	}()
@@ -491,7 +523,7 @@ func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
 
 // beginWrite begins a write of the token, counting a failure.
 func (c *CachedStore) beginWrite(ctx context.Context, token string) (uint64, error) {
-	write, err := c.cache.BeginWrite(ctx, token)
+	write, err := c.cache.BeginWrite(ctx, c.cacheKey(token))
 	if err != nil {
 		c.cacheError(ctx)
 	}
@@ -500,7 +532,7 @@ func (c *CachedStore) beginWrite(ctx context.Context, token string) (uint64, err
 
 // endWrite ends a delete, even when ctx is done.
 func (c *CachedStore) endWrite(ctx context.Context, token string, write uint64) {
-	if err := c.cache.EndWrite(context.WithoutCancel(ctx), token, write, nil, time.Time{}); err != nil {
+	if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, nil, time.Time{}); err != nil {
 		c.cacheError(ctx)
 	}
 }
@@ -567,7 +599,7 @@ func (c *CachedStore) skipWrite(ctx context.Context, token string, b []byte, exp
 	if c.opts.SkipWriteWithin <= 0 {
 		return false
 	}
-	lk, err := c.cache.Lookup(ctx, token, false)
+	lk, err := c.cache.Lookup(ctx, c.cacheKey(token), false)
 	if err != nil {
 		c.cacheError(ctx)
 		return false

@@ -375,7 +375,7 @@ func TestCachedSlowCacheStallsOnlyItsToken(t *testing.T) {
 	c := NewCached(backing, func(o *CacheOptions) { o.Cache = cache })
 	other := ""
 	for i := 0; other == ""; i++ {
-		if tok := fmt.Sprintf("other-%d", i); c.stripe(tok) == c.stripe("slow") && cache.stripe(tok) == cache.stripe("slow") {
+		if tok := fmt.Sprintf("other-%d", i); c.stripe(tok) == c.stripe("slow") && cache.stripe(c.cacheKey(tok)) == cache.stripe(c.cacheKey("slow")) {
 			other = tok
 		}
 	}
@@ -384,7 +384,7 @@ func TestCachedSlowCacheStallsOnlyItsToken(t *testing.T) {
 
 	committed := make(chan error, 1)
 	go func() { committed <- c.Commit("slow", []byte("data"), expiry) }()
-	if tok := <-cache.writing; tok != "slow" {
+	if tok := <-cache.writing; tok != c.cacheKey("slow") {
 		t.Fatalf("got a write of %q: expected the slow token's", tok)
 	}
 
@@ -1061,4 +1061,68 @@ func TestCachedMaxStaleFromRead(t *testing.T) {
 	waitChan(t, done, "the Find to return")
 	offset.Store(int64(10 * time.Second))
 	mustFind(t, a, "token", "")
+}
+
+// panicking is a backing store whose FindExpiryCtx panics once armed, as a
+// buggy wrapper might; net/http recovers such a panic and serves on.
+type panicking struct {
+	*DynamoStore
+	armed atomic.Bool
+}
+
+func (p *panicking) FindExpiryCtx(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+	if p.armed.CompareAndSwap(true, false) {
+		panic("backing store bug")
+	}
+	return p.DynamoStore.FindExpiryCtx(ctx, token)
+}
+
+// TestCachedFindPanicReleases: a panic in the backing read of a miss that
+// holds the token's lease does not leave the token stuck: the next Find
+// reads and caches as usual.
+func TestCachedFindPanicReleases(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil)
+	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	backing := &panicking{DynamoStore: s}
+	backing.armed.Store(true)
+	c := NewCached(backing)
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("expected the backing store's panic")
+			}
+		}()
+		c.Find("token")
+	}()
+	found := make(chan struct{})
+	go func() {
+		mustFind(t, c, "token", "data")
+		mustFind(t, c, "token", "data")
+		close(found)
+	}()
+	waitChan(t, found, "a Find after the panic")
+	if st := c.Stats(); st.Hits != 1 {
+		t.Fatalf("got %+v: expected the second Find a hit", st)
+	}
+	m := c.cache.(*memCache)
+	st := m.stripe("token")
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.tokens) != 0 {
+		t.Fatalf("got %d tokens with state: expected none left", len(st.tokens))
+	}
+}
+
+// TestCachedZeroExpiry: a Commit with a zero expiry, which the backing
+// store holds as expired, leaves no copy to serve.
+func TestCachedZeroExpiry(t *testing.T) {
+	t.Parallel()
+	c := NewCached(newStore(t, nil))
+	if err := c.Commit("token", []byte("data"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "token", "")
 }

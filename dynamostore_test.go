@@ -423,7 +423,7 @@ func TestCompress(t *testing.T) {
 
 func TestDecodeCompressedCorrupt(t *testing.T) {
 	t.Parallel()
-	s := NewWithCleanupInterval(nil, 0)
+	s := NewWithCleanupInterval(offline{}, 0)
 	exp := &types.AttributeValueMemberN{Value: "4000000000"}
 	bomb := zstdEncoder().EncodeAll(make([]byte, maxDecodedBytes+1), nil)
 	// The same without the content size in the frame header, as a stream.
@@ -615,7 +615,7 @@ func TestCorruptItems(t *testing.T) {
 
 func TestDecode(t *testing.T) {
 	t.Parallel()
-	s := NewWithCleanupInterval(nil, 0)
+	s := NewWithCleanupInterval(offline{}, 0)
 	data := &types.AttributeValueMemberB{Value: []byte("d")}
 	for _, v := range []string{"", "abc", "NaN", "0x10"} {
 		if _, _, err := s.decode(map[string]types.AttributeValue{"data": data, "expires": &types.AttributeValueMemberN{Value: v}}); err == nil {

@@ -34,7 +34,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(1), []byte("not a ciphertext"), uint8(3), "1795000000", uint8(3))
 	f.Add(uint8(1), []byte("session"), uint8(3), "1795000000", uint8(4))
 	aead := newAEAD(f)
-	s := NewWithCleanupInterval(nil, 0, func(o *Options) { o.Encryption = aead })
+	s := NewWithCleanupInterval(offline{}, 0, func(o *Options) { o.Encryption = aead })
 	f.Fuzz(func(t *testing.T, dataKind uint8, data []byte, expKind uint8, exp string, mode uint8) {
 		// mode%5: 0 plain, 1 arbitrary bytes as zstd, 2 zstd, 3 arbitrary
 		// bytes as a ciphertext, 4 sealed.

@@ -326,3 +326,7 @@ func gobSession(tb testing.TB, size int, seed uint64) []byte {
 		}
 	}
 }
+
+// offline is a Client for stores whose tests send no request (decoding,
+// keys): any call panics.
+type offline struct{ Client }

@@ -82,8 +82,8 @@ func BenchmarkRedis(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			b.StopTimer()
-			id, _ := lease.BeginWrite(ctx, token(i))
-			lease.EndWrite(ctx, token(i), id, nil, time.Time{})
+			id, _ := lease.BeginWrite(ctx, keyOf(table, token(i))[len(DefaultKeyPrefix):])
+			lease.EndWrite(ctx, keyOf(table, token(i))[len(DefaultKeyPrefix):], id, nil, time.Time{})
 			b.StartTimer()
 			if _, found, err := cached.Find(token(i)); !found || err != nil {
 				b.Fatal(found, err)

@@ -17,11 +17,20 @@
 // served or fills a copy of it. Each step is one Lua script, which Redis
 // runs atomically.
 //
-// Each token is one Redis hash under KeyPrefix followed by the token,
-// holding the copy and when it ends, or the lease, or the writes under way.
-// A cache hit is one round trip (EVALSHA); a miss is one more, to fill; a
-// Commit or Delete through the CachedStore is two, around its backing
-// write.
+// Each token is one Redis hash under KeyPrefix followed by the key the
+// CachedStore gives (the DynamoStore's table and KeyPrefix, then the
+// token), holding the copy and when it ends, or the lease, or the writes
+// under way. A cache hit is one round trip (EVALSHA); a miss is one more,
+// to fill; a Commit or Delete through the CachedStore is two, around its
+// backing write.
+//
+// The marks of writes under way must stay while the writes do. Run Redis
+// with enough memory or with maxmemory-policy noeviction (every key here
+// has a TTL, so the volatile-* policies may evict them), and do not flush
+// or delete its keys while the application runs: a mark that disappears
+// lets a miss fill what it read before the write, served until the write
+// ends (which drops it) or, if that end cannot reach Redis, for up to
+// MaxStale.
 package rediscache
 
 import (

@@ -57,9 +57,18 @@ func newTable(tb testing.TB) func(*dynamostore.Options) {
 	return named
 }
 
+// keyOf returns the Redis key of token's copy, for a CachedStore in front of
+// a DynamoStore on table with no KeyPrefix: the table and the prefix come
+// before the token.
+func keyOf(table func(*dynamostore.Options), token string) string {
+	var o dynamostore.Options
+	table(&o)
+	return DefaultKeyPrefix + o.TableName + "/" + token
+}
+
 // newStore returns a DynamoStore without a sweeper on the table.
-func newStore(tb testing.TB, client dynamostore.Client, table func(*dynamostore.Options)) *dynamostore.DynamoStore {
-	return dynamostore.NewWithCleanupInterval(client, 0, table)
+func newStore(tb testing.TB, client dynamostore.Client, table func(*dynamostore.Options), optFns ...func(*dynamostore.Options)) *dynamostore.DynamoStore {
+	return dynamostore.NewWithCleanupInterval(client, 0, append([]func(*dynamostore.Options){table}, optFns...)...)
 }
 
 func mustFind(t *testing.T, s scs.Store, token, want string) {
@@ -90,7 +99,7 @@ func TestShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustFind(t, a, "token", "")
-	if n, err := rdb.Exists(context.Background(), DefaultKeyPrefix+"token").Result(); err != nil || n != 0 {
+	if n, err := rdb.Exists(context.Background(), keyOf(table, "token")).Result(); err != nil || n != 0 {
 		t.Fatalf("got %d, %v: expected nothing left in Redis", n, err)
 	}
 
@@ -98,20 +107,20 @@ func TestShared(t *testing.T) {
 	if err := a.Commit("old", []byte("data"), time.Now().Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := rdb.Exists(context.Background(), DefaultKeyPrefix+"old").Result(); n != 0 {
+	if n, _ := rdb.Exists(context.Background(), keyOf(table, "old")).Result(); n != 0 {
 		t.Fatal("expected no Redis key for an expired session")
 	}
 	// A copy lives at most MaxStale, and no longer than the session.
 	if err := a.Commit("ttl", []byte("data"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, err := rdb.PTTL(context.Background(), DefaultKeyPrefix+"ttl").Result(); err != nil || ttl <= 0 || ttl > 10*time.Second {
+	if ttl, err := rdb.PTTL(context.Background(), keyOf(table, "ttl")).Result(); err != nil || ttl <= 0 || ttl > 10*time.Second {
 		t.Fatalf("got TTL %v, %v: expected at most MaxStale, 10s", ttl, err)
 	}
 	if err := a.Commit("short", []byte("data"), time.Now().Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, err := rdb.PTTL(context.Background(), DefaultKeyPrefix+"short").Result(); err != nil || ttl <= 0 || ttl > 2*time.Second {
+	if ttl, err := rdb.PTTL(context.Background(), keyOf(table, "short")).Result(); err != nil || ttl <= 0 || ttl > 2*time.Second {
 		t.Fatalf("got TTL %v, %v: expected at most the session's 2s", ttl, err)
 	}
 }
@@ -159,7 +168,7 @@ func TestStaleFillRefused(t *testing.T) {
 	}
 	close(held.release)
 	<-done
-	if n, err := rdb.HExists(context.Background(), DefaultKeyPrefix+"token", "d").Result(); err != nil || n {
+	if n, err := rdb.HExists(context.Background(), keyOf(table, "token"), "d").Result(); err != nil || n {
 		t.Fatalf("got %v, %v: expected no copy in Redis", n, err)
 	}
 	mustFind(t, a, "token", "")
@@ -325,7 +334,7 @@ func TestLapsedWriteMark(t *testing.T) {
 			wait(t, hp.reached)
 			// A's mark lapses; nothing announces it, so poll.
 			hang := time.Now().Add(hangTimeout)
-			for rdb.Exists(ctx, DefaultKeyPrefix+"token").Val() != 0 {
+			for rdb.Exists(ctx, keyOf(table, "token")).Val() != 0 {
 				if time.Now().After(hang) {
 					t.Fatal("the write mark never lapsed")
 				}
@@ -359,4 +368,22 @@ func wait(t *testing.T, ch <-chan struct{}) {
 	case <-time.After(hangTimeout):
 		t.Fatal("waited too long")
 	}
+}
+
+// TestFencedApplications: two applications fenced apart by KeyPrefix in one
+// table, sharing one Redis with the default rediscache options, never see
+// each other's copies.
+func TestFencedApplications(t *testing.T) {
+	t.Parallel()
+	rdb := ddblocal.StartRedis(t)
+	table := newTable(t)
+	appA := newStore(t, newClient(t), table, func(o *dynamostore.Options) { o.KeyPrefix = "appA:" })
+	appB := newStore(t, newClient(t), table, func(o *dynamostore.Options) { o.KeyPrefix = "appB:" })
+	a := dynamostore.NewCached(appA, func(o *dynamostore.CacheOptions) { o.Cache = New(rdb) })
+	b := dynamostore.NewCached(appB, func(o *dynamostore.CacheOptions) { o.Cache = New(rdb) })
+	if err := a.Commit("token", []byte("user 42 of app A"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, a, "token", "user 42 of app A")
+	mustFind(t, b, "token", "")
 }
