@@ -324,7 +324,7 @@ func (c *CachedStore) Stats() CacheStats {
 		CacheErrors: c.cacheErrors.Load()}
 }
 
-// cacheError counts an error of the cache layer, which the caller never sees.
+// cacheError counts an error of the cache layer.
 func (c *CachedStore) cacheError(ctx context.Context) {
 	c.cacheErrors.Add(1)
 	c.metrics.errors.Add(ctx, 1, c.metrics.table...)
