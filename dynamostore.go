@@ -289,7 +289,8 @@ var (
 	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 		d, _ := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(0),
-			zstd.WithDecoderMaxMemory(maxDecodedBytes))
+			zstd.WithDecoderMaxMemory(maxDecodedBytes),
+			zstd.WithDecodeAllCapLimit(true)) // see decompress
 		return d
 	})
 )
@@ -305,16 +306,37 @@ func compress(b []byte) []byte {
 	return z
 }
 
-// decompress returns the data of the zstd frame z.
+// unsizedLimit is the most a zstd frame that does not state its size may
+// decode to. compress's encoder states the size of every input of 256
+// bytes or more (TestDecompressBounded checks), so only smaller ones come
+// without it.
+const unsizedLimit = 64 << 10
+
+// decompress returns the data of the zstd frame z. It makes one buffer of
+// the size the frame states, or of unsizedLimit when it states none, and
+// decodes no more than fits: a planted frame that states no size (which
+// would decode by growing buffers, about 94 MB of allocation for 15 MiB
+// out) or is followed by another is refused, so an item costs a Find at
+// most the size it states, itself at most maxDecodedBytes
+// (TestDecompressBounded).
 func decompress(z []byte) ([]byte, error) {
 	if len(z) == 0 {
 		return nil, errors.New("empty")
 	}
-	// With no buffer given, DecodeAll makes one of the size the frame
-	// header states: one allocation.
-	data, err := zstdDecoder().DecodeAll(z, nil)
-	if data == nil && err == nil {
-		data = []byte{}
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return nil, err
+	}
+	size := uint64(unsizedLimit)
+	if h.HasFCS {
+		if h.FrameContentSize > maxDecodedBytes {
+			return nil, errors.New("the frame states a size over the limit")
+		}
+		size = h.FrameContentSize
+	}
+	data, err := zstdDecoder().DecodeAll(z, make([]byte, 0, size))
+	if err == nil && h.HasFCS && uint64(len(data)) != size {
+		err = errors.New("the frame's data is not the size it states")
 	}
 	return data, err
 }

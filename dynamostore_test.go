@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -969,4 +970,58 @@ func TestNewNilClient(t *testing.T) {
 		}
 	}()
 	New(nil)
+}
+
+// TestDecompressBounded: what a planted zstd frame can cost a Find. A frame
+// without a stated size, which would grow buffers to 94 MB for 15 MiB of
+// output, and a frame followed by another, are refused at once; a frame
+// stating the most there may be, 16 MiB, costs about that. Not parallel:
+// it measures the process's allocations.
+func TestDecompressBounded(t *testing.T) {
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	var streamed bytes.Buffer
+	w, err := zstd.NewWriter(&streamed, zstd.WithWindowSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(make([]byte, 15<<20))
+	w.Close()
+	small := compress(bytes.Repeat([]byte("session "), 500))
+	stated := compress(make([]byte, maxDecodedBytes))
+	decompress(small) // warm the decoder
+	// The encoder states the size of every input of 256 bytes or more.
+	for _, n := range []int{256, 1000, 4096, 1 << 20} {
+		var h zstd.Header
+		if err := h.Decode(zstdEncoder().EncodeAll(make([]byte, n), nil)); err != nil || !h.HasFCS || h.FrameContentSize != uint64(n) {
+			t.Fatalf("%d bytes: got a frame stating %v %d (%v): expected its size stated", n, h.HasFCS, h.FrameContentSize, err)
+		}
+	}
+	if b, err := decompress(zstdEncoder().EncodeAll([]byte("session"), nil)); err != nil || string(b) != "session" {
+		t.Fatalf("got %q, %v: expected a small frame without a stated size to decode", b, err)
+	}
+	for _, c := range []struct {
+		name   string
+		frame  []byte
+		ok     bool
+		within uint64
+	}{
+		{"no stated size, 15 MiB out", streamed.Bytes(), false, 1 << 20},
+		{"a second frame", append(bytes.Clone(small), stated...), false, 1 << 20},
+		{"16 MiB stated", stated, true, maxDecodedBytes + 2<<20},
+		{"a session", small, true, 1 << 20},
+	} {
+		var derr error
+		n := allocated(func() { _, derr = decompress(c.frame) })
+		t.Logf("%s: a %d-byte frame, %.1f MB allocated, %v", c.name, len(c.frame), float64(n)/1e6, derr)
+		if (derr == nil) != c.ok || n > c.within {
+			t.Errorf("%s: got %v and %d bytes allocated: expected ok=%v within %d", c.name, derr, n, c.ok, c.within)
+		}
+	}
 }
