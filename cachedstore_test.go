@@ -857,29 +857,8 @@ func TestCachedOwnErrors(t *testing.T) {
 	}
 }
 
-// jitterClient waits a random 0-4 ms before and after each DynamoDB call,
-// so that concurrent calls reach DynamoDB and return in many orders.
-type jitterClient struct{ Client }
-
-func (c jitterClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	linearize.Jitter()
-	defer linearize.Jitter()
-	return c.Client.GetItem(ctx, in, optFns...)
-}
-
-func (c jitterClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	linearize.Jitter()
-	defer linearize.Jitter()
-	return c.Client.PutItem(ctx, in, optFns...)
-}
-
-func (c jitterClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	linearize.Jitter()
-	defer linearize.Jitter()
-	return c.Client.DeleteItem(ctx, in, optFns...)
-}
-
-// jitterCache does the same around each call to a cache layer.
+// jitterCache waits a random 0-4 ms before and after each call to a cache
+// layer (linearize.JitterDynamoDB does the same for DynamoDB).
 type jitterCache struct{ SharedCache }
 
 func (c jitterCache) Lookup(ctx context.Context, token string, lease bool) (CacheLookup, error) {
@@ -919,19 +898,19 @@ func target(s scs.CtxStore) linearize.Target {
 // A Delete revokes its token for good, as the model says.
 func TestLinearizable(t *testing.T) {
 	t.Parallel()
-	cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 4}
+	cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 2}
 	cached := func(t *testing.T, s *DynamoStore, optFns ...func(*CacheOptions)) *CachedStore {
 		layer := jitterCache{newMemCache(defaultMaxBytes, defaultMaxEntries)}
 		return NewCached(s, append([]func(*CacheOptions){func(o *CacheOptions) { o.Cache = layer }}, optFns...)...)
 	}
 	t.Run("bare", func(t *testing.T) {
 		t.Parallel()
-		s := newStore(t, jitterClient{newClient(t)})
+		s := newStore(t, linearize.JitterDynamoDB{DynamoDB: newClient(t)})
 		t.Logf("bare DynamoStore: %s", linearize.Run(t, cfg, target(s)))
 	})
 	t.Run("cached", func(t *testing.T) {
 		t.Parallel()
-		c := cached(t, newStore(t, jitterClient{newClient(t)}))
+		c := cached(t, newStore(t, linearize.JitterDynamoDB{DynamoDB: newClient(t)}))
 		counts := linearize.Run(t, cfg, target(c))
 		t.Logf("CachedStore: %s; %+v", counts, c.Stats())
 	})
@@ -939,7 +918,7 @@ func TestLinearizable(t *testing.T) {
 		t.Parallel()
 		skip := cfg
 		skip.RepeatData = true
-		c := cached(t, newStore(t, jitterClient{newClient(t)}), func(o *CacheOptions) { o.SkipWriteWithin = time.Hour })
+		c := cached(t, newStore(t, linearize.JitterDynamoDB{DynamoDB: newClient(t)}), func(o *CacheOptions) { o.SkipWriteWithin = time.Hour })
 		counts := linearize.Run(t, skip, target(c))
 		t.Logf("CachedStore with SkipWriteWithin: %s; %+v", counts, c.Stats())
 		if c.Stats().SkippedWrites == 0 {
@@ -952,7 +931,7 @@ func TestLinearizable(t *testing.T) {
 		layer := jitterCache{newMemCache(defaultMaxBytes, defaultMaxEntries)}
 		var targets []linearize.Target
 		for range 2 {
-			s := NewWithCleanupInterval(jitterClient{newClient(t)}, 0, fns...)
+			s := NewWithCleanupInterval(linearize.JitterDynamoDB{DynamoDB: newClient(t)}, 0, fns...)
 			targets = append(targets, target(NewCached(s, func(o *CacheOptions) { o.Cache = layer })))
 		}
 		t.Logf("two CachedStores, one shared layer: %s", linearize.Run(t, cfg, targets...))

@@ -203,21 +203,7 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
-// jitterClient and jitterCache wait a random 0-4 ms around every call.
-type jitterClient struct{ dynamostore.Client }
-
-func (c jitterClient) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	linearize.Jitter()
-	defer linearize.Jitter()
-	return c.Client.GetItem(ctx, in, optFns...)
-}
-
-func (c jitterClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	linearize.Jitter()
-	defer linearize.Jitter()
-	return c.Client.PutItem(ctx, in, optFns...)
-}
-
+// jitterCache waits a random 0-4 ms around every call.
 type jitterCache struct{ *Cache }
 
 func (c jitterCache) Lookup(ctx context.Context, token string, lease bool) (dynamostore.CacheLookup, error) {
@@ -255,11 +241,11 @@ func TestLinearizableTwoInstances(t *testing.T) {
 			t.Parallel()
 			rdb := ddblocal.StartRedis(t)
 			table := newTable(t)
-			cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 4, RepeatData: skip}
+			cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 2, RepeatData: skip}
 			var targets []linearize.Target
 			var caches []*dynamostore.CachedStore
 			for range 2 {
-				s := newStore(t, jitterClient{newClient(t)}, table)
+				s := newStore(t, linearize.JitterDynamoDB{DynamoDB: newClient(t)}, table)
 				c := dynamostore.NewCached(s, func(o *dynamostore.CacheOptions) {
 					o.Cache = jitterCache{New(rdb)}
 					if skip {

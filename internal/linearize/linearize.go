@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 // Target is one handle on the store under test: one instance of it.
@@ -226,4 +227,34 @@ func artifactDir(t testing.TB) string {
 		return a.ArtifactDir()
 	}
 	return ""
+}
+
+// DynamoDB is the part of the DynamoDB API a dynamostore.Client has.
+type DynamoDB interface {
+	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, params *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// JitterDynamoDB calls Jitter before and after each item request, so that
+// concurrent requests reach DynamoDB and return in many orders.
+type JitterDynamoDB struct{ DynamoDB }
+
+func (c JitterDynamoDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	Jitter()
+	defer Jitter()
+	return c.DynamoDB.GetItem(ctx, in, optFns...)
+}
+
+func (c JitterDynamoDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	Jitter()
+	defer Jitter()
+	return c.DynamoDB.PutItem(ctx, in, optFns...)
+}
+
+func (c JitterDynamoDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	Jitter()
+	defer Jitter()
+	return c.DynamoDB.DeleteItem(ctx, in, optFns...)
 }
