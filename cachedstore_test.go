@@ -916,8 +916,10 @@ func TestLinearizable(t *testing.T) {
 	})
 	t.Run("skip-write", func(t *testing.T) {
 		t.Parallel()
+		// Four tokens, for more hits to skip against: about 15 skipped
+		// writes a run.
 		skip := cfg
-		skip.RepeatData = true
+		skip.RepeatData, skip.Tokens = true, 4
 		c := cached(t, newStore(t, linearize.JitterDynamoDB{DynamoDB: newClient(t)}), func(o *CacheOptions) { o.SkipWriteWithin = time.Hour })
 		counts := linearize.Run(t, skip, target(c))
 		t.Logf("CachedStore with SkipWriteWithin: %s; %+v", counts, c.Stats())

@@ -242,6 +242,9 @@ func TestLinearizableTwoInstances(t *testing.T) {
 			rdb := ddblocal.StartRedis(t)
 			table := newTable(t)
 			cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 2, RepeatData: skip}
+			if skip {
+				cfg.Tokens = 4 // more hits to skip against
+			}
 			var targets []linearize.Target
 			var caches []*dynamostore.CachedStore
 			for range 2 {
