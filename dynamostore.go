@@ -367,11 +367,11 @@ type DynamoStore struct {
 	unreadable rate.Sometimes
 	metrics    *storeMetrics
 
-	ownerOf       func([]byte) (string, bool) // Options.Owner
-	ownerAttr     string
-	ownerIndex    *string
-	ownerConflict error          // OwnerAttribute names another attribute
-	badOwnerLog   rate.Sometimes // Warns of owners DynamoDB cannot index
+	ownerOf     func([]byte) (string, bool) // Options.Owner
+	ownerAttr   string
+	ownerIndex  *string
+	conflict    error          // an attribute name the options give twice
+	badOwnerLog rate.Sometimes // Warns of owners DynamoDB cannot index
 
 	// Expression attribute names for All and DeleteExpired, built once:
 	// DynamoDB rejects names an expression does not use.
@@ -454,8 +454,9 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 	for i, f := range sessionitem.Formats {
 		s.dataAttrs[i] = f.Attribute(o.DataAttribute)
 	}
-	if o.Owner != nil {
-		s.ownerConflict = ownerConflict(o)
+	s.conflict = attributeConflict(o)
+	if o.Owner != nil && s.conflict == nil {
+		s.conflict = ownerConflict(o)
 	}
 	if o.RequireEncryption && o.Encryption == nil {
 		s.logger.Error("dynamostore: Options.RequireEncryption has no effect without Options.Encryption; items are read and written unsealed",
@@ -610,8 +611,8 @@ type storedOwner struct {
 // is keep's when keep is not nil, and otherwise Options.Owner's.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
-	if s.ownerConflict != nil {
-		return s.opError(op, s.ownerConflict)
+	if s.conflict != nil {
+		return s.opError(op, s.conflict)
 	}
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {

@@ -103,6 +103,23 @@ func ownerConflict(o Options) error {
 	return nil
 }
 
+// attributeConflict returns an error when one of the names a session item
+// takes from o is that of an attribute the store keeps for its revocations
+// or the sweeper lease: every session would then read as something else.
+func attributeConflict(o Options) error {
+	names := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix}
+	for _, f := range sessionitem.Formats {
+		names = append(names, f.Attribute(o.DataAttribute))
+	}
+	for _, name := range names {
+		switch name {
+		case sessionitem.RevokedAttribute, leaseOwnerAttr, leaseUntilAttr:
+			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations or the sweeper lease; choose another", name)
+		}
+	}
+	return nil
+}
+
 // batchGetter is the method OwnerTokens needs beyond Client.
 type batchGetter interface {
 	BatchGetItem(ctx context.Context, params *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
@@ -292,7 +309,7 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks delet
 // owner under this store's KeyPrefix, the sweeper lease excepted.
 func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner string, fn func(key string)) error {
 	op := operation.String()
-	if err := s.ownerConflict; err != nil {
+	if err := s.conflict; err != nil {
 		return s.opError(op, err)
 	}
 	q, ok := s.client.(dynamodb.QueryAPIClient)
