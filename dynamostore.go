@@ -22,7 +22,7 @@
 // Where to start:
 //   - New returns the store, with the background sweeper; NewWithCleanupInterval
 //     sets the sweeper's interval, or turns it off.
-//   - NewCached puts a cache in front of it (or of any scs store),
+//   - NewCached puts a cache in front of it (or of any CacheableStore),
 //     linearizable for each token: in-process and bounded in bytes by
 //     default, or shared by several instances through a SharedCache, such
 //     as package rediscache's on Redis.
