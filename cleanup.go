@@ -36,23 +36,22 @@ const (
 	maxThrottleRetries = 10
 )
 
-// sweepCondition holds while the item is still expired: its TTL second,
-// rounded up from the exact expiry, is at or before :now, the sweeper's
-// clock less SweepGrace rounded down to the second. So the exact expiry is
-// at least SweepGrace past, and no instance whose clock is within SweepGrace
-// still serves the session; one committed again between the scan and the
-// delete fails the condition and survives.
-const sweepCondition = "#e <= :now"
 
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
-// expired at least SweepGrace ago and returns how many it deleted. It scans
-// the table page by page, in SweepSegments parallel segments and within
-// SweepReadRate, reading only the key and expiry attributes with eventually
-// consistent reads, and deletes each expired item with a DeleteItem
-// conditional on the item still being expired, so a session committed again
-// in the meantime is kept. Each segment keeps 8 deletes in flight; throttled
-// deletes back off and retry. The scan reads, and is billed for, the whole
-// table.
+// expired at least SweepGrace ago and returns how many it deleted; it also
+// removes the revocations Delete left whose period is over, which it does
+// not count. It scans the table page by page, in SweepSegments parallel
+// segments and within SweepReadRate, with eventually consistent reads and a
+// filter that returns only the keys of expired sessions and revocations,
+// and deletes each with a DeleteItem conditional on the same filter: a
+// session committed again in the meantime is kept, and so is every item
+// that is not this store's session (another application's, another
+// KeyPrefix's, or one without a session's attributes). Each segment keeps 8
+// deletes in flight; throttled deletes back off and retry. The scan reads,
+// and is billed for, the whole table.
+//
+// An item has expired at least SweepGrace ago by the sweeper's clock, so no
+// instance whose clock is within SweepGrace still serves it.
 //
 // The background sweeper calls DeleteExpired every CleanupInterval, unless
 // the table's TTL deletes expired sessions (see Options.SweepWithTTL); call
@@ -63,14 +62,12 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 		s.metrics.done(ctx, opDeleteExpired, start, err, true)
 		s.metrics.sweepDuration.Record(ctx, time.Since(start).Seconds(), s.metrics.sweepAttrs...)
 	}(time.Now())
-	filter, _, values := s.scanFilter(sweepCondition, s.now().Add(-s.grace))
+	filter, condNames, values := sessionitem.ExpiredCondition(s.names, s.now().Add(-s.grace))
 	// The revocation marker is read so that a revocation whose period is
 	// over is removed without being counted as a session.
-	projection := "#k, #e, #r"
-	names := map[string]string{"#r": sessionitem.RevokedAttribute}
-	maps.Copy(names, s.keyAndExpiryNames)
-	// The delete's condition uses :now alone; DynamoDB rejects unused values.
-	condValues := map[string]types.AttributeValue{":now": values[":now"]}
+	projection := "#k, #r"
+	names := map[string]string{"#k": s.keyAttr}
+	maps.Copy(names, condNames)
 	// One limiter for all segments: the cap is on the sweep's total reads.
 	var limiter *rate.Limiter
 	if s.readRate > 0 {
@@ -110,7 +107,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	for range sweepWorkers * s.segments {
 		g.Go(func() error {
 			for key := range keys {
-				ok, err := s.deleteIfExpired(gctx, key.key, condValues)
+				ok, err := s.deleteIfExpired(gctx, key.key, filter, condNames, values)
 				if err != nil {
 					return err
 				}
@@ -165,6 +162,9 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 			if !ok {
 				continue
 			}
+			if _, ok := sessionitem.Token(key.Value, s.prefix); !ok {
+				continue // under a longer KeyPrefix, or not a session's key
+			}
 			select {
 			case keys <- sweptKey{key.Value, sessionitem.Revoked(item)}:
 			case <-ctx.Done():
@@ -175,15 +175,14 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 	return nil
 }
 
-// deleteIfExpired deletes the item with key if it is still expired, and
-// reports whether it did. values holds :now, shared by the sweep's deletes.
-func (s *DynamoStore) deleteIfExpired(ctx context.Context, key string, values map[string]types.AttributeValue) (bool, error) {
-	cond := sweepCondition
+// deleteIfExpired deletes the item with key if cond, the sweep's filter,
+// with its names and values, still holds, and reports whether it did.
+func (s *DynamoStore) deleteIfExpired(ctx context.Context, key, cond string, names map[string]string, values map[string]types.AttributeValue) (bool, error) {
 	return s.deleteIf(ctx, opDeleteExpired, &dynamodb.DeleteItemInput{
 		TableName:                 s.table,
 		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
 		ConditionExpression:       &cond,
-		ExpressionAttributeNames:  s.expiryName,
+		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 	})
 }

@@ -47,7 +47,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -106,8 +105,12 @@ type Options struct {
 
 	// KeyPrefix is prepended to every token, so that several applications can
 	// share a table and an IAM policy's dynamodb:LeadingKeys condition can
-	// fence each one in. All and DeleteExpired see only keys with this
-	// prefix. The default is "".
+	// fence each one in. It is a fence: a store reads, counts, rewrites and
+	// deletes only keys that are its prefix followed by a token (one or more
+	// base64url characters, as scs's tokens are), so it must be empty or
+	// end with a character a token cannot hold, such as ':' ("app:", not
+	// "app", whose keys "app2:..." would share). New panics on one that
+	// cannot be fenced. The default is "".
 	KeyPrefix string
 
 	// ConsistentRead makes Find and All read with strong consistency, so a
@@ -279,19 +282,12 @@ var ErrTooLarge = errors.New("session too large for a DynamoDB item (400 KB limi
 // maxDecodedBytes bounds what a compressed item may expand to, so a corrupt
 // or hostile item cannot exhaust memory. Commit refuses to write more than
 // this.
-const maxDecodedBytes = 16 << 20
+const maxDecodedBytes = sessionitem.MaxDecodedBytes
 
 var (
 	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
 		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
 		return e
-	})
-	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
-		d, _ := zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(0),
-			zstd.WithDecoderMaxMemory(maxDecodedBytes),
-			zstd.WithDecodeAllCapLimit(true)) // see decompress
-		return d
 	})
 )
 
@@ -306,40 +302,8 @@ func compress(b []byte) []byte {
 	return z
 }
 
-// unsizedLimit is the most a zstd frame that does not state its size may
-// decode to. compress's encoder states the size of every input of 256
-// bytes or more (TestDecompressBounded checks), so only smaller ones come
-// without it.
-const unsizedLimit = 64 << 10
-
-// decompress returns the data of the zstd frame z. It makes one buffer of
-// the size the frame states, or of unsizedLimit when it states none, and
-// decodes no more than fits: a planted frame that states no size (which
-// would decode by growing buffers, about 94 MB of allocation for 15 MiB
-// out) or is followed by another is refused, so an item costs a Find at
-// most the size it states, itself at most maxDecodedBytes
-// (TestDecompressBounded).
-func decompress(z []byte) ([]byte, error) {
-	if len(z) == 0 {
-		return nil, errors.New("empty")
-	}
-	var h zstd.Header
-	if err := h.Decode(z); err != nil {
-		return nil, err
-	}
-	size := uint64(unsizedLimit)
-	if h.HasFCS {
-		if h.FrameContentSize > maxDecodedBytes {
-			return nil, errors.New("the frame states a size over the limit")
-		}
-		size = h.FrameContentSize
-	}
-	data, err := zstdDecoder().DecodeAll(z, make([]byte, 0, size))
-	if err == nil && h.HasFCS && uint64(len(data)) != size {
-		err = errors.New("the frame's data is not the size it states")
-	}
-	return data, err
-}
+// decompress is sessionitem.Decompress.
+func decompress(z []byte) ([]byte, error) { return sessionitem.Decompress(z) }
 
 // DynamoStore is an scs session store on one DynamoDB table. Create it with
 // New or NewWithCleanupInterval. It is safe for concurrent use.
@@ -370,12 +334,11 @@ type DynamoStore struct {
 	ownerOf     func([]byte) (string, bool) // Options.Owner
 	ownerAttr   string
 	ownerIndex  *string
-	conflict    error          // an attribute name the options give twice
 	badOwnerLog rate.Sometimes // Warns of owners DynamoDB cannot index
 
-	// Expression attribute names for All and DeleteExpired, built once:
-	// DynamoDB rejects names an expression does not use.
-	expiryName, keyAndExpiryNames map[string]string
+	// names are the names of sessionitem's rules: which items are this
+	// store's sessions, and which have expired.
+	names sessionitem.Names
 
 	now func() time.Time
 
@@ -401,20 +364,27 @@ var (
 
 // New returns a DynamoStore that uses client, with a background sweeper that
 // deletes expired sessions every 5 minutes. Option functions change the
-// defaults described at Options. Call StopCleanup to end the sweeper. It
-// panics when client is nil, a mistake no request could recover from.
+// defaults described at Options. Call StopCleanup to end the sweeper.
+//
+// New panics, with a message saying what to change, when client is nil or
+// the options cannot work (CheckOptions returns the same error without
+// panicking), as http.ServeMux does for a bad pattern: no request could
+// recover from either.
 func New(client Client, optFns ...func(*Options)) *DynamoStore {
 	return NewWithCleanupInterval(client, 5*time.Minute, optFns...)
 }
 
 // NewWithCleanupInterval is like New with the sweeper running every interval;
 // zero disables it. The option functions run after interval is set, so they
-// may change it again. It panics when client is nil, as New does.
+// may change it again. It panics as New does.
 func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...func(*Options)) *DynamoStore {
 	if client == nil {
 		panic("dynamostore: New: the Client is nil; pass a *dynamodb.Client, such as dynamodb.NewFromConfig(cfg)")
 	}
 	o := resolveOptions(interval, optFns)
+	if err := checkOptions(o); err != nil {
+		panic("dynamostore: New: " + err.Error())
+	}
 	consistent := o.ConsistentRead
 	s := &DynamoStore{
 		client:       client,
@@ -448,24 +418,51 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		leaseHolder:  newLeaseHolder(),
 		leaseKey:     o.KeyPrefix + leaseToken,
 
-		expiryName:        map[string]string{"#e": o.ExpiryAttribute},
-		keyAndExpiryNames: map[string]string{"#k": o.KeyAttribute, "#e": o.ExpiryAttribute},
+		names: sessionitem.Names{Prefix: o.KeyPrefix, Key: o.KeyAttribute, Data: o.DataAttribute, Expiry: o.ExpiryAttribute},
 	}
 	for i, f := range sessionitem.Formats {
 		s.dataAttrs[i] = f.Attribute(o.DataAttribute)
-	}
-	s.conflict = attributeConflict(o)
-	if o.Owner != nil && s.conflict == nil {
-		s.conflict = ownerConflict(o)
-	}
-	if o.RequireEncryption && o.Encryption == nil {
-		s.logger.Error("dynamostore: Options.RequireEncryption has no effect without Options.Encryption; items are read and written unsealed",
-			"table", s.tableName)
 	}
 	if o.CleanupInterval > 0 {
 		s.startCleanup()
 	}
 	return s
+}
+
+// ErrInvalidOptions is wrapped by the error CheckOptions returns, and by
+// the message of New's panic, when options cannot work.
+var ErrInvalidOptions = errors.New("invalid options")
+
+// CheckOptions returns an error wrapping ErrInvalidOptions when the options
+// that optFns set cannot work, saying which option to change: a KeyPrefix
+// that cannot be fenced (see Options.KeyPrefix), attribute names that
+// clash with each other or with the store's own, or RequireEncryption
+// without Encryption. New panics with the same error; call CheckOptions
+// first where options come from configuration, as the command-line tool
+// does with its flags.
+func CheckOptions(optFns ...func(*Options)) error {
+	return checkOptions(resolveOptions(0, optFns))
+}
+
+// checkOptions is CheckOptions for resolved options.
+func checkOptions(o Options) error {
+	err := sessionitem.CheckPrefix(o.KeyPrefix)
+	if err == nil && len(o.KeyPrefix) >= maxKeyBytes {
+		err = fmt.Errorf("KeyPrefix is %d bytes, which leaves no room for a token in DynamoDB's %d-byte key", len(o.KeyPrefix), maxKeyBytes)
+	}
+	if err == nil {
+		err = attributeConflict(o)
+	}
+	if err == nil && o.Owner != nil {
+		err = ownerConflict(o)
+	}
+	if err == nil && o.RequireEncryption && o.Encryption == nil {
+		err = errors.New("RequireEncryption is set without Encryption, so items would be read and written unsealed; set both, or neither")
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return nil
 }
 
 func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
@@ -587,7 +584,7 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 	defer func(start time.Time) { s.metrics.done(ctx, opCommit, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
-		return false, fmt.Errorf("dynamostore: commit in table %q: token is empty, not valid UTF-8, or longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
+		return false, fmt.Errorf("dynamostore: commit in table %q: token is not one or more base64url characters, as scs's are, or is longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
 	err = s.commit(ctx, opCommit, key, b, expiry, nil, nil)
 	var condFailed *types.ConditionalCheckFailedException
@@ -611,9 +608,6 @@ type storedOwner struct {
 // is keep's when keep is not nil, and otherwise Options.Owner's.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
-	if s.conflict != nil {
-		return s.opError(op, s.conflict)
-	}
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
 		// DynamoDB's TTL skips items whose TTL attribute is more than five
@@ -773,10 +767,10 @@ func (s *DynamoStore) AllCtx(ctx context.Context) (sessions map[string][]byte, e
 // table.
 func (s *DynamoStore) liveSessions(ctx context.Context, op operation, now time.Time, fn func(key string, item map[string]types.AttributeValue, data []byte, expiry int64)) error {
 	// The filter only saves transfer: a Scan is billed for every item it
-	// reads. It drops expired items but keeps those whose expiry is missing
-	// or not a number, so that they are logged below; expiry and prefix are
-	// checked again there.
-	filter, names, values := s.scanFilter("NOT ("+sweepCondition+")", now)
+	// reads. It drops the expired sessions and revocations; the rest are
+	// classified below.
+	filter, names, values := sessionitem.ExpiredCondition(s.names, now)
+	filter = "NOT (" + filter + ")"
 	p := dynamodb.NewScanPaginator(s.client, &dynamodb.ScanInput{
 		TableName:                 s.table,
 		ConsistentRead:            s.consistent,
@@ -792,9 +786,8 @@ func (s *DynamoStore) liveSessions(ctx context.Context, op operation, now time.T
 		}
 		s.metrics.consumed(ctx, op, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
-			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, s.prefix) || key.Value == s.leaseKey || sessionitem.Revoked(item) {
-				continue
+			if sessionitem.Classify(item, s.names) != sessionitem.Session {
+				continue // a revocation, or not this store's
 			}
 			data, expiry, err := s.decode(item)
 			if err != nil {
@@ -802,40 +795,22 @@ func (s *DynamoStore) liveSessions(ctx context.Context, op operation, now time.T
 				continue
 			}
 			if !sessionitem.Expired(expiry, now) {
-				fn(key.Value, item, data, expiry)
+				fn(item[s.keyAttr].(*types.AttributeValueMemberS).Value, item, data, expiry)
 			}
 		}
 	}
 	return nil
 }
 
-// scanFilter returns a filter expression that adds the key prefix to cond,
-// with its attribute names and values; :now is now in whole Unix seconds,
-// rounded down, to compare with the TTL attribute's seconds, rounded up.
-func (s *DynamoStore) scanFilter(cond string, now time.Time) (string, map[string]string, map[string]types.AttributeValue) {
-	values := map[string]types.AttributeValue{
-		":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
-	}
-	if s.prefix == "" {
-		return cond, s.expiryName, values
-	}
-	values[":prefix"] = &types.AttributeValueMemberS{Value: s.prefix}
-	return cond + " AND begins_with(#k, :prefix)", s.keyAndExpiryNames, values
-}
-
 // key returns the item key for token, and false when the store cannot use
-// it: the key would be empty, invalid UTF-8 (which the SDK would silently
-// replace, making two tokens one key), longer than the key limit, or the
-// sweeper's lease.
+// it: a token is one or more base64url characters, as scs's are (see
+// sessionitem.IsToken, which keeps a KeyPrefix a fence), and the key must
+// fit DynamoDB's key limit.
 func (s *DynamoStore) key(token string) (string, bool) {
-	if token == "" || len(s.prefix)+len(token) > maxKeyBytes || token == leaseToken {
+	if len(s.prefix)+len(token) > maxKeyBytes || !sessionitem.IsToken(token) {
 		return "", false
 	}
-	key := s.prefix + token
-	if !utf8.ValidString(key) {
-		return "", false
-	}
-	return key, true
+	return s.prefix + token, true
 }
 
 // decode returns an item's session data and expiry in Unix milliseconds,

@@ -38,7 +38,7 @@ func TestExpiryToTheMillisecond(t *testing.T) {
 	second := time.Now().Add(2 * time.Hour).Truncate(time.Second)
 	for _, at := range []time.Duration{400 * time.Microsecond, 500*time.Millisecond + 400*time.Microsecond, 999*time.Millisecond + 400*time.Microsecond} {
 		for _, ahead := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 1900 * time.Millisecond} {
-			token := fmt.Sprintf("commit-at-%v-for-%v", at, ahead)
+			token := fmt.Sprintf("commit-at-%d-for-%d", at.Milliseconds(), ahead.Milliseconds())
 			committed := second.Add(at)
 			expiry := committed.Add(ahead)
 			clock.Store(committed.UnixNano())

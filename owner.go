@@ -152,8 +152,13 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 	if err := s.ownerKeys(ctx, opOwnerTokens, owner, func(key string) { keys = append(keys, key) }); err != nil {
 		return nil, err
 	}
-	projection := "#k, #o, #e, #m"
-	names := map[string]string{"#k": s.keyAttr, "#o": s.ownerAttr, "#e": s.expiryAttr, "#m": s.expiryMsAttr}
+	// What sessionitem.Classify needs, the data included: a read is billed
+	// for the whole item whatever it returns.
+	projection := "#k, #o, #e, #m, #r, #d0, #d1, #d2, #d3"
+	names := map[string]string{"#k": s.keyAttr, "#o": s.ownerAttr, "#e": s.expiryAttr, "#m": s.expiryMsAttr, "#r": sessionitem.RevokedAttribute}
+	for i, attr := range s.dataAttrs {
+		names["#d"+strconv.Itoa(i)] = attr
+	}
 	now := s.now()
 	tokens = []string{}
 	for chunk := range slices.Chunk(keys, maxBatchGet) {
@@ -205,10 +210,10 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 // liveOwned returns the token of item if it still belongs to owner and has
 // not expired at now.
 func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner string, now time.Time) (string, bool) {
-	key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-	if !ok {
-		return "", false
+	if sessionitem.Classify(item, s.names) != sessionitem.Session {
+		return "", false // a revocation, or not this store's
 	}
+	key := item[s.keyAttr].(*types.AttributeValueMemberS)
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); !ok || o.Value != owner {
 		return "", false // it changed hands since the index listed it
 	}
@@ -235,9 +240,9 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 // a write unit per session deleted; it never scans the table. It never
 // deletes the sweeper lease.
 //
-// KeyPrefix is the fence: a store with the default empty prefix sees every
-// session in the table, so applications that share a table must each use a
-// KeyPrefix of their own.
+// KeyPrefix is the fence (see Options.KeyPrefix): a store never deletes
+// another prefix's sessions, nor anything in the table that is not a
+// session.
 //
 // The owner index is a global secondary index, which DynamoDB updates
 // eventually, usually within a second: a session committed a moment before
@@ -306,12 +311,9 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks delet
 }
 
 // ownerKeys calls fn with the key of every item that OwnerIndex lists for
-// owner under this store's KeyPrefix, the sweeper lease excepted.
+// owner under this store's KeyPrefix's fence (sessionitem.Token).
 func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner string, fn func(key string)) error {
 	op := operation.String()
-	if err := s.conflict; err != nil {
-		return s.opError(op, err)
-	}
 	q, ok := s.client.(dynamodb.QueryAPIClient)
 	if !ok {
 		return s.opError(op, fmt.Errorf("the Client, a %T, has no Query method; use a *dynamodb.Client or a wrapper that has it", s.client))
@@ -344,7 +346,10 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner 
 		s.metrics.consumed(ctx, operation, kindRead, page.ConsumedCapacity)
 		for _, item := range page.Items {
 			key, ok := item[s.keyAttr].(*types.AttributeValueMemberS)
-			if ok && strings.HasPrefix(key.Value, s.prefix) && key.Value != s.leaseKey {
+			if !ok {
+				continue
+			}
+			if _, ok := sessionitem.Token(key.Value, s.prefix); ok {
 				fn(key.Value)
 			}
 		}

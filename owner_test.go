@@ -399,28 +399,6 @@ func TestDeleteOwnerErrors(t *testing.T) {
 		t.Fatalf("got %v: expected an error about the missing BatchGetItem method", err)
 	}
 
-	// An attribute of the session item named as the store's own.
-	for _, fn := range []func(*Options){
-		func(o *Options) { o.ExpiryAttribute = "revoked_until" },
-		func(o *Options) { o.DataAttribute = sessionitem.RevokedAttribute },
-		func(o *Options) { o.KeyAttribute = leaseOwnerAttr },
-	} {
-		s := NewWithCleanupInterval(newClient(t), 0, fn)
-		err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour))
-		if err == nil || !strings.Contains(err.Error(), "the store's own") {
-			t.Fatalf("got %v: expected an error naming the clash", err)
-		}
-	}
-
-	// An owner attribute that would overwrite another attribute.
-	for _, attr := range []string{"data", "expires_ms", leaseOwnerAttr, leaseUntilAttr} {
-		s := NewWithCleanupInterval(newClient(t), 0, withOwner, func(o *Options) { o.OwnerAttribute = attr })
-		err := s.Commit("token", []byte("u1|data"), time.Now().Add(time.Hour))
-		if err == nil || !strings.Contains(err.Error(), "OwnerAttribute") {
-			t.Fatalf("%s: got %v: expected an error naming OwnerAttribute", attr, err)
-		}
-	}
-
 	// A CachedStore over a store that is not a DynamoStore.
 	if _, err := NewCached(memstore.NewWithCleanupInterval(0)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
 		t.Fatalf("got %v: expected an error about the backing store", err)

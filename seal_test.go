@@ -268,15 +268,7 @@ func TestSealedMigration(t *testing.T) {
 
 func TestRequireEncryptionWithoutEncryption(t *testing.T) {
 	t.Parallel()
-	var log syncBuffer
-	s := newStore(t, nil, withLogger(&log), func(o *Options) { o.RequireEncryption = true })
-	if got := log.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "RequireEncryption has no effect") {
-		t.Fatalf("got log %q: expected an error about the option", got)
-	}
-	if err := s.Commit("token", []byte("data"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	mustFind(t, s, "token", "data")
+	mustPanicInvalid(t, "RequireEncryption", func(o *Options) { o.RequireEncryption = true })
 }
 
 // TestSealedTooLarge: the 400 KB check counts the sealed size.
@@ -536,7 +528,8 @@ func TestSealedHashTokenInStore(t *testing.T) {
 // TestResealKeepsOwner: a maintenance job that reseals without the
 // application's Owner option keeps every session's owner, so "log out
 // everywhere" still finds them; and an item that has only the exact
-// expiry in milliseconds is resealed too, rather than stopping Reseal.
+// expiry in milliseconds, which is no session (no TTL would ever delete
+// it), is left alone, rather than stopping Reseal.
 func TestResealKeepsOwner(t *testing.T) {
 	t.Parallel()
 	aead := newAEAD(t)
@@ -555,10 +548,16 @@ func TestResealKeepsOwner(t *testing.T) {
 		"expires_ms":  &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)},
 	})
 	job := NewWithCleanupInterval(newClient(t), 0, func(o *Options) { o.TableName = app.tableName }, withEncryption(aead))
-	if n, err := job.Reseal(context.Background()); err != nil || n != 3 {
-		t.Fatalf("got %d, %v: expected 3 sessions resealed", n, err)
+	if n, err := job.Reseal(context.Background()); err != nil || n != 2 {
+		t.Fatalf("got %d, %v: expected 2 sessions resealed", n, err)
 	}
-	for key, want := range map[string]string{"owned": "u1", "ms-only": "u2", "anonymous": ""} {
+	if _, ok := rawItem(t, app, "ms-only")["data"]; !ok {
+		t.Fatal("expected the item without a TTL attribute left as it was")
+	}
+	if _, found, err := app.Find("ms-only"); found || err != nil {
+		t.Fatalf("got %v, %v: expected the item without a TTL attribute served by no Find", found, err)
+	}
+	for key, want := range map[string]string{"owned": "u1", "anonymous": ""} {
 		item := rawItem(t, app, key)
 		o, _ := item["owner"].(*types.AttributeValueMemberS)
 		switch {

@@ -182,11 +182,16 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	case (name == "sessions" || name == "revoke") && f.owner == "":
 		return nil, errors.New("--owner is required")
 	}
+	// The library's own check of its options, before any request.
+	if err := dynamostore.CheckOptions(f.names); err != nil {
+		return nil, fmt.Errorf("%w (--key-prefix and the --*-attribute flags set these options)", err)
+	}
 	return f, nil
 }
 
-// options returns the store options the flags describe.
-func (f *flags) options(o *dynamostore.Options) {
+// names sets the names of the table and its attributes, and the key
+// prefix, that the flags give.
+func (f *flags) names(o *dynamostore.Options) {
 	o.TableName = f.opts.TableName
 	o.KeyAttribute = f.opts.KeyAttribute
 	o.DataAttribute = f.opts.DataAttribute
@@ -194,6 +199,11 @@ func (f *flags) options(o *dynamostore.Options) {
 	o.KeyPrefix = f.opts.KeyPrefix
 	o.OwnerAttribute = f.opts.OwnerAttribute
 	o.OwnerIndex = f.opts.OwnerIndex
+}
+
+// options returns the store options the flags describe.
+func (f *flags) options(o *dynamostore.Options) {
+	f.names(o)
 	o.SweepSegments = f.segments
 	o.SweepReadRate = f.readRate
 	o.SweepGrace = f.opts.SweepGrace // set by delete-expired's --grace; only sweeps use it
@@ -467,27 +477,31 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	if f.dryRun {
-		st, err := scanTable(ctx, client, f, time.Now().Add(-max(f.opts.SweepGrace, 0)))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "dry run: %d expired sessions would be deleted (%d items scanned in %s)\n",
-			st.expired, st.scanned, time.Since(start).Round(time.Millisecond))
-		return nil
-	}
-	counter := &countingClient{Client: client}
+	// A dry run is the real run, DeleteExpired itself, with a client that
+	// answers each conditional delete as if it held without sending it: the
+	// Scan's filter is the delete's condition, so it counts what a real run
+	// would delete at that moment.
+	counter := &countingClient{Client: client, dryRun: f.dryRun}
 	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
+	verb := "deleted"
+	if f.dryRun {
+		verb = "would delete"
+	}
 	stop := f.progress.start(func() string {
 		deleted := counter.deleted.Load()
-		return fmt.Sprintf("delete-expired %s: scanned %d items, deleted %d (%.0f per second)",
-			f.opts.TableName, counter.scanned.Load(), deleted, float64(deleted)/time.Since(start).Seconds())
+		return fmt.Sprintf("delete-expired %s: scanned %d items, %s %d (%.0f per second)",
+			f.opts.TableName, counter.scanned.Load(), verb, deleted, float64(deleted)/time.Since(start).Seconds())
 	})
 	n, err := store.DeleteExpired(ctx)
 	stop()
 	elapsed := time.Since(start)
 	if err != nil {
-		return fmt.Errorf("deleted %d expired sessions before: %w", n, err)
+		return fmt.Errorf("%s %d expired sessions before: %w", verb, n, err)
+	}
+	if f.dryRun {
+		fmt.Fprintf(out, "dry run: %d expired sessions would be deleted (%d items scanned in %s)\n",
+			n, counter.scanned.Load(), elapsed.Round(time.Millisecond))
+		return nil
 	}
 	fmt.Fprintf(out, "deleted %d expired sessions of %d items scanned in %s (%.0f per second)\n",
 		n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
@@ -507,8 +521,8 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable items: %d\n",
-		st.scanned, st.live, st.expired, st.compressed, st.sealed, st.corrupt)
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
+		st.scanned, st.live, st.expired, st.compressed, st.sealed, st.corrupt, st.revocations, st.other)
 	if len(st.sizes) == 0 {
 		return nil
 	}
@@ -521,13 +535,14 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 
 type tableStats struct {
 	scanned, live, expired, corrupt int
+	revocations, other              int
 	compressed, sealed              int
 	sizes                           []int // data bytes of sessions, live and expired
 }
 
-// scanTable reads every item of the table under the key prefix, but for
-// the sweeper lease. An item is expired at at by the store's rule (package
-// sessionitem).
+// scanTable reads every item of the table and counts, by the store's rules
+// (package sessionitem), the sessions under the key prefix's fence, live or
+// expired at at, the revocations, and every other item apart.
 func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
 	var st tableStats
 	var read atomic.Int64
@@ -535,7 +550,7 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 		return fmt.Sprintf("scanning %s: %d items read", f.opts.TableName, read.Load())
 	})
 	defer stop()
-	lease := f.opts.KeyPrefix + sessionitem.LeaseToken
+	names := sessionitem.Names{Prefix: f.opts.KeyPrefix, Key: f.opts.KeyAttribute, Data: f.opts.DataAttribute, Expiry: f.opts.ExpiryAttribute}
 	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -544,13 +559,14 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 		}
 		read.Add(int64(page.ScannedCount))
 		for _, item := range page.Items {
-			key, ok := item[f.opts.KeyAttribute].(*types.AttributeValueMemberS)
-			if !ok || !strings.HasPrefix(key.Value, f.opts.KeyPrefix) || key.Value == lease {
-				continue // another application's, or the sweeper's lease
-			}
 			st.scanned++
-			if sessionitem.Revoked(item) {
-				continue // what a Delete leaves: no session
+			switch sessionitem.Classify(item, names) {
+			case sessionitem.Other:
+				st.other++ // another application's, the sweeper lease, or no session
+				continue
+			case sessionitem.Revocation:
+				st.revocations++ // what a Delete leaves: no session
+				continue
 			}
 			// Sized as stored: compressed, sealed or plain, as the
 			// attribute's name says; reading it needs no key.
@@ -563,6 +579,13 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 			if err != nil {
 				st.corrupt++
 				continue
+			}
+			if format.Compressed && !format.Sealed {
+				// The store would refuse it; sealed data needs the key.
+				if _, err := sessionitem.Decompress(data); err != nil {
+					st.corrupt++
+					continue
+				}
 			}
 			if format.Compressed {
 				st.compressed++
@@ -582,9 +605,11 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 }
 
 // countingClient counts the items a sweep scans and deletes, for the
-// progress line.
+// progress line; with dryRun, it sends no DeleteItem and answers each as if
+// its condition held.
 type countingClient struct {
 	dynamostore.Client
+	dryRun           bool
 	scanned, deleted atomic.Int64
 }
 
@@ -597,6 +622,10 @@ func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFn
 }
 
 func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if c.dryRun {
+		c.deleted.Add(1)
+		return &dynamodb.DeleteItemOutput{}, nil
+	}
 	out, err := c.Client.DeleteItem(ctx, in, optFns...)
 	if err == nil {
 		c.deleted.Add(1)

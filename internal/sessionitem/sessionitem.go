@@ -14,7 +14,11 @@
 // rounded up so that TTL never deletes a live session. ExpiryAttribute
 // followed by MillisSuffix holds the exact expiry in Unix milliseconds. An
 // item without it (written before it existed, or by another tool) expires at
-// the start of its ExpiryAttribute's second.
+// the start of its ExpiryAttribute's second; an item whose two attributes
+// disagree, at the earlier (ExpiryMillis).
+//
+// Which items are a store's is the rule of Classify: a KeyPrefix is a
+// fence (CheckPrefix), and only an item with a session's shape is a session.
 //
 // The package also holds what else the store and the tool must agree on:
 // the defaults of the names and settings they share, the key of the sweeper
@@ -28,10 +32,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/klauspost/compress/zstd"
 )
 
 // The defaults of the options the store and the command-line tool share.
@@ -154,10 +161,29 @@ func ExpiryValues(expiry time.Time) (seconds, millis string) {
 	return strconv.FormatInt(max(s, 0), 10), strconv.FormatInt(max(expiry.UnixMilli(), 0), 10)
 }
 
-// ExpiryMillis returns the expiry of item in Unix milliseconds, read as the
-// package comment says. Its errors name the attribute at fault, never the
-// item's key or data.
+// ExpiryMillis returns the expiry of item in Unix milliseconds: the earlier
+// of its ExpiryAttribute's second and its Expiry+MillisSuffix attribute's
+// millisecond, when it has one. The store writes the second rounded up from
+// the millisecond, so the millisecond is the expiry of every item it wrote;
+// an item whose two attributes disagree is expired as soon as either says
+// so, as TTL and the sweeper treat it. Its errors name the attribute at
+// fault, never the item's key or data.
 func ExpiryMillis(item map[string]types.AttributeValue, expiryAttr string) (int64, error) {
+	n, ok := item[expiryAttr].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type N", expiryAttr)
+	}
+	s, err := ParseNumber(n.Value)
+	if err != nil {
+		return 0, fmt.Errorf("corrupt item: attribute %q is not a number of seconds", expiryAttr)
+	}
+	expiry := int64(math.MaxInt64)
+	switch {
+	case s < math.MinInt64/1000:
+		expiry = math.MinInt64
+	case s <= math.MaxInt64/1000:
+		expiry = s * 1000
+	}
 	if v, ok := item[expiryAttr+MillisSuffix]; ok {
 		n, ok := v.(*types.AttributeValueMemberN)
 		if !ok {
@@ -167,23 +193,38 @@ func ExpiryMillis(item map[string]types.AttributeValue, expiryAttr string) (int6
 		if err != nil {
 			return 0, fmt.Errorf("corrupt item: attribute %q is not a number of milliseconds", expiryAttr+MillisSuffix)
 		}
-		return ms, nil
+		expiry = min(expiry, ms)
 	}
-	n, ok := item[expiryAttr].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0, fmt.Errorf("corrupt item: attribute %q is missing or not of type N", expiryAttr)
+	return expiry, nil
+}
+
+// ExpiredCondition returns a condition expression, with its attribute names
+// and values, that holds for an item that Classify calls a session or a
+// revocation, and that ExpiryMillis says had expired at at. It does not
+// check that the key is a token under the prefix, which no expression can:
+// it only requires that the key begins with the prefix. DeleteExpired's Scan
+// filter and the condition of each of its deletes are this expression.
+func ExpiredCondition(n Names, at time.Time) (string, map[string]string, map[string]types.AttributeValue) {
+	names := map[string]string{"#e": n.Expiry, "#m": n.Expiry + MillisSuffix, "#r": RevokedAttribute}
+	values := map[string]types.AttributeValue{
+		":s":  &types.AttributeValueMemberN{Value: strconv.FormatInt(at.Unix(), 10)},
+		":ms": &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)},
+		":tn": &types.AttributeValueMemberS{Value: "N"},
+		":tb": &types.AttributeValueMemberS{Value: "B"},
 	}
-	s, err := ParseNumber(n.Value)
-	if err != nil {
-		return 0, fmt.Errorf("corrupt item: attribute %q is not a number of seconds", expiryAttr)
+	cond := "attribute_type(#e, :tn) AND (attribute_not_exists(#m) OR attribute_type(#m, :tn)) AND (#e <= :s OR #m <= :ms) AND (attribute_exists(#r)"
+	for i, f := range Formats {
+		name := "#d" + strconv.Itoa(i)
+		names[name] = f.Attribute(n.Data)
+		cond += " OR attribute_type(" + name + ", :tb)"
 	}
-	switch {
-	case s > math.MaxInt64/1000:
-		return math.MaxInt64, nil
-	case s < math.MinInt64/1000:
-		return math.MinInt64, nil
+	cond += ")"
+	if n.Prefix != "" {
+		names["#k"] = n.Key
+		values[":prefix"] = &types.AttributeValueMemberS{Value: n.Prefix}
+		cond += " AND begins_with(#k, :prefix)"
 	}
-	return s * 1000, nil
+	return cond, names, values
 }
 
 // Expired reports whether a session that expires at expiryMillis (Unix
@@ -231,4 +272,156 @@ const DefaultRevocationPeriod = 24 * time.Hour
 func Revoked(item map[string]types.AttributeValue) bool {
 	_, ok := item[RevokedAttribute]
 	return ok
+}
+
+// A KeyPrefix is a fence: a store reads, counts, rewrites and deletes only
+// the items whose key is its KeyPrefix followed by a token, and a token is
+// one or more base64url characters (A-Z, a-z, 0-9, '-' and '_'), as scs's
+// tokens and the hashes of its HashTokenInStore are. A prefix must
+// therefore be empty or end with a character that is not base64url, such
+// as ':' or '#': then no key is under two prefixes, since what follows the
+// shorter prefix in a key under the longer one holds that character. A
+// prefix such as "app" cannot be fenced: "app2" + a token is "app" + a
+// token too.
+
+// CheckPrefix returns an error, naming KeyPrefix, when prefix cannot be
+// fenced: it is not valid UTF-8, or ends with a base64url character.
+func CheckPrefix(prefix string) error {
+	switch {
+	case prefix == "":
+		return nil
+	case !utf8.ValidString(prefix):
+		return errors.New("KeyPrefix is not valid UTF-8")
+	case isTokenByte(prefix[len(prefix)-1]):
+		return fmt.Errorf("KeyPrefix %q ends with a character a token may hold (A-Z, a-z, 0-9, '-', '_'), so another prefix such as %q would share its keys; end it with one a token cannot hold, such as ':'",
+			prefix, prefix+"2")
+	}
+	return nil
+}
+
+// IsToken reports whether token can be a session's token: one or more
+// base64url characters.
+func IsToken(token string) bool {
+	if token == "" {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		if !isTokenByte(token[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
+// Token returns the token of key under prefix, and false when key is not
+// under prefix's fence: not the prefix followed by a token.
+func Token(key, prefix string) (string, bool) {
+	token, ok := strings.CutPrefix(key, prefix)
+	return token, ok && IsToken(token)
+}
+
+// Kind is what an item is to a store.
+type Kind int
+
+const (
+	// Other is anything that is neither a session nor a revocation under
+	// the store's fence: another application's item, another prefix's
+	// session, the sweeper lease, or an item without a session's shape.
+	// No store reads, counts, rewrites or deletes it.
+	Other Kind = iota
+	// Revocation is what Delete leaves in a session's place.
+	Revocation
+	// Session is an item with a session's shape; whether it can be read
+	// (opened, decompressed) is decided when it is.
+	Session
+)
+
+// Names are the attribute names and the KeyPrefix by which a store reads
+// its items.
+type Names struct {
+	Prefix, Key, Data, Expiry string
+}
+
+// Classify returns what item is to a store with names n. Both a session and
+// a revocation are items whose key, of type S, is a token under the fence,
+// with an Expiry attribute of type N and an Expiry+MillisSuffix attribute
+// of type N or none. A revocation has the RevokedAttribute; a session has
+// not, and has a data attribute of type B in at least one format.
+// ExpiredCondition says the same to DynamoDB.
+func Classify(item map[string]types.AttributeValue, n Names) Kind {
+	key, ok := item[n.Key].(*types.AttributeValueMemberS)
+	if !ok {
+		return Other
+	}
+	if _, ok := Token(key.Value, n.Prefix); !ok {
+		return Other
+	}
+	if _, ok := item[n.Expiry].(*types.AttributeValueMemberN); !ok {
+		return Other
+	}
+	if v, ok := item[n.Expiry+MillisSuffix]; ok {
+		if _, ok := v.(*types.AttributeValueMemberN); !ok {
+			return Other
+		}
+	}
+	if Revoked(item) {
+		return Revocation
+	}
+	for _, f := range Formats {
+		if _, ok := item[f.Attribute(n.Data)].(*types.AttributeValueMemberB); ok {
+			return Session
+		}
+	}
+	return Other
+}
+
+// MaxDecodedBytes bounds what a compressed item may expand to, so a corrupt
+// or hostile item cannot exhaust memory. The store refuses to write more.
+const MaxDecodedBytes = 16 << 20
+
+var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+	d, _ := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(MaxDecodedBytes),
+		zstd.WithDecodeAllCapLimit(true)) // see Decompress
+	return d
+})
+
+// unsizedLimit is the most a zstd frame that does not state its size may
+// decode to. The store's encoder states the size of every input of 256
+// bytes or more (TestDecompressBounded checks), so only smaller ones come
+// without it.
+const unsizedLimit = 64 << 10
+
+// Decompress returns the data of the zstd frame z. It makes one buffer of
+// the size the frame states, or of unsizedLimit when it states none, and
+// decodes no more than fits: a planted frame that states no size (which
+// would decode by growing buffers, about 94 MB of allocation for 15 MiB
+// out) or is followed by another is refused, so an item costs a Find at
+// most the size it states, itself at most MaxDecodedBytes
+// (the store's TestDecompressBounded).
+func Decompress(z []byte) ([]byte, error) {
+	if len(z) == 0 {
+		return nil, errors.New("empty")
+	}
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return nil, err
+	}
+	size := uint64(unsizedLimit)
+	if h.HasFCS {
+		if h.FrameContentSize > MaxDecodedBytes {
+			return nil, errors.New("the frame states a size over the limit")
+		}
+		size = h.FrameContentSize
+	}
+	data, err := zstdDecoder().DecodeAll(z, make([]byte, 0, size))
+	if err == nil && h.HasFCS && uint64(len(data)) != size {
+		err = errors.New("the frame's data is not the size it states")
+	}
+	return data, err
 }

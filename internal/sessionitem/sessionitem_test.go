@@ -40,7 +40,8 @@ func TestExpiryMillis(t *testing.T) {
 		{"exact", map[string]types.AttributeValue{"expires": n("1795000001"), "expires_ms": n("1795000000300")}, 1795000000300, ""},
 		{"whole seconds only", map[string]types.AttributeValue{"expires": n("1795000000")}, 1795000000000, ""},
 		{"decimal seconds", map[string]types.AttributeValue{"expires": n("1795000000.75")}, 1795000000000, ""},
-		{"exact without seconds", map[string]types.AttributeValue{"expires_ms": n("1795000000300")}, 1795000000300, ""},
+		{"exact without seconds", map[string]types.AttributeValue{"expires_ms": n("1795000000300")}, 0, `attribute "expires" is missing`},
+		{"seconds before millis", map[string]types.AttributeValue{"expires": n("1795000000"), "expires_ms": n("1795000099000")}, 1795000000000, ""},
 		{"huge seconds", map[string]types.AttributeValue{"expires": n("1e300")}, math.MaxInt64, ""},
 		{"negative seconds", map[string]types.AttributeValue{"expires": n("-1e300")}, math.MinInt64, ""},
 		{"missing", map[string]types.AttributeValue{}, 0, `attribute "expires" is missing`},
@@ -61,8 +62,8 @@ func TestExpiryMillis(t *testing.T) {
 
 func TestExpired(t *testing.T) {
 	expiry := time.Unix(1795000000, 300_000_000)
-	_, millis := ExpiryValues(expiry)
-	ms, err := ExpiryMillis(map[string]types.AttributeValue{"e_ms": &types.AttributeValueMemberN{Value: millis}}, "e")
+	seconds, millis := ExpiryValues(expiry)
+	ms, err := ExpiryMillis(map[string]types.AttributeValue{"e": &types.AttributeValueMemberN{Value: seconds}, "e_ms": &types.AttributeValueMemberN{Value: millis}}, "e")
 	if err != nil {
 		t.Fatal(err)
 	}
