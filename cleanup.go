@@ -36,7 +36,6 @@ const (
 	maxThrottleRetries = 10
 )
 
-
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
 // expired at least SweepGrace ago and returns how many it deleted; it also
 // removes the revocations Delete left whose period is over, which it does

@@ -40,6 +40,7 @@ package dynamostore
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -626,18 +627,19 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 			format.Compressed, stored = true, z
 		}
 	}
-	if s.aead != nil {
-		sealed, err := s.aead.Encrypt(stored, associatedData(key, format.Compressed))
-		if err != nil {
-			return s.opError(op+": encrypt", err)
-		}
-		format.Sealed, stored = true, sealed
-	}
-	attr := s.dataAttrs[formatIndex(format)]
 	owner, hasOwner := s.owner(b)
 	if keep != nil {
 		owner, hasOwner = keep.owner, keep.ok
 	}
+	if s.aead != nil {
+		ms, _ := strconv.ParseInt(expMs, 10, 64)
+		sealed, err := s.aead.Encrypt(stored, sealBinding(key, format.Compressed, ms, owner, hasOwner))
+		if err != nil {
+			return s.opError(op+": encrypt", err)
+		}
+		format.Sealed, stored = true, append([]byte{sealVersion}, sealed...)
+	}
+	attr := s.dataAttrs[formatIndex(format)]
 	size := s.itemSize(key, attr, len(stored), exp, expMs)
 	if hasOwner {
 		size += len(s.ownerAttr) + len(owner)
@@ -830,10 +832,10 @@ func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int6
 		if key == nil {
 			return nil, 0, fmt.Errorf("corrupt item: attribute %q, the key, is missing or not of type S", s.keyAttr)
 		}
-		if data, err = s.aead.Decrypt(data, associatedData(key.Value, format.Compressed)); err != nil {
+		if data, err = s.open(item, key.Value, data, format.Compressed); err != nil {
 			// The AEAD's error says nothing a log needs: tampered, or a
 			// key the keyset no longer has.
-			return nil, 0, fmt.Errorf("corrupt item: attribute %q does not open with Options.Encryption (tampered, copied from another key, or sealed with a key no longer in the keyset)", attr)
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q does not open with Options.Encryption (tampered with, its expiry, owner or format changed, copied from another key, or sealed with a key no longer in the keyset)", attr)
 		}
 	case s.requireSeal:
 		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not sealed, and Options.RequireEncryption is set", attr)
@@ -865,8 +867,36 @@ func formatIndex(f sessionitem.Format) int {
 	return i
 }
 
-// associatedData binds a sealed item's data to its key, and to whether the
-// sealed bytes are compressed: one byte, 'z' or 'p', then the key.
+// sealVersion is the first byte of data sealed with sealBinding's
+// associated data; the AEAD's ciphertext follows it. Data sealed before
+// it, with associatedData, has no such byte.
+const sealVersion byte = 2
+
+// sealBinding is the associated data of data sealed now: everything the
+// store decides by, so that a table writer who changes any of it gets an
+// item that does not open. It is sealVersion, 'z' or 'p' for compressed or
+// plain, the exact expiry in Unix milliseconds (8 bytes, big-endian), 1 and
+// the owner's length and bytes or 0 for no owner, and the key as stored.
+func sealBinding(key string, compressed bool, expiryMs int64, owner string, hasOwner bool) []byte {
+	ad := make([]byte, 0, 2+8+1+binary.MaxVarintLen64+len(owner)+len(key))
+	ad = append(ad, sealVersion, 'p')
+	if compressed {
+		ad[1] = 'z'
+	}
+	ad = binary.BigEndian.AppendUint64(ad, uint64(expiryMs))
+	if hasOwner {
+		ad = append(ad, 1)
+		ad = binary.AppendUvarint(ad, uint64(len(owner)))
+		ad = append(ad, owner...)
+	} else {
+		ad = append(ad, 0)
+	}
+	return append(ad, key...)
+}
+
+// associatedData is the associated data of data sealed before sealVersion:
+// one byte, 'z' or 'p', then the key. Such items still open, so an upgrade
+// loses no session; Reseal rewrites them under sealBinding.
 func associatedData(key string, compressed bool) []byte {
 	ad := make([]byte, 0, 1+len(key))
 	if compressed {
@@ -875,6 +905,29 @@ func associatedData(key string, compressed bool) []byte {
 		ad = append(ad, 'p')
 	}
 	return append(ad, key...)
+}
+
+// open returns the data sealed in item, whose key is key: bound, by
+// sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner
+// and format as they are now, or, for data sealed before sealVersion, to
+// its key and format alone.
+func (s *DynamoStore) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
+	if len(sealed) > 0 && sealed[0] == sealVersion {
+		expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
+		if err != nil {
+			return nil, err
+		}
+		owner, hasOwner := item[s.ownerAttr].(*types.AttributeValueMemberS)
+		var o string
+		if hasOwner {
+			o = owner.Value
+		}
+		if data, err := s.aead.Decrypt(sealed[1:], sealBinding(key, compressed, expiry, o, hasOwner)); err == nil {
+			return data, nil
+		}
+		// Data sealed before sealVersion may begin with the same byte.
+	}
+	return s.aead.Decrypt(sealed, associatedData(key, compressed))
 }
 
 // logUnreadable warns of an item that op could not read: its error names

@@ -280,7 +280,7 @@ func TestSealedTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	overhead := len(sealed) - 1
+	overhead := len(sealed) - 1 + 1 // and the sealVersion byte
 	expiry := time.Now().Add(time.Hour)
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	fits := maxItemBytes - len("session_key") - len("token") - len("data_sealed") -
@@ -573,5 +573,111 @@ func TestResealKeepsOwner(t *testing.T) {
 	waitOwnerTokens(t, app, "u1", []string{"owned"})
 	if n, err := app.DeleteOwner(context.Background(), "u1"); err != nil || n != 1 {
 		t.Fatalf("got %d, %v: expected the resealed session found and revoked", n, err)
+	}
+}
+
+// TestSealedBinding: a writer of the table without the keyset cannot bend a
+// sealed session. Whatever of its expiry, owner or format they change, the
+// item no longer opens: it is no session, logged at Warn without key or
+// data. An item sealed before the binding (key and format only) still
+// opens, and Reseal rewrites it under the binding.
+func TestSealedBinding(t *testing.T) {
+	t.Parallel()
+	const secret = "u1|s3cret-data"
+	var logs syncBuffer
+	a := newAEAD(t)
+	s := newStore(t, nil, withOwner, withEncryption(a), withLogger(&logs), func(o *Options) { o.RequireEncryption = true })
+	n := func(v int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+	}
+	yearAhead := time.Now().AddDate(1, 0, 0)
+	for _, c := range []struct {
+		name   string
+		expiry time.Time // of the Commit
+		edit   func(item map[string]types.AttributeValue)
+	}{
+		{"revive-expired", time.Now().Add(-time.Hour), func(item map[string]types.AttributeValue) {
+			item["expires"], item["expires_ms"] = n(yearAhead.Unix()), n(yearAhead.UnixMilli())
+		}},
+		{"extend-live", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) {
+			item["expires"], item["expires_ms"] = n(yearAhead.Unix()), n(yearAhead.UnixMilli())
+		}},
+		{"extend-millis-only", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) {
+			item["expires_ms"] = n(time.Now().Add(2 * time.Hour).UnixMilli())
+		}},
+		{"strip-owner", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) { delete(item, "owner") }},
+		{"change-owner", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) {
+			item["owner"] = &types.AttributeValueMemberS{Value: "u2"}
+		}},
+		{"change-format", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) {
+			item["data_zstd_sealed"] = item["data_sealed"]
+			delete(item, "data_sealed")
+		}},
+		{"drop-version", time.Now().Add(time.Hour), func(item map[string]types.AttributeValue) {
+			b := item["data_sealed"].(*types.AttributeValueMemberB)
+			item["data_sealed"] = &types.AttributeValueMemberB{Value: b.Value[1:]}
+		}},
+	} {
+		token := "tok-" + c.name
+		if err := s.Commit(token, []byte(secret), c.expiry); err != nil {
+			t.Fatal(err)
+		}
+		item := rawItem(t, s, token)
+		if c.expiry.After(time.Now()) {
+			mustFind(t, s, token, secret)
+		}
+		c.edit(item)
+		putRaw(t, s, item)
+		before := logs.String()
+		if b, found, err := s.Find(token); found || err != nil {
+			t.Fatalf("%s: got %q, %v, %v: expected the edited item to be no session", c.name, b, found, err)
+		}
+		msg := strings.TrimPrefix(logs.String(), before)
+		if !strings.Contains(msg, "level=WARN") || strings.Contains(msg, token) || strings.Contains(msg, "s3cret") {
+			t.Fatalf("%s: got log %q: expected a warning without key or data", c.name, msg)
+		}
+	}
+
+	// An item sealed before the binding opens, and Reseal binds it.
+	legacy, err := a.Encrypt([]byte(secret), associatedData("tok-legacy", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().Add(time.Hour)
+	sec, ms := sessionitem.ExpiryValues(hour)
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "tok-legacy"},
+		"data_sealed": &types.AttributeValueMemberB{Value: legacy},
+		"expires":     &types.AttributeValueMemberN{Value: sec},
+		"expires_ms":  &types.AttributeValueMemberN{Value: ms},
+	})
+	mustFind(t, s, "tok-legacy", secret)
+	if _, err := s.Reseal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	item := rawItem(t, s, "tok-legacy")
+	if b := item["data_sealed"].(*types.AttributeValueMemberB).Value; b[0] != sealVersion {
+		t.Fatalf("got first byte %d: expected Reseal to bind the legacy item", b[0])
+	}
+	mustFind(t, s, "tok-legacy", secret)
+	item["expires_ms"] = n(yearAhead.UnixMilli())
+	item["expires"] = n(yearAhead.Unix())
+	putRaw(t, s, item)
+	if _, found, _ := s.Find("tok-legacy"); found {
+		t.Fatal("expected the resealed item's expiry bound")
+	}
+
+	// The limit SECURITY.md states: a writer may put back an older sealed
+	// copy of the same session, with its own old expiry, which bounds it.
+	if err := s.Commit("tok-restore", []byte("u1|old"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	old := rawItem(t, s, "tok-restore")
+	if err := s.Commit("tok-restore", []byte("u1|new"), time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, s, old)
+	if _, expiry, found, err := s.FindExpiryCtx(context.Background(), "tok-restore"); err != nil || !found || expiry.After(time.Now().Add(time.Hour)) {
+		t.Fatalf("got %v, %v, %v: expected the restored copy served, until its own expiry", expiry, found, err)
 	}
 }

@@ -46,7 +46,9 @@ type shape struct {
 // itemShapes returns one item of each shape the store may meet, with what
 // the one rule of a live session says of it at now.
 func itemShapes(prefix string, now time.Time) []shape {
-	n := func(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)} }
+	n := func(v int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+	}
 	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 	b := func(v []byte) types.AttributeValue { return &types.AttributeValueMemberB{Value: v} }
 	data := b([]byte("x"))
