@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"strconv"
@@ -332,7 +333,9 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 // store may hold the sweeper lease afterwards (it took it, or the attempt
 // failed in a way that leaves it unknown) and whether it took it.
 func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
+	sctx := ctx
 	if s.sweepLease {
+		took := time.Now()
 		var err error
 		held, err = s.acquireLease(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -341,16 +344,71 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 		if !held {
 			return err != nil, false
 		}
+		var cancel context.CancelCauseFunc
+		sctx, cancel = context.WithCancelCause(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.holdLease(sctx, cancel, took)
+		}()
+		defer func() { cancel(nil); <-done }()
 	}
-	n, err := s.DeleteExpired(ctx)
+	n, err := s.DeleteExpired(sctx)
 	switch {
 	case ctx.Err() != nil:
+	case sctx.Err() != nil:
+		s.logger.Warn("dynamostore: sweep stopped", "table", s.tableName, "deleted", n, "reason", context.Cause(sctx))
 	case err != nil:
 		s.logger.Error("dynamostore: sweep failed", "table", s.tableName, "deleted", n, "error", err)
 	default:
 		s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
 	}
 	return s.sweepLease, held
+}
+
+// errLeaseLost is why a sweep stops when its store can no longer tell
+// that it holds the sweeper lease.
+var errLeaseLost = errors.New("the sweeper lease could not be renewed before it lapsed, so another store may sweep; this one stopped")
+
+// holdLease renews the sweeper lease, taken at took, every third of
+// CleanupInterval while the sweep whose context is ctx runs, and stops the
+// sweep with cancel before the lease could lapse: when a renewal fails, or
+// none has succeeded a quarter of CleanupInterval before the last one
+// taken ends (the margin allows for the sweep's requests to stop, and for
+// clocks a little apart). So the Scans of two stores never overlap,
+// however long a sweep takes.
+func (s *DynamoStore) holdLease(ctx context.Context, cancel context.CancelCauseFunc, took time.Time) {
+	margin := s.interval / 4
+	until := took.Add(s.interval - margin)
+	renew := time.NewTicker(max(s.interval/3, time.Millisecond))
+	defer renew.Stop()
+	for {
+		lapse := time.NewTimer(time.Until(until))
+		select {
+		case <-ctx.Done():
+			lapse.Stop()
+			return
+		case <-lapse.C:
+			cancel(errLeaseLost)
+			return
+		case <-renew.C:
+			lapse.Stop()
+		}
+		start := time.Now()
+		rctx, rcancel := context.WithDeadline(ctx, until)
+		ok, err := s.acquireLease(rctx)
+		rcancel()
+		if !ok {
+			if err == nil {
+				err = errLeaseLost // another store holds it
+			} else {
+				err = fmt.Errorf("%w: %w", errLeaseLost, err)
+			}
+			cancel(err)
+			return
+		}
+		until = start.Add(s.interval - margin)
+	}
 }
 
 // ttlDescriber is the one operation beyond Client's that the sweeper uses,

@@ -769,3 +769,114 @@ func TestItemOperationsClient(t *testing.T) {
 		t.Fatalf("got %v, %v: expected the session deleted", found, err)
 	}
 }
+
+// slowSweepClient holds a store's sweep Scan until release is closed or
+// the sweep's context ends, and counts the Scans in flight across stores.
+// With hangRenewals, each lease write after the first waits until its
+// context ends, as a renewal DynamoDB never answers would.
+type slowSweepClient struct {
+	Client
+	inFlight     *atomic.Int32 // sweep Scans in flight, all stores
+	overlapped   *atomic.Bool  // two sweep Scans were in flight at once
+	release      chan struct{}
+	scanning     chan struct{} // closed when this store's Scan is held
+	scanOnce     sync.Once
+	scanEnded    chan error // why this store's held Scan returned
+	hangRenewals bool
+	leases       atomic.Int32 // lease writes that succeeded
+	refused      atomic.Int32 // lease writes refused: another store holds it
+}
+
+func (c *slowSweepClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	if c.inFlight.Add(1) > 1 {
+		c.overlapped.Store(true)
+	}
+	defer c.inFlight.Add(-1)
+	held := false
+	c.scanOnce.Do(func() { held = true })
+	if held {
+		close(c.scanning)
+		select {
+		case <-c.release:
+			c.scanEnded <- nil
+		case <-ctx.Done():
+			c.scanEnded <- context.Cause(ctx)
+			return nil, ctx.Err()
+		}
+	}
+	return c.Client.Scan(ctx, in, optFns...)
+}
+
+func (c *slowSweepClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if _, ok := in.Item[leaseUntilAttr]; !ok {
+		return c.Client.PutItem(ctx, in, optFns...)
+	}
+	if c.hangRenewals && c.leases.Load() > 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	out, err := c.Client.PutItem(ctx, in, optFns...)
+	var condFailed *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		c.leases.Add(1)
+	case errors.As(err, &condFailed):
+		c.refused.Add(1)
+	}
+	return out, err
+}
+
+// TestSweepLeaseRenewed: a sweep that outlasts CleanupInterval keeps its
+// lease by renewing it, so a second store's ticks find the lease held and
+// no two Scans overlap; and a store whose renewal hangs stops its sweep
+// before the lease lapses, so that the store that takes the lease over
+// never scans beside it.
+func TestSweepLeaseRenewed(t *testing.T) {
+	t.Parallel()
+	for _, hang := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hangRenewals=%v", hang), func(t *testing.T) {
+			t.Parallel()
+			fns := newTable(t)
+			var inFlight atomic.Int32
+			var overlapped atomic.Bool
+			newClient := func(hang bool) *slowSweepClient {
+				return &slowSweepClient{Client: newClient(t), inFlight: &inFlight, overlapped: &overlapped,
+					release: make(chan struct{}), scanning: make(chan struct{}), scanEnded: make(chan error, 1), hangRenewals: hang}
+			}
+			var logs syncBuffer
+			// The interval leaves a renewal 2 s to succeed on a busy machine.
+			const interval = 3 * time.Second
+			a := newClient(hang)
+			first := NewWithCleanupInterval(a, interval, append(fns, withLogger(&logs), func(o *Options) { o.SweepWithTTL = true })...)
+			t.Cleanup(first.StopCleanup)
+			waitChan(t, a.scanning, "the first store's sweep")
+			b := newClient(false)
+			second := NewWithCleanupInterval(b, interval, append(fns, func(o *Options) { o.SweepWithTTL = true })...)
+			t.Cleanup(second.StopCleanup)
+			if !hang {
+				// Renewed twice, and refused to the second store, while the
+				// first store's Scan is held.
+				waitUntil(t, "two renewals and a refused lease", func() bool { return a.leases.Load() >= 3 && b.refused.Load() >= 1 })
+				close(a.release)
+				if err := waitChan(t, a.scanEnded, "the released Scan"); err != nil {
+					t.Fatalf("got %v: expected the held Scan released, not cancelled", err)
+				}
+			} else {
+				// The renewal hangs: the sweep stops before the lease
+				// lapses, and the second store sweeps after it.
+				waitChan(t, b.scanning, "the second store's sweep")
+				if overlapped.Load() {
+					t.Fatal("the second store's Scan began while the first store's ran")
+				}
+				if err := waitChan(t, a.scanEnded, "the stopped Scan"); !errors.Is(err, errLeaseLost) {
+					t.Fatalf("got %v: expected the sweep stopped for the lease", err)
+				}
+				logs.waitFor(t, "sweep stopped")
+				close(b.release)
+			}
+			if overlapped.Load() {
+				t.Fatal("two stores' Scans overlapped")
+			}
+		})
+	}
+}

@@ -34,13 +34,15 @@ var endpoint string
 const hangTimeout = 2 * time.Minute
 
 // waitChan returns once ch is closed or receives.
-func waitChan[T any](t testing.TB, ch <-chan T, what string) {
+func waitChan[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
-	case <-ch:
+	case v := <-ch:
+		return v
 	case <-time.After(hangTimeout):
 		t.Fatalf("waited %v for %s", hangTimeout, what)
 	}
+	panic("unreachable")
 }
 
 // waitUntil polls cond, for what no event announces, until it holds.
