@@ -29,12 +29,13 @@ const (
 	// condition that keeps a re-committed session alive.
 	sweepWorkers = 8
 
-	// A throttled delete waits throttleBackoff, doubling up to
-	// maxThrottleBackoff, for at most maxThrottleRetries tries beyond the
-	// SDK's own retries.
-	throttleBackoff    = 50 * time.Millisecond
-	maxThrottleBackoff = 5 * time.Second
-	maxThrottleRetries = 10
+	// What BatchGetItem leaves unprocessed for lack of capacity, which the
+	// SDK does not retry, is asked for again after unprocessedBackoff,
+	// doubling up to maxUnprocessedBackoff, at most maxUnprocessedRetries
+	// times, as DynamoDB advises.
+	unprocessedBackoff    = 50 * time.Millisecond
+	maxUnprocessedBackoff = 5 * time.Second
+	maxUnprocessedRetries = 10
 )
 
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
@@ -47,8 +48,16 @@ const (
 // session committed again in the meantime is kept, and so is every item
 // that is not this store's session (another application's, another
 // KeyPrefix's, or one without a session's attributes). Each segment keeps 8
-// deletes in flight; throttled deletes back off and retry. The scan reads,
-// and is billed for, the whole table.
+// deletes in flight. The scan reads, and is billed for, the whole table.
+//
+// Every request is sent once through the store's Client, whose retryer is
+// the one retry policy: with the SDK's defaults, 3 attempts of each
+// request, with exponential backoff of up to 20 seconds between them, for
+// throttling as for other retryable errors (set dynamodb.Options'
+// RetryMaxAttempts or Retryer to change it). A request that still fails,
+// throttled or not, ends the sweep with its error; the next sweep goes on
+// where it left off, and SweepReadRate keeps a sweep within a table's
+// capacity.
 //
 // An item has expired at least SweepGrace ago by the sweeper's clock, so no
 // instance whose clock is within SweepGrace still serves it.
@@ -212,28 +221,20 @@ func (s *DynamoStore) putIf(ctx context.Context, operation operation, input *dyn
 	})
 }
 
-// writeIf calls send, a conditional write for op, retrying it while it is
-// throttled, and reports whether the condition held and the write went.
+// writeIf calls send, a conditional write for op, and reports whether the
+// condition held and the write went. It retries nothing itself: the
+// client's retryer is the one retry policy (see DeleteExpired).
 func (s *DynamoStore) writeIf(ctx context.Context, operation operation, send func() (*types.ConsumedCapacity, error)) (bool, error) {
-	op := operation.String()
-	backoff := throttleBackoff
-	for try := 0; ; try++ {
-		consumed, err := send()
-		var condFailed *types.ConditionalCheckFailedException
-		switch {
-		case err == nil:
-			s.metrics.consumed(ctx, operation, kindWrite, consumed)
-			return true, nil
-		case errors.As(err, &condFailed):
-			return false, nil
-		case !isThrottle(err) || try == maxThrottleRetries:
-			return false, s.opError(op, err)
-		}
-		if err := sleepCtx(ctx, backoff); err != nil {
-			return false, s.opError(op, err)
-		}
-		backoff = min(2*backoff, maxThrottleBackoff)
+	consumed, err := send()
+	var condFailed *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		s.metrics.consumed(ctx, operation, kindWrite, consumed)
+		return true, nil
+	case errors.As(err, &condFailed):
+		return false, nil
 	}
+	return false, s.opError(operation.String(), err)
 }
 
 // sleepCtx waits for d, or until ctx ends and returns its error.
@@ -246,20 +247,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// isThrottle reports whether err is DynamoDB refusing a request for lack of
-// capacity, which the SDK retries a few times before it gives up.
-func isThrottle(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	switch apiErr.ErrorCode() {
-	case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
-		return true
-	}
-	return false
 }
 
 // The sweeper lease is the item keyed KeyPrefix + leaseToken (see

@@ -172,18 +172,18 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 			ExpressionAttributeNames: names,
 			ConsistentRead:           s.consistent,
 		}}
-		backoff := throttleBackoff
+		backoff := unprocessedBackoff
 		for try := 0; len(pending) > 0; try++ {
 			if try > 0 {
 				// DynamoDB returns what it could not read for lack of
 				// capacity; ask again after a pause, as it advises.
-				if try > maxThrottleRetries {
+				if try > maxUnprocessedRetries {
 					return nil, s.opError(op, fmt.Errorf("BatchGetItem left keys unread after %d tries", try))
 				}
 				if err := sleepCtx(ctx, backoff); err != nil {
 					return nil, s.opError(op, err)
 				}
-				backoff = min(2*backoff, maxThrottleBackoff)
+				backoff = min(2*backoff, maxUnprocessedBackoff)
 			}
 			out, err := bg.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 				RequestItems:           pending,
