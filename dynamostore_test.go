@@ -1004,6 +1004,9 @@ func TestInvalidOptions(t *testing.T) {
 	} {
 		mustPanicInvalid(t, c.name, c.fn)
 	}
+	if err := CreateTable(context.Background(), newClient(t), func(o *Options) { o.OwnerAttribute = "expires" }); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("got %v: expected CreateTable to refuse an owner index on the expiry", err)
+	}
 	for _, prefix := range []string{"", "app:", "app:x:", "app#", "tenant/42/"} {
 		if err := CheckOptions(func(o *Options) { o.KeyPrefix = prefix }); err != nil {
 			t.Fatalf("KeyPrefix %q: got %v: expected it fenced", prefix, err)
