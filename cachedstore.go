@@ -272,8 +272,14 @@ var (
 )
 
 // NewCached returns a CachedStore in front of backing, with the defaults
-// described at CacheOptions changed by optFns.
+// described at CacheOptions changed by optFns. It panics when backing is
+// nil, as New does for a nil Client; what it cannot use in the options (a
+// Cache that is not a SharedCache, a backing store that is not a
+// CacheableStore) it logs once, here, and works without.
 func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
+	if backing == nil {
+		panic("dynamostore: NewCached: the backing store is nil; pass the DynamoStore that New returned")
+	}
 	o := CacheOptions{MaxBytes: defaultMaxBytes, MaxEntries: defaultMaxEntries, MaxStale: defaultMaxStale}
 	for _, fn := range optFns {
 		fn(&o)

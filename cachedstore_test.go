@@ -1107,3 +1107,14 @@ func TestCachedZeroExpiry(t *testing.T) {
 	}
 	mustFind(t, c, "token", "")
 }
+
+// TestNewCachedNil: NewCached refuses a nil backing store at once.
+func TestNewCachedNil(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "backing store is nil") {
+			t.Fatalf("got %v: expected a panic naming the nil backing store", r)
+		}
+	}()
+	NewCached(nil)
+}

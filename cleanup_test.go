@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
 
@@ -888,5 +890,37 @@ func TestSweepLeaseRenewed(t *testing.T) {
 				t.Fatal("two stores' Scans overlapped")
 			}
 		})
+	}
+}
+
+// TestOneRetryPolicy: a throttled delete is tried as often as the client's
+// retryer says (the SDK's default: 3 attempts), not that many times again
+// by the store on top. The throttle is injected inside a real
+// *dynamodb.Client, below its retryer.
+func TestOneRetryPolicy(t *testing.T) {
+	t.Parallel()
+	var attempts atomic.Int32
+	throttled := dynamodb.New(newClient(t).Options(), func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("throttle", func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+				if awsmiddleware.GetOperationName(ctx) == "DeleteItem" {
+					attempts.Add(1)
+					return middleware.DeserializeOutput{}, middleware.Metadata{}, &smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException", Message: "injected"}
+				}
+				return next.HandleDeserialize(ctx, in)
+			}), middleware.After)
+		})
+	})
+	s := newStore(t, throttled, clockAhead)
+	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.DeleteExpired(context.Background())
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "ProvisionedThroughputExceededException" {
+		t.Fatalf("got %v: expected the throttle returned", err)
+	}
+	if got := attempts.Load(); got != 3 {
+		t.Fatalf("got %d attempts: expected the SDK's 3, and no more", got)
 	}
 }
