@@ -92,7 +92,9 @@ type Options struct {
 	// says, so turning it on or off needs no migration. Versions before this
 	// option cannot read compressed items. Zero, the default, never
 	// compresses, nor does a negative value; 1024 is a good value, since
-	// a write unit is 1 KB.
+	// a write unit is 1 KB. Compressed sessions hold at most 4 MiB of data,
+	// so that a planted item costs a Find a few MB at most; Commit returns
+	// ErrTooLarge above it.
 	CompressAbove int
 
 	// ExpiryAttribute holds the session's expiry in whole Unix seconds,

@@ -1034,7 +1034,8 @@ func mustPanicInvalid(t *testing.T, name string, fn func(*Options)) {
 // TestDecompressBounded: what a planted zstd frame can cost a Find. A frame
 // without a stated size, which would grow buffers to 94 MB for 15 MiB of
 // output, and a frame followed by another, are refused at once; a frame
-// stating the most there may be, 16 MiB, costs about that. Not parallel:
+// stating the most there may be, 4 MiB, costs about that (4.3 MB), and one
+// stating more is refused before any buffer is made. Not parallel:
 // it measures the process's allocations.
 func TestDecompressBounded(t *testing.T) {
 	allocated := func(f func()) uint64 {
@@ -1054,6 +1055,7 @@ func TestDecompressBounded(t *testing.T) {
 	w.Close()
 	small := compress(bytes.Repeat([]byte("session "), 500))
 	stated := compress(make([]byte, maxDecodedBytes))
+	over := compress(make([]byte, 16<<20))
 	decompress(small) // warm the decoder
 	// The encoder states the size of every input of 256 bytes or more.
 	for _, n := range []int{256, 1000, 4096, 1 << 20} {
@@ -1073,7 +1075,8 @@ func TestDecompressBounded(t *testing.T) {
 	}{
 		{"no stated size, 15 MiB out", streamed.Bytes(), false, 1 << 20},
 		{"a second frame", append(bytes.Clone(small), stated...), false, 1 << 20},
-		{"16 MiB stated", stated, true, maxDecodedBytes + 2<<20},
+		{"the limit stated", stated, true, maxDecodedBytes + 1<<20},
+		{"16 MiB stated", over, false, 1 << 20},
 		{"a session", small, true, 1 << 20},
 	} {
 		var derr error

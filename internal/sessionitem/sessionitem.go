@@ -379,9 +379,11 @@ func Classify(item map[string]types.AttributeValue, n Names) Kind {
 	return Other
 }
 
-// MaxDecodedBytes bounds what a compressed item may expand to, so a corrupt
-// or hostile item cannot exhaust memory. The store refuses to write more.
-const MaxDecodedBytes = 16 << 20
+// MaxDecodedBytes bounds what a compressed item may expand to, so that a
+// corrupt or planted item costs a Find at most a few MB (the store's
+// TestDecompressBounded measures it). The store refuses to write more: 4
+// MiB is ten times the 400 KB a DynamoDB item holds uncompressed.
+const MaxDecodedBytes = 4 << 20
 
 var zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
 	d, _ := zstd.NewReader(nil,
