@@ -727,7 +727,9 @@ func TestSweeperTTLDenied(t *testing.T) {
 	defer s.StopCleanup()
 	spy.waitCounts(t, "three checks and two sweeps", func(scans, _, checks int) bool { return checks >= 3 && scans >= 2 })
 	log := logs.String()
-	if n := strings.Count(log, "level=WARN"); n != 1 || !strings.Contains(log, "grant dynamodb:DescribeTimeToLive") {
+	// Other warnings may come: a 20 ms sweep on a busy machine can stop for
+	// want of a lease renewal.
+	if n := strings.Count(log, "grant dynamodb:DescribeTimeToLive"); n != 1 {
 		t.Fatalf("got log %q: expected one warning naming the permission", log)
 	}
 }
