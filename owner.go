@@ -271,9 +271,11 @@ type deleteHooks struct {
 // deleteOwner is DeleteOwner with hooks.
 func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks deleteHooks) (deleted int, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwner, start, err, true) }(time.Now())
-	cond := "#o = :o"
-	names := map[string]string{"#o": s.ownerAttr}
-	values := map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}}
+	// The owner's, and a session: never anything else the index lists.
+	cond, names, values := sessionitem.SessionCondition(s.names)
+	cond = "#o = :o AND " + cond
+	names["#o"] = s.ownerAttr
+	values[":o"] = &types.AttributeValueMemberS{Value: owner}
 	var count atomic.Int64
 	// The first failed delete cancels the Query and the other deletes.
 	g, gctx := errgroup.WithContext(ctx)

@@ -13,7 +13,9 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -340,10 +342,29 @@ func TestDeleteOwnerKeyPrefix(t *testing.T) {
 		"session_key": &types.AttributeValueMemberS{Value: "app1:" + leaseToken},
 		"owner":       &types.AttributeValueMemberS{Value: "u1"},
 	})
+	// An item under the fence with the owner, but no session: no data.
+	noData := map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "app1:nodata"},
+		"owner":       &types.AttributeValueMemberS{Value: "u1"},
+		"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)},
+	}
+	putRaw(t, app1, noData)
 	waitOwnerTokens(t, app1, "u1", []string{"a"})
 	waitOwnerTokens(t, app2, "u1", []string{"a"})
+	waitUntil(t, "the index to list all four items of u1", func() bool {
+		out, err := client.Query(context.Background(), &dynamodb.QueryInput{
+			TableName: &app1.tableName, IndexName: aws.String("owner-index"),
+			KeyConditionExpression:    aws.String("#o = :o"),
+			ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: "u1"}},
+		})
+		return err == nil && len(out.Items) == 4
+	})
 	if n, err := app1.DeleteOwner(context.Background(), "u1"); n != 1 || err != nil {
 		t.Fatalf("got %d, %v: expected 1 deleted", n, err)
+	}
+	if got := rawItem(t, app1, "app1:nodata"); !reflect.DeepEqual(got, noData) {
+		t.Fatalf("got %v: expected the item that is no session kept as it was", got)
 	}
 	if rawItem(t, app1, "app2:a") == nil {
 		t.Fatal("expected the other prefix's session kept")

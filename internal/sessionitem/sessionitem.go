@@ -205,26 +205,46 @@ func ExpiryMillis(item map[string]types.AttributeValue, expiryAttr string) (int6
 // it only requires that the key begins with the prefix. DeleteExpired's Scan
 // filter and the condition of each of its deletes are this expression.
 func ExpiredCondition(n Names, at time.Time) (string, map[string]string, map[string]types.AttributeValue) {
-	names := map[string]string{"#e": n.Expiry, "#m": n.Expiry + MillisSuffix, "#r": RevokedAttribute}
-	values := map[string]types.AttributeValue{
-		":s":  &types.AttributeValueMemberN{Value: strconv.FormatInt(at.Unix(), 10)},
-		":ms": &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)},
-		":tn": &types.AttributeValueMemberS{Value: "N"},
-		":tb": &types.AttributeValueMemberS{Value: "B"},
-	}
-	cond := "attribute_type(#e, :tn) AND (attribute_not_exists(#m) OR attribute_type(#m, :tn)) AND (#e <= :s OR #m <= :ms) AND (attribute_exists(#r)"
-	for i, f := range Formats {
-		name := "#d" + strconv.Itoa(i)
-		names[name] = f.Attribute(n.Data)
-		cond += " OR attribute_type(" + name + ", :tb)"
-	}
-	cond += ")"
+	names, values := conditionNames(n)
+	values[":s"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.Unix(), 10)}
+	values[":ms"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)}
+	cond := expiryTyped + " AND (#e <= :s OR #m <= :ms) AND (attribute_exists(#r) OR " + dataTyped + ")"
 	if n.Prefix != "" {
 		names["#k"] = n.Key
 		values[":prefix"] = &types.AttributeValueMemberS{Value: n.Prefix}
 		cond += " AND begins_with(#k, :prefix)"
 	}
 	return cond, names, values
+}
+
+// SessionCondition returns a condition expression, with its attribute names
+// and values, that holds for an item that Classify calls a session, but
+// for its key, which the caller names. DeleteOwner's deletes add it to
+// their condition, so that they revoke nothing but sessions.
+func SessionCondition(n Names) (string, map[string]string, map[string]types.AttributeValue) {
+	names, values := conditionNames(n)
+	return expiryTyped + " AND attribute_not_exists(#r) AND (" + dataTyped + ")", names, values
+}
+
+// The parts of the conditions above: the expiry attributes of the types
+// Classify requires, and a data attribute of type B in some format.
+const (
+	expiryTyped = "attribute_type(#e, :tn) AND (attribute_not_exists(#m) OR attribute_type(#m, :tn))"
+	dataTyped   = "attribute_type(#d0, :tb) OR attribute_type(#d1, :tb) OR attribute_type(#d2, :tb) OR attribute_type(#d3, :tb)"
+)
+
+// conditionNames returns the names and values expiryTyped and dataTyped
+// use, and #r for the revocation marker.
+func conditionNames(n Names) (map[string]string, map[string]types.AttributeValue) {
+	names := map[string]string{"#e": n.Expiry, "#m": n.Expiry + MillisSuffix, "#r": RevokedAttribute}
+	for i, f := range Formats {
+		names["#d"+strconv.Itoa(i)] = f.Attribute(n.Data)
+	}
+	values := map[string]types.AttributeValue{
+		":tn": &types.AttributeValueMemberS{Value: "N"},
+		":tb": &types.AttributeValueMemberS{Value: "B"},
+	}
+	return names, values
 }
 
 // Expired reports whether a session that expires at expiryMillis (Unix
