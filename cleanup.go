@@ -254,6 +254,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // TTL nor a sweep deletes it; it holds its holder and its end in Unix
 // milliseconds, since a CleanupInterval may be shorter than a second.
 const (
+	// minLease is the shortest term of the sweeper lease: a lease of a
+	// short CleanupInterval lasts this long, so that a sweep on a slow
+	// machine is not stopped for want of a renewal in time. The holder
+	// takes it again at each tick, and gives it up when it stops.
+	minLease = 10 * time.Second
+
 	leaseToken     = sessionitem.LeaseToken
 	leaseOwnerAttr = "lease_owner"
 	leaseUntilAttr = "lease_until_ms"
@@ -266,7 +272,7 @@ func newLeaseHolder() string {
 	return hex.EncodeToString(b[:])
 }
 
-// acquireLease takes or renews the sweeper lease until now+interval and
+// acquireLease takes or renews the sweeper lease until now+leaseFor and
 // reports whether this store holds it.
 func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 	now := s.now()
@@ -278,7 +284,7 @@ func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 		Item: map[string]types.AttributeValue{
 			s.keyAttr:      &types.AttributeValueMemberS{Value: s.leaseKey},
 			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.leaseHolder},
-			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.interval).UnixMilli(), 10)},
+			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.leaseFor).UnixMilli(), 10)},
 		},
 		ConditionExpression:      &cond,
 		ExpressionAttributeNames: map[string]string{"#k": s.keyAttr, "#u": leaseUntilAttr, "#o": leaseOwnerAttr},
@@ -358,16 +364,16 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 var errLeaseLost = errors.New("the sweeper lease could not be renewed before it lapsed, so another store may sweep; this one stopped")
 
 // holdLease renews the sweeper lease, taken at took, every third of
-// CleanupInterval while the sweep whose context is ctx runs, and stops the
+// its term while the sweep whose context is ctx runs, and stops the
 // sweep with cancel before the lease could lapse: when a renewal fails, or
-// none has succeeded a quarter of CleanupInterval before the last one
-// taken ends (the margin allows for the sweep's requests to stop, and for
+// none has succeeded a quarter of its term before the last one taken
+// ends (the margin allows for the sweep's requests to stop, and for
 // clocks a little apart). So the Scans of two stores never overlap,
 // however long a sweep takes.
 func (s *DynamoStore) holdLease(ctx context.Context, cancel context.CancelCauseFunc, took time.Time) {
-	margin := s.interval / 4
-	until := took.Add(s.interval - margin)
-	renew := time.NewTicker(max(s.interval/3, time.Millisecond))
+	margin := s.leaseFor / 4
+	until := took.Add(s.leaseFor - margin)
+	renew := time.NewTicker(s.leaseFor / 3)
 	defer renew.Stop()
 	for {
 		lapse := time.NewTimer(time.Until(until))
@@ -394,7 +400,7 @@ func (s *DynamoStore) holdLease(ctx context.Context, cancel context.CancelCauseF
 			cancel(err)
 			return
 		}
-		until = start.Add(s.interval - margin)
+		until = start.Add(s.leaseFor - margin)
 	}
 }
 
@@ -520,7 +526,7 @@ func (s *DynamoStore) startCleanup() {
 					// few seconds of its own.
 					rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					if err := s.releaseLease(rctx); err != nil {
-						s.logger.Warn("dynamostore: sweeper lease not released; it lapses after CleanupInterval", "table", s.tableName, "error", err)
+						s.logger.Warn("dynamostore: sweeper lease not released; it lapses after CleanupInterval, or after 10 seconds if CleanupInterval is shorter", "table", s.tableName, "error", err)
 					}
 					cancel()
 				}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -527,12 +528,12 @@ func TestSweepLeaseLapses(t *testing.T) {
 	fns := newTable(t)
 	client := newClient(t)
 	crashed := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.CleanupInterval = 0 })...)
-	crashed.interval = time.Hour // as if its sweeper took the lease and died
+	crashed.leaseFor = time.Hour // as if its sweeper took the lease and died
 	if held, err := crashed.acquireLease(context.Background()); !held || err != nil {
 		t.Fatalf("got %v, %v: expected the lease", held, err)
 	}
 	other := NewWithCleanupInterval(client, 0, fns...)
-	other.interval = time.Minute
+	other.leaseFor = time.Minute
 	if held, err := other.acquireLease(context.Background()); held || err != nil {
 		t.Fatalf("got %v, %v: expected the lease held by the other store", held, err)
 	}
@@ -858,7 +859,8 @@ func TestSweepLeaseRenewed(t *testing.T) {
 					release: make(chan struct{}), scanning: make(chan struct{}), scanEnded: make(chan error, 1), hangRenewals: hang}
 			}
 			var logs syncBuffer
-			// The interval leaves a renewal 2 s to succeed on a busy machine.
+			// The lease lasts minLease (10 s), renewed every 3.3 s: a renewal
+			// has 4 s to succeed on a busy machine.
 			const interval = 3 * time.Second
 			a := newClient(hang)
 			first := NewWithCleanupInterval(a, interval, append(fns, withLogger(&logs), func(o *Options) { o.SweepWithTTL = true })...)
@@ -925,4 +927,47 @@ func TestOneRetryPolicy(t *testing.T) {
 	if got := attempts.Load(); got != 3 {
 		t.Fatalf("got %d attempts: expected the SDK's 3, and no more", got)
 	}
+}
+
+// TestLeaseFenced: the sweeper lease's key is no session's key under any
+// prefix, so a store with KeyPrefix "app:#" cannot revoke or overwrite the
+// lease of the stores with "app:".
+func TestLeaseFenced(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t, quietLog)
+	client := newClient(t)
+	if err := CheckOptions(func(o *Options) { o.KeyPrefix = "app:#" }); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	app := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.KeyPrefix = "app:" })...)
+	app.leaseFor = time.Hour
+	other := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.KeyPrefix = "app:#" })...)
+	if ok, err := app.acquireLease(context.Background()); !ok || err != nil {
+		t.Fatalf("setup: lease %v, %v", ok, err)
+	}
+	before := rawItem(t, app, "app:"+leaseToken)
+	// The other prefix's store deletes its "session" sweeper-lease.
+	if err := other.Delete("sweeper-lease"); err != nil {
+		t.Fatal(err)
+	}
+	after := rawItem(t, app, "app:"+leaseToken)
+	renewed, _ := app.acquireLease(context.Background())
+	if !reflect.DeepEqual(after, before) || !renewed {
+		t.Fatalf("lease before %v; after the \"app:#\" store's Delete(\"sweeper-lease\"): %v; holder renews: %v: expected another prefix's store never to touch the lease", keysOf(before), keysOf(after), renewed)
+	}
+}
+
+func keysOf(m map[string]types.AttributeValue) []string {
+	var ks []string
+	for k, v := range m {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			ks = append(ks, k+"="+v.Value)
+		case *types.AttributeValueMemberN:
+			ks = append(ks, k+"="+v.Value)
+		default:
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,8 +147,9 @@ type Options struct {
 	// CleanupInterval. The lease is one item in the table, written with a
 	// conditional PutItem (one write unit per instance per interval); a
 	// stopped holder releases it and a crashed holder's lease lapses after
-	// CleanupInterval. DeleteExpired itself never takes the lease. The
-	// default is true.
+	// CleanupInterval (10 seconds at least). The holder renews it during a
+	// long sweep, so two sweeps never overlap. DeleteExpired itself never
+	// takes the lease. The default is true.
 	SweepLease bool
 
 	// SweepSegments is how many parallel Scan segments a sweep reads, for
@@ -352,8 +354,9 @@ type DynamoStore struct {
 	readRate    float64
 	grace       time.Duration
 	interval    time.Duration
-	leaseHolder string // this store's name on the sweeper lease
-	leaseKey    string // KeyPrefix + leaseToken
+	leaseFor    time.Duration // the sweeper lease's term: CleanupInterval, and at least minLease
+	leaseHolder string        // this store's name on the sweeper lease
+	leaseKey    string        // KeyPrefix + leaseToken
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
 }
@@ -418,6 +421,7 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 		readRate:     o.SweepReadRate,
 		grace:        max(o.SweepGrace, 0),
 		interval:     o.CleanupInterval,
+		leaseFor:     max(o.CleanupInterval, minLease),
 		leaseHolder:  newLeaseHolder(),
 		leaseKey:     o.KeyPrefix + leaseToken,
 
@@ -456,8 +460,13 @@ func checkOptions(o Options) error {
 	if err == nil {
 		err = attributeConflict(o)
 	}
-	if err == nil && o.Owner != nil {
+	if err == nil {
+		// Even without Owner: a sealed item binds the attribute, and the
+		// owner index and DeleteOwner read it.
 		err = ownerConflict(o)
+	}
+	if err == nil && (math.IsNaN(o.SweepReadRate) || math.IsInf(o.SweepReadRate, 0)) {
+		err = fmt.Errorf("SweepReadRate is %v; want a number of read units per second, or 0 for no cap", o.SweepReadRate)
 	}
 	if err == nil && o.RequireEncryption && o.Encryption == nil {
 		err = errors.New("RequireEncryption is set without Encryption, so items would be read and written unsealed; set both, or neither")
@@ -912,7 +921,7 @@ func associatedData(key string, compressed bool) []byte {
 // open returns the data sealed in item, whose key is key: bound, by
 // sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner
 // and format as they are now, or, for data sealed before sealVersion, to
-// its key and format alone.
+// its key and format alone, which RequireEncryption refuses.
 func (s *DynamoStore) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
 	if len(sealed) > 0 && sealed[0] == sealVersion {
 		expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
@@ -928,6 +937,12 @@ func (s *DynamoStore) open(item map[string]types.AttributeValue, key string, sea
 			return data, nil
 		}
 		// Data sealed before sealVersion may begin with the same byte.
+	}
+	if s.requireSeal {
+		// Bound to its key alone, so a writer could change its expiry and
+		// owner: RequireEncryption refuses it, once Reseal has bound the
+		// sessions that were live.
+		return nil, errors.New("sealed before its expiry and owner were bound")
 	}
 	return s.aead.Decrypt(sealed, associatedData(key, compressed))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -1001,6 +1002,16 @@ func TestInvalidOptions(t *testing.T) {
 		{"OwnerAttribute", func(o *Options) { withOwner(o); o.OwnerAttribute = leaseOwnerAttr }},
 		{"OwnerAttribute", func(o *Options) { withOwner(o); o.OwnerAttribute = leaseUntilAttr }},
 		{"RequireEncryption", func(o *Options) { o.RequireEncryption = true }},
+		// Names that clash with each other: an item would lose one.
+		{"named twice", func(o *Options) { o.DataAttribute = "expires" }},
+		{"named twice", func(o *Options) { o.DataAttribute = "expires_ms" }},
+		{"named twice", func(o *Options) { o.KeyAttribute = "data" }},
+		{"named twice", func(o *Options) { o.KeyAttribute = "expires" }},
+		{"named twice", func(o *Options) { o.ExpiryAttribute = "data_zstd" }},
+		// The owner attribute, without Owner: a sealed item binds it.
+		{"OwnerAttribute", func(o *Options) { o.OwnerAttribute = "session_key" }},
+		{"SweepReadRate", func(o *Options) { o.SweepReadRate = math.NaN() }},
+		{"SweepReadRate", func(o *Options) { o.SweepReadRate = math.Inf(1) }},
 	} {
 		mustPanicInvalid(t, c.name, c.fn)
 	}

@@ -111,10 +111,14 @@ func attributeConflict(o Options) error {
 	for _, f := range sessionitem.Formats {
 		names = append(names, f.Attribute(o.DataAttribute))
 	}
-	for _, name := range names {
+	for i, name := range names {
 		switch name {
 		case sessionitem.RevokedAttribute, leaseOwnerAttr, leaseUntilAttr:
 			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations or the sweeper lease; choose another", name)
+		}
+		if slices.Contains(names[:i], name) {
+			return fmt.Errorf("attribute %q is named twice by Options.KeyAttribute, DataAttribute (with its %q and %q forms) and ExpiryAttribute (with its %q form); choose names apart",
+				name, sessionitem.ZstdSuffix, sessionitem.SealedSuffix, sessionitem.MillisSuffix)
 		}
 	}
 	return nil
@@ -207,8 +211,9 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 	return tokens, nil
 }
 
-// liveOwned returns the token of item if it still belongs to owner and has
-// not expired at now.
+// liveOwned returns the token of item if it still belongs to owner, is a
+// session Find would serve (it opens, under RequireEncryption as well), and
+// has not expired at now.
 func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner string, now time.Time) (string, bool) {
 	if sessionitem.Classify(item, s.names) != sessionitem.Session {
 		return "", false // a revocation, or not this store's
@@ -217,7 +222,7 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); !ok || o.Value != owner {
 		return "", false // it changed hands since the index listed it
 	}
-	expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
+	_, expiry, err := s.decode(item)
 	if err != nil {
 		s.logUnreadable("owner tokens", err)
 		return "", false

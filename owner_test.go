@@ -932,3 +932,66 @@ func TestRenewTokenWithRequestInFlight(t *testing.T) {
 		}
 	}
 }
+
+// waitIndexed waits until the owner index lists key for owner.
+func waitIndexed(t *testing.T, s *DynamoStore, owner, key string) {
+	t.Helper()
+	waitUntil(t, "the owner index to list "+key, func() bool {
+		out, err := newClient(t).Query(context.Background(), &dynamodb.QueryInput{
+			TableName:                 aws.String(s.tableName),
+			IndexName:                 aws.String(sessionitem.DefaultOwnerIndex),
+			KeyConditionExpression:    aws.String("#o = :o"),
+			ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range out.Items {
+			if k, ok := it["session_key"].(*types.AttributeValueMemberS); ok && k.Value == key {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestOwnerTokensOnlyWhatFindServes: OwnerTokens (the tool's sessions)
+// lists only sessions Find would serve: not an expired sealed session a
+// writer revived, nor an unsealed one planted under RequireEncryption.
+func TestOwnerTokensOnlyWhatFindServes(t *testing.T) {
+	t.Parallel()
+	a := newAEAD(t)
+	s := newStore(t, nil, withOwner, withEncryption(a), quietLog, func(o *Options) { o.RequireEncryption = true })
+	// An expired sealed session, revived by a writer.
+	if err := s.Commit("tokA", []byte("u1|secret"), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	item := rawItem(t, s, "tokA")
+	year := time.Now().AddDate(1, 0, 0)
+	item["expires"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(year.Unix(), 10)}
+	item["expires_ms"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(year.UnixMilli(), 10)}
+	putRaw(t, s, item)
+	// An unsealed item planted under RequireEncryption.
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "tokB"},
+		"data":        &types.AttributeValueMemberB{Value: []byte("u1|planted")},
+		"owner":       &types.AttributeValueMemberS{Value: "u1"},
+		"expires":     &types.AttributeValueMemberN{Value: strconv.FormatInt(year.Unix(), 10)},
+	})
+	waitIndexed(t, s, "u1", "tokA")
+	waitIndexed(t, s, "u1", "tokB")
+	_, foundA, _ := s.Find("tokA")
+	_, foundB, _ := s.Find("tokB")
+	all, err := s.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := s.OwnerTokens(context.Background(), "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 0 {
+		t.Fatalf("Find: tokA %v, tokB %v; All: %d sessions; but OwnerTokens lists %v as live: expected the one rule of a live session", foundA, foundB, len(all), tokens)
+	}
+}

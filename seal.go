@@ -96,7 +96,13 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 		ExpressionAttributeValues: values,
 	}, keep)
 	var condFailed *types.ConditionalCheckFailedException
-	if errors.As(err, &condFailed) {
+	switch {
+	case errors.As(err, &condFailed):
+		return false, nil
+	case errors.Is(err, ErrTooLarge):
+		// Sealing makes it larger than an item may be: it stays as it
+		// is, and Reseal goes on with the rest.
+		s.logger.Warn("dynamostore: reseal: a session too large to seal is left as it is", "table", s.tableName, "error", err)
 		return false, nil
 	}
 	return err == nil, err

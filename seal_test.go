@@ -638,7 +638,10 @@ func TestSealedBinding(t *testing.T) {
 		}
 	}
 
-	// An item sealed before the binding opens, and Reseal binds it.
+	// An item sealed before the binding opens without RequireEncryption,
+	// and Reseal binds it; RequireEncryption refuses such an item, so a
+	// copy kept from before cannot come back with another expiry.
+	lax := NewWithCleanupInterval(newClient(t), 0, withOwner, withEncryption(a), withLogger(&logs), func(o *Options) { o.TableName = s.tableName })
 	legacy, err := a.Encrypt([]byte(secret), associatedData("tok-legacy", false))
 	if err != nil {
 		t.Fatal(err)
@@ -651,9 +654,13 @@ func TestSealedBinding(t *testing.T) {
 		"expires":     &types.AttributeValueMemberN{Value: sec},
 		"expires_ms":  &types.AttributeValueMemberN{Value: ms},
 	})
-	mustFind(t, s, "tok-legacy", secret)
-	if _, err := s.Reseal(context.Background()); err != nil {
-		t.Fatal(err)
+	legacyItem := rawItem(t, s, "tok-legacy")
+	if _, found, err := s.Find("tok-legacy"); found || err != nil {
+		t.Fatalf("got %v, %v: expected RequireEncryption to refuse an item sealed before the binding", found, err)
+	}
+	mustFind(t, lax, "tok-legacy", secret)
+	if n, err := lax.Reseal(context.Background()); err != nil || n != 1 {
+		t.Fatalf("got %d, %v: expected the legacy item, the one live session that opens, resealed", n, err)
 	}
 	item := rawItem(t, s, "tok-legacy")
 	if b := item["data_sealed"].(*types.AttributeValueMemberB).Value; b[0] != sealVersion {
@@ -665,6 +672,13 @@ func TestSealedBinding(t *testing.T) {
 	putRaw(t, s, item)
 	if _, found, _ := s.Find("tok-legacy"); found {
 		t.Fatal("expected the resealed item's expiry bound")
+	}
+	// The copy kept from before the binding, put back a year ahead and
+	// without its owner.
+	legacyItem["expires"], legacyItem["expires_ms"] = n(yearAhead.Unix()), n(yearAhead.UnixMilli())
+	putRaw(t, s, legacyItem)
+	if _, found, err := s.Find("tok-legacy"); found || err != nil {
+		t.Fatalf("got %v, %v: expected the legacy copy refused under RequireEncryption", found, err)
 	}
 
 	// The limit SECURITY.md states: a writer may put back an older sealed
@@ -679,5 +693,30 @@ func TestSealedBinding(t *testing.T) {
 	putRaw(t, s, old)
 	if _, expiry, found, err := s.FindExpiryCtx(context.Background(), "tok-restore"); err != nil || !found || expiry.After(time.Now().Add(time.Hour)) {
 		t.Fatalf("got %v, %v, %v: expected the restored copy served, until its own expiry", expiry, found, err)
+	}
+}
+
+// TestResealSkipsTooLarge: a live session that fits unsealed but not
+// sealed is left as it is, and Reseal goes on; before, it stopped the whole
+// Reseal.
+func TestResealSkipsTooLarge(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, nil, quietLog)
+	hour := time.Now().Add(time.Hour)
+	sec, ms := sessionitem.ExpiryValues(hour)
+	l := maxItemBytes - s.itemSize("big", "data", 0, sec, ms) - 5
+	putRaw(t, s, map[string]types.AttributeValue{
+		"session_key": &types.AttributeValueMemberS{Value: "big"},
+		"data":        &types.AttributeValueMemberB{Value: make([]byte, l)},
+		"expires":     &types.AttributeValueMemberN{Value: sec},
+		"expires_ms":  &types.AttributeValueMemberN{Value: ms},
+	})
+	if _, found, _ := s.Find("big"); !found {
+		t.Fatal("setup: expected the plain session found")
+	}
+	sealing := NewWithCleanupInterval(newClient(t), 0, quietLog, func(o *Options) { o.TableName = s.tableName }, withEncryption(newAEAD(t)))
+	n, err := sealing.Reseal(context.Background())
+	if err != nil {
+		t.Fatalf("Reseal returned %d, %v: one session's size stops the whole Reseal", n, err)
 	}
 }

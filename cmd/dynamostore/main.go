@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -175,7 +176,7 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	switch max := sessionitem.MaxSweepSegments(); {
 	case f.segments < 1 || f.segments > max:
 		return nil, fmt.Errorf("--segments %d: want 1 to %d (16 per CPU on this machine; each segment keeps 8 deletes in flight)", f.segments, max)
-	case f.readRate < 0:
+	case f.readRate < 0 || math.IsNaN(f.readRate) || math.IsInf(f.readRate, 0):
 		return nil, fmt.Errorf("--read-rate %v: want 0 (no cap) or more", f.readRate)
 	case f.opts.SweepGrace < 0:
 		return nil, fmt.Errorf("--grace %v: want 0 or more", f.opts.SweepGrace)

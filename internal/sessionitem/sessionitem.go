@@ -53,10 +53,11 @@ const (
 )
 
 // LeaseToken is the token of the sweeper lease's item, whose key is
-// KeyPrefix followed by LeaseToken. scs tokens are base64url, so none can be
-// LeaseToken, and the store refuses it as a token. The lease has no data or
-// expiry attribute: it is no session, live, expired or unreadable.
-const LeaseToken = "#sweeper-lease"
+// KeyPrefix followed by LeaseToken. It is no token (IsToken), and it ends
+// with a character no token holds, so the lease's key is no session's key
+// under any prefix either: not even under KeyPrefix + "#". The lease has no
+// data or expiry attribute: it is no session, live, expired or unreadable.
+const LeaseToken = "#sweeper-lease#"
 
 // MaxSweepSegments is the most parallel Scan segments a sweep may read:
 // DynamoDB allows up to 1,000,000, but each segment keeps 8 deletes in
