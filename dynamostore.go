@@ -436,6 +436,20 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 	return s
 }
 
+// ErrTableNotFound is wrapped, beside the SDK's
+// *types.ResourceNotFoundException, by the error of any operation on a table
+// that does not exist.
+var ErrTableNotFound = errors.New("the table does not exist")
+
+// ErrIndexNotFound is wrapped by the error of DeleteOwner and OwnerTokens
+// when the table has no Options.OwnerIndex.
+var ErrIndexNotFound = errors.New("the table has no such index")
+
+// ErrClientMethod is wrapped by the error of an operation that needs a
+// method the store's Client lacks: Query for DeleteOwner and OwnerTokens,
+// BatchGetItem for OwnerTokens.
+var ErrClientMethod = errors.New("the Client lacks a method the operation needs")
+
 // ErrInvalidOptions is wrapped by the error CheckOptions returns, and by
 // the message of New's panic, when options cannot work.
 var ErrInvalidOptions = errors.New("invalid options")
@@ -986,7 +1000,7 @@ func numberSize(digits string) int {
 func (s *DynamoStore) opError(op string, err error) error {
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
-		return fmt.Errorf("dynamostore: %s in table %q: the table does not exist; create it with dynamostore.CreateTable or `dynamostore create-table`: %w", op, s.tableName, err)
+		return fmt.Errorf("dynamostore: %s in table %q: %w; create it with dynamostore.CreateTable or `dynamostore create-table`: %w", op, s.tableName, ErrTableNotFound, err)
 	}
 	return fmt.Errorf("dynamostore: %s in table %q: %w", op, s.tableName, err)
 }

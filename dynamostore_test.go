@@ -647,8 +647,8 @@ func TestMissingTable(t *testing.T) {
 	_, errSweep := s.DeleteExpired(context.Background())
 	for op, err := range map[string]error{"find": errFind, "commit": errCommit, "delete": errDelete, "all": errAll, "delete expired": errSweep} {
 		var notFound *types.ResourceNotFoundException
-		if !errors.As(err, &notFound) {
-			t.Fatalf("%s: got %v: expected a ResourceNotFoundException", op, err)
+		if !errors.As(err, &notFound) || !errors.Is(err, ErrTableNotFound) {
+			t.Fatalf("%s: got %v: expected a ResourceNotFoundException and ErrTableNotFound", op, err)
 		}
 		msg := err.Error()
 		for _, want := range []string{"dynamostore: " + op, `table "no-such-table"`, "does not exist", "CreateTable"} {

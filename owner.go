@@ -143,14 +143,15 @@ const maxBatchGet = 100
 // themselves follow ConsistentRead. The tokens are sorted.
 //
 // The store's Client must also have the Query and BatchGetItem methods, as
-// *dynamodb.Client and DAX's client do; OwnerTokens returns an error when it
-// lacks them, and when the table has no OwnerIndex.
+// *dynamodb.Client and DAX's client do; OwnerTokens returns an error
+// wrapping ErrClientMethod when it lacks them, and one wrapping
+// ErrIndexNotFound when the table has no OwnerIndex.
 func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []string, err error) {
 	op := opOwnerTokens.String()
 	defer func(start time.Time) { s.metrics.done(ctx, opOwnerTokens, start, err, true) }(time.Now())
 	bg, ok := s.client.(batchGetter)
 	if !ok {
-		return nil, s.opError(op, fmt.Errorf("the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", s.client))
+		return nil, s.opError(op, fmt.Errorf("%w: the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", ErrClientMethod, s.client))
 	}
 	var keys []string
 	if err := s.ownerKeys(ctx, opOwnerTokens, owner, func(key string) { keys = append(keys, key) }); err != nil {
@@ -257,8 +258,9 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 // later.
 //
 // The store's Client must also have the Query method, as *dynamodb.Client
-// and DAX's client do; DeleteOwner returns an error when it lacks it, and
-// when the table has no OwnerIndex. On error it stops early and returns the
+// and DAX's client do; DeleteOwner returns an error wrapping ErrClientMethod
+// when it lacks it, and one wrapping ErrIndexNotFound when the table has no
+// OwnerIndex. On error it stops early and returns the
 // count deleted so far.
 func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
 	return s.deleteOwner(ctx, owner, deleteHooks{})
@@ -323,7 +325,7 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner 
 	op := operation.String()
 	q, ok := s.client.(dynamodb.QueryAPIClient)
 	if !ok {
-		return s.opError(op, fmt.Errorf("the Client, a %T, has no Query method; use a *dynamodb.Client or a wrapper that has it", s.client))
+		return s.opError(op, fmt.Errorf("%w: the Client, a %T, has no Query method; use a *dynamodb.Client or a wrapper that has it", ErrClientMethod, s.client))
 	}
 	if !validOwner(owner) {
 		return nil // Commit never stores it
@@ -370,8 +372,8 @@ func (s *DynamoStore) indexError(op string, err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationException" &&
 		strings.Contains(apiErr.ErrorMessage(), "specified index") {
-		return fmt.Errorf("dynamostore: %s in table %q: the table has no index %q; add it with dynamostore.CreateTable or `dynamostore create-table`: %w",
-			op, s.tableName, *s.ownerIndex, err)
+		return fmt.Errorf("dynamostore: %s in table %q: %w: the table has no index %q; add it with dynamostore.CreateTable or `dynamostore create-table`: %w",
+			op, s.tableName, ErrIndexNotFound, *s.ownerIndex, err)
 	}
 	return s.opError(op, err)
 }

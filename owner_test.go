@@ -413,10 +413,10 @@ func TestDeleteOwnerErrors(t *testing.T) {
 	if err := s.Commit("token", []byte("u1|data"), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "no Query method") {
+	if _, err := s.DeleteOwner(ctx, "u1"); !errors.Is(err, ErrClientMethod) || !strings.Contains(err.Error(), "no Query method") {
 		t.Fatalf("got %v: expected an error about the missing Query method", err)
 	}
-	if _, err := s.OwnerTokens(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "no BatchGetItem method") {
+	if _, err := s.OwnerTokens(ctx, "u1"); !errors.Is(err, ErrClientMethod) || !strings.Contains(err.Error(), "no BatchGetItem method") {
 		t.Fatalf("got %v: expected an error about the missing BatchGetItem method", err)
 	}
 
@@ -444,7 +444,7 @@ func TestOwnerIndexMissing(t *testing.T) {
 		func() error { _, err := s.DeleteOwner(ctx, "u1"); return err }(),
 		func() error { _, err := s.OwnerTokens(ctx, "u1"); return err }(),
 	} {
-		if err == nil || !strings.Contains(err.Error(), `has no index "owner-index"`) || !strings.Contains(err.Error(), "create-table") {
+		if !errors.Is(err, ErrIndexNotFound) || !strings.Contains(err.Error(), `has no index "owner-index"`) || !strings.Contains(err.Error(), "create-table") {
 			t.Fatalf("got %v: expected an error naming the missing index and create-table", err)
 		}
 	}
