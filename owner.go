@@ -133,8 +133,10 @@ type batchGetter interface {
 const maxBatchGet = 100
 
 // OwnerTokens returns the tokens (as the store was given them, without KeyPrefix) of
-// the owner's unexpired sessions under this store's KeyPrefix. The index holds keys only,
-// so telling expired from live costs a read per session (BatchGetItem).
+// the owner's unexpired sessions under this store's KeyPrefix, those Find
+// serves; a store without Encryption, which cannot open a sealed session,
+// lists one by its shape and expiry. The index holds keys only, so telling
+// expired from live costs a read per session (BatchGetItem).
 //
 // The owner index is a global secondary index, which DynamoDB updates
 // eventually, usually within a second, and which cannot be read with
@@ -214,7 +216,9 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 
 // liveOwned returns the token of item if it still belongs to owner, is a
 // session Find would serve (it opens, under RequireEncryption as well), and
-// has not expired at now.
+// has not expired at now. A store without Encryption, such as the
+// command-line tool's, cannot open a sealed session: it counts one by its
+// shape and expiry, as the tool's stats does.
 func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner string, now time.Time) (string, bool) {
 	if sessionitem.Classify(item, s.names) != sessionitem.Session {
 		return "", false // a revocation, or not this store's
@@ -223,7 +227,15 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); !ok || o.Value != owner {
 		return "", false // it changed hands since the index listed it
 	}
-	_, expiry, err := s.decode(item)
+	_, format, err := sessionitem.Data(item, s.dataAttr)
+	var expiry int64
+	switch {
+	case err != nil:
+	case format.Sealed && s.aead == nil:
+		expiry, err = sessionitem.ExpiryMillis(item, s.expiryAttr)
+	default:
+		_, expiry, err = s.decode(item)
+	}
 	if err != nil {
 		s.logUnreadable("owner tokens", err)
 		return "", false

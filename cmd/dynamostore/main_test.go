@@ -453,3 +453,55 @@ func TestReplicaReport(t *testing.T) {
 		t.Errorf("got %q: expected no replicas", got)
 	}
 }
+
+// TestSessionsEncrypted: the tool, which holds no key, counts an owner's
+// sealed sessions by their shape and expiry, as stats does, and as revoke
+// revokes them.
+func TestSessionsEncrypted(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	if code, out, errOut := dynamostoreCmd(t, "create-table", "--table", name); code != 0 {
+		t.Fatalf("got %d, %q, %q", code, out, errOut)
+	}
+	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
+		o.TableName = name
+		o.Encryption = a
+		o.Owner = func(b []byte) (string, bool) { return string(b), len(b) > 0 }
+	})
+	for _, token := range []string{"t1", "t2"} {
+		if err := store.Commit(token, []byte("user1"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait for the index (eventually consistent) through the library itself.
+	hang := time.Now().Add(2 * time.Minute)
+	for {
+		tokens, err := store.OwnerTokens(context.Background(), "user1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tokens) == 2 {
+			break
+		}
+		if time.Now().After(hang) {
+			t.Fatalf("got %v: expected 2 tokens from the store with the key", tokens)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
+	}
+	code, out, errOut := dynamostoreCmd(t, "sessions", "--table", name, "--owner", "user1")
+	if code != 0 || out != "live sessions: 2\n" || strings.Contains(errOut, "cannot be read") {
+		t.Fatalf("got %d, %q, %q: expected the owner's 2 live sealed sessions counted without the key", code, out, errOut)
+	}
+	if code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "user1"); code != 0 || out != "revoked 2 sessions\n" {
+		t.Fatalf("got %d, %q, %q: expected both revoked", code, out, errOut)
+	}
+}
