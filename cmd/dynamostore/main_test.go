@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
@@ -52,6 +53,21 @@ func dynamostoreCmd(t *testing.T, args ...string) (code int, stdout, stderr stri
 
 func client() *dynamodb.Client {
 	return ddblocal.NewClient(endpoint)
+}
+
+// newAEAD returns a tink AES-256-GCM AEAD with a new key, as an
+// application's Options.Encryption would be.
+func newAEAD(t *testing.T) tink.AEAD {
+	t.Helper()
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // createWithoutTTL makes a session table without TTL, so DynamoDB Local
@@ -182,14 +198,7 @@ func TestStatsEncrypted(t *testing.T) {
 	t.Parallel()
 	name := tableName(t)
 	createWithoutTTL(t, name)
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newAEAD(t)
 	sealed := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
 		o.TableName = name
 		o.CompressAbove = 1024
@@ -464,14 +473,7 @@ func TestSessionsEncrypted(t *testing.T) {
 		t.Fatalf("got %d, %q, %q", code, out, errOut)
 	}
 	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newAEAD(t)
 	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
 		o.TableName = name
 		o.Encryption = a

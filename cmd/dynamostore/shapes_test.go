@@ -16,8 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/klauspost/compress/zstd"
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
@@ -192,14 +190,7 @@ func testItemShapes(t *testing.T, prefix string) {
 		t.Fatalf("got %d, %q, %q: expected %q", code, out, errOut, wantReal)
 	}
 	// Reseal rewrites the live sessions alone.
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newAEAD(t)
 	sealing := dynamostore.NewWithCleanupInterval(client(), 0, opts, func(o *dynamostore.Options) { o.Encryption = a })
 	if n, err := sealing.Reseal(ctx); err != nil || n != len(want[live]) {
 		t.Fatalf("got %d, %v: expected the %d live sessions resealed", n, err, len(want[live]))
