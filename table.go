@@ -30,7 +30,7 @@ import (
 // bound it with ctx) and TTL. It returns an error when the table exists with
 // another key schema, or has an index named OwnerIndex on another attribute,
 // and, before any request, an error wrapping ErrInvalidOptions where New
-// would panic or OwnerAttribute clashes with another attribute.
+// would panic.
 //
 // Where the endpoint has no TTL API (some DynamoDB emulators), CreateTable
 // still creates the table, logs a warning through Options.Logger and returns
@@ -51,19 +51,12 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*O
 	fail := func(what string, err error) error {
 		return fmt.Errorf("dynamostore: create table %q: %s: %w", o.TableName, what, err)
 	}
-	// Before any request: the table's index is on OwnerAttribute, whether
-	// or not these options set Owner.
-	err := checkOptions(o)
-	if err == nil {
-		if err = ownerConflict(o); err != nil {
-			err = fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-		}
-	}
-	if err != nil {
+	// Before any request, as New would refuse them.
+	if err := checkOptions(o); err != nil {
 		return fail("the options", err)
 	}
 
-	_, err = client.CreateTable(ctx, &dynamodb.CreateTableInput{
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:   aws.String(o.TableName),
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
