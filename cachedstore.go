@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
-	"github.com/maypok86/otter/v2"
 	"github.com/maypok86/otter/v2/stats"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -92,90 +90,12 @@ type CacheOptions struct {
 	Logger *slog.Logger
 }
 
-// CacheableStore is a backing store that tells a CachedStore what it needs
-// to cache exactly: when the session it finds expires, and whether a
-// Commit stored the session or found its token revoked. DynamoStore is
-// one; a wrapper around a DynamoStore must forward these methods too. A
-// CachedStore caches nothing in front of a backing store that is not one
-// (NewCached logs that at Warn): it could not tell how long a copy may
-// live, nor whether a Commit of a revoked token stored anything.
-type CacheableStore interface {
-	// FindExpiryCtx is FindCtx that also returns the session's expiry.
-	FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error)
-	// CommitStoredCtx is CommitCtx that also reports whether the session
-	// was stored: false, with a nil error, when its token is revoked.
-	CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error)
-}
-
-// CacheEntry is a cached copy of a session.
-type CacheEntry struct {
-	Data   []byte
-	Expiry time.Time // the session's expiry, as the backing store holds it
-}
-
-// CacheLookup is what SharedCache.Lookup found.
-type CacheLookup struct {
-	// Entry is the cached copy, when Found.
-	Entry CacheEntry
-	Found bool
-
-	// Lease, when not zero, is the token's lease: a right to Fill the
-	// copy that a miss reads from the backing store, which the cache
-	// grants one caller at a time and withdraws at the next BeginWrite of
-	// the token. Granted says it was granted to this caller; otherwise
-	// another caller holds it, whose read this one may share.
-	Lease   uint64
-	Granted bool
-}
-
-// SharedCache is a cache layer that keeps the copies of several
-// CachedStores coherent, so that together they are linearizable: every
-// Find returns what the last Commit or Delete to finish left, or what one
-// under way leaves. It does that with leases, as memcache does at Facebook
-// (Nishtala et al., NSDI 2013): a miss may fill only a token that no write
-// has touched since the miss began, and while any write of a token is under
-// way no copy of it is served or filled. CacheOptions.Cache takes one;
-// rediscache.Cache, on Redis, is one.
-//
-// A CachedStore calls BeginWrite before each Commit or Delete it sends to
-// the backing store, and EndWrite after it, however it ended; if BeginWrite
-// fails, the write is not sent. Lookup with lease true, then Fill, serve a
-// miss. A SharedCache is also an scs.Store, so that it fits
-// CacheOptions.Cache; a CachedStore does not call those methods.
-type SharedCache interface {
-	scs.Store
-
-	// Lookup returns the token's copy if there is one and it is fresh. If
-	// not, and lease is true, it grants the token's lease unless a write is
-	// under way or another caller holds it.
-	Lookup(ctx context.Context, token string, lease bool) (CacheLookup, error)
-
-	// Fill ends a lease that Lookup granted: it caches entry until until,
-	// if the lease is still the token's, and does nothing otherwise. A nil
-	// entry gives the lease up.
-	Fill(ctx context.Context, token string, lease uint64, entry *CacheEntry, until time.Time) error
-
-	// BeginWrite drops the token's copy and lease, and keeps the token
-	// uncached until every write begun has ended. It returns a number
-	// that the write's EndWrite passes back.
-	BeginWrite(ctx context.Context, token string) (write uint64, err error)
-
-	// EndWrite ends a write begun with BeginWrite. entry is what it
-	// stored, or nil: the cache keeps it until until when no other write
-	// of the token overlapped this one.
-	EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error
-}
-
 // The defaults of CacheOptions.
 const (
 	defaultMaxBytes   = 64 << 20
 	defaultMaxEntries = 10_000
 	defaultMaxStale   = 10 * time.Second
 )
-
-// entryOverhead is what an in-process cache entry costs beyond its token
-// and data, rounded up from TestCachedBounded's measure (about 135 bytes).
-const entryOverhead = 200
 
 // CacheStats counts what a CachedStore did since it was created.
 type CacheStats struct {
@@ -651,172 +571,4 @@ func deleteCtx(ctx context.Context, s scs.Store, token string) error {
 		return cs.DeleteCtx(ctx, token)
 	}
 	return s.Delete(token)
-}
-
-// memCache is the default cache layer: otter's cache, bounded in bytes,
-// whose entries expire at their own time, and the leases and writes under
-// way of a SharedCache, kept in memory.
-type memCache struct {
-	c        *otter.Cache[string, memEntry]
-	maxEntry int // the largest session it keeps
-	now      func() time.Time
-
-	seed    maphash.Seed
-	leases  atomic.Uint64 // the last lease granted
-	stripes [64]memStripe
-}
-
-type memEntry struct {
-	data          []byte
-	expiry, until time.Time
-}
-
-// memStripe holds the leases and writes under way of one share of the
-// tokens; its lock also orders their cache writes.
-type memStripe struct {
-	mu     sync.Mutex
-	tokens map[string]*memToken
-}
-
-// memToken is a token's state while it has a lease or a write under way.
-type memToken struct {
-	lease   uint64 // the lease granted, or 0
-	pending int    // writes under way
-	writes  int    // writes begun since pending was last 0
-}
-
-// newMemCache returns a memCache of at most maxBytes, by the weight
-// described at CacheOptions.MaxBytes, and at most maxEntries entries.
-func newMemCache(maxBytes int64, maxEntries int) *memCache {
-	minWeight := (maxBytes + int64(maxEntries) - 1) / int64(maxEntries) // rounded up: at most maxEntries fit
-	maxEntry := maxBytes / 4
-	m := &memCache{
-		c: otter.Must(&otter.Options[string, memEntry]{
-			MaximumWeight: uint64(maxBytes),
-			Weigher: func(token string, e memEntry) uint32 {
-				return uint32(min(max(int64(len(token)+cap(e.data))+entryOverhead, minWeight), math.MaxUint32))
-			},
-		}),
-		maxEntry: int(min(maxEntry, math.MaxInt32)),
-		now:      time.Now,
-		seed:     maphash.MakeSeed(),
-	}
-	for i := range m.stripes {
-		m.stripes[i].tokens = make(map[string]*memToken)
-	}
-	return m
-}
-
-func (m *memCache) stripe(token string) *memStripe {
-	return &m.stripes[maphash.String(m.seed, token)%uint64(len(m.stripes))]
-}
-
-func (m *memCache) Lookup(_ context.Context, token string, lease bool) (CacheLookup, error) {
-	if e, ok := m.c.GetIfPresent(token); ok && m.now().Before(e.until) {
-		return CacheLookup{Entry: CacheEntry{Data: e.data, Expiry: e.expiry}, Found: true}, nil
-	}
-	if !lease {
-		return CacheLookup{}, nil
-	}
-	st := m.stripe(token)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.tokens[token]
-	switch {
-	case t == nil:
-		t = &memToken{}
-		st.tokens[token] = t
-	case t.pending > 0:
-		return CacheLookup{}, nil
-	case t.lease != 0:
-		return CacheLookup{Lease: t.lease}, nil
-	}
-	t.lease = m.leases.Add(1)
-	return CacheLookup{Lease: t.lease, Granted: true}, nil
-}
-
-func (m *memCache) Fill(_ context.Context, token string, lease uint64, entry *CacheEntry, until time.Time) error {
-	st := m.stripe(token)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.tokens[token]
-	if t == nil || t.lease != lease {
-		return nil // withdrawn by a write
-	}
-	t.lease = 0
-	if t.pending == 0 {
-		delete(st.tokens, token)
-	}
-	if entry != nil {
-		m.set(token, entry, until)
-	}
-	return nil
-}
-
-func (m *memCache) BeginWrite(_ context.Context, token string) (uint64, error) {
-	st := m.stripe(token)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.tokens[token]
-	if t == nil {
-		t = &memToken{}
-		st.tokens[token] = t
-	}
-	if t.pending == 0 {
-		t.writes = 0
-	}
-	t.pending++
-	t.writes++
-	t.lease = 0
-	m.c.Invalidate(token)
-	return 0, nil
-}
-
-func (m *memCache) EndWrite(_ context.Context, token string, _ uint64, entry *CacheEntry, until time.Time) error {
-	st := m.stripe(token)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.tokens[token]
-	if t == nil || t.pending == 0 {
-		return errors.New("EndWrite without BeginWrite")
-	}
-	if t.pending--; t.pending > 0 {
-		return nil
-	}
-	delete(st.tokens, token)
-	if entry != nil && t.writes == 1 {
-		m.set(token, entry, until)
-	}
-	return nil
-}
-
-// Find, Commit and Delete make memCache an scs.Store, as SharedCache
-// asks; a Commit is a write that begins and ends at once.
-func (m *memCache) Find(token string) ([]byte, bool, error) {
-	lk, err := m.Lookup(context.Background(), token, false)
-	return lk.Entry.Data, lk.Found, err
-}
-
-func (m *memCache) Commit(token string, b []byte, expiry time.Time) error {
-	ctx := context.Background()
-	m.BeginWrite(ctx, token)
-	return m.EndWrite(ctx, token, 0, &CacheEntry{Data: b, Expiry: expiry}, expiry)
-}
-
-func (m *memCache) Delete(token string) error {
-	ctx := context.Background()
-	m.BeginWrite(ctx, token)
-	return m.EndWrite(ctx, token, 0, nil, time.Time{})
-}
-
-// set caches entry until until, unless it is too large to keep; called
-// with the token's stripe locked.
-func (m *memCache) set(token string, entry *CacheEntry, until time.Time) {
-	if len(token)+cap(entry.Data)+entryOverhead > m.maxEntry {
-		m.c.Invalidate(token)
-		return
-	}
-	// No copy: like scs's memstore, the cache keeps the caller's slice; scs
-	// encodes a new one for every Commit and never changes it afterwards.
-	m.c.Set(token, memEntry{data: entry.Data, expiry: entry.Expiry, until: until})
 }

@@ -2,40 +2,18 @@ package dynamostore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"maps"
 	"math"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
-)
-
-const (
-	// sweepWorkers is how many DeleteItem requests a sweep keeps in flight
-	// per Scan segment.
-	// DeleteItem, not BatchWriteItem, because only DeleteItem takes the
-	// condition that keeps a re-committed session alive.
-	sweepWorkers = 8
-
-	// What BatchGetItem leaves unprocessed for lack of capacity, which the
-	// SDK does not retry, is asked for again after unprocessedBackoff,
-	// doubling up to maxUnprocessedBackoff, at most maxUnprocessedRetries
-	// times, as DynamoDB advises.
-	unprocessedBackoff    = 50 * time.Millisecond
-	maxUnprocessedBackoff = 5 * time.Second
-	maxUnprocessedRetries = 10
 )
 
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
@@ -196,132 +174,6 @@ func (s *DynamoStore) deleteIfExpired(ctx context.Context, key, cond string, nam
 	})
 }
 
-// deleteIf sends input, a conditional DeleteItem for op, retrying it while
-// it is throttled, and reports whether the condition held and the item went.
-func (s *DynamoStore) deleteIf(ctx context.Context, operation operation, input *dynamodb.DeleteItemInput) (bool, error) {
-	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
-	return s.writeIf(ctx, operation, func() (*types.ConsumedCapacity, error) {
-		out, err := s.client.DeleteItem(ctx, input)
-		if err != nil {
-			return nil, err
-		}
-		return out.ConsumedCapacity, nil
-	})
-}
-
-// putIf is deleteIf for a conditional PutItem.
-func (s *DynamoStore) putIf(ctx context.Context, operation operation, input *dynamodb.PutItemInput) (bool, error) {
-	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
-	return s.writeIf(ctx, operation, func() (*types.ConsumedCapacity, error) {
-		out, err := s.client.PutItem(ctx, input)
-		if err != nil {
-			return nil, err
-		}
-		return out.ConsumedCapacity, nil
-	})
-}
-
-// writeIf calls send, a conditional write for op, and reports whether the
-// condition held and the write went. It retries nothing itself: the
-// client's retryer is the one retry policy (see DeleteExpired).
-func (s *DynamoStore) writeIf(ctx context.Context, operation operation, send func() (*types.ConsumedCapacity, error)) (bool, error) {
-	consumed, err := send()
-	var condFailed *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		s.metrics.consumed(ctx, operation, kindWrite, consumed)
-		return true, nil
-	case errors.As(err, &condFailed):
-		return false, nil
-	}
-	return false, s.opError(operation.String(), err)
-}
-
-// sleepCtx waits for d, or until ctx ends and returns its error.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// The sweeper lease is the item keyed KeyPrefix + leaseToken (see
-// sessionitem.LeaseToken). It has no data or expiry attribute, so neither
-// TTL nor a sweep deletes it; it holds its holder and its end in Unix
-// milliseconds, since a CleanupInterval may be shorter than a second.
-const (
-	// minLease is the shortest term of the sweeper lease: a lease of a
-	// short CleanupInterval lasts this long, so that a sweep on a slow
-	// machine is not stopped for want of a renewal in time. The holder
-	// takes it again at each tick, and gives it up when it stops.
-	minLease = 10 * time.Second
-
-	leaseToken     = sessionitem.LeaseToken
-	leaseOwnerAttr = "lease_owner"
-	leaseUntilAttr = "lease_until_ms"
-)
-
-// newLeaseHolder returns a random name for this store on the lease.
-func newLeaseHolder() string {
-	var b [12]byte
-	rand.Read(b[:]) // never fails, per crypto/rand
-	return hex.EncodeToString(b[:])
-}
-
-// acquireLease takes or renews the sweeper lease until now+leaseFor and
-// reports whether this store holds it.
-func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
-	now := s.now()
-	cond := "attribute_not_exists(#k) OR #u <= :now OR #o = :me"
-	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		// The lease is the background sweep's: counted as delete_expired.
-		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
-		TableName:              s.table,
-		Item: map[string]types.AttributeValue{
-			s.keyAttr:      &types.AttributeValueMemberS{Value: s.leaseKey},
-			leaseOwnerAttr: &types.AttributeValueMemberS{Value: s.leaseHolder},
-			leaseUntilAttr: &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(s.leaseFor).UnixMilli(), 10)},
-		},
-		ConditionExpression:      &cond,
-		ExpressionAttributeNames: map[string]string{"#k": s.keyAttr, "#u": leaseUntilAttr, "#o": leaseOwnerAttr},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
-			":me":  &types.AttributeValueMemberS{Value: s.leaseHolder},
-		},
-	})
-	var condFailed *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &condFailed):
-		return false, nil
-	case err != nil:
-		return false, s.opError("take sweeper lease", err)
-	}
-	s.metrics.consumed(ctx, opDeleteExpired, kindWrite, out.ConsumedCapacity)
-	return true, nil
-}
-
-// releaseLease gives the lease up, if this store holds it, so that another
-// store sweeps at its next tick rather than after the lease lapses.
-func (s *DynamoStore) releaseLease(ctx context.Context) error {
-	cond := "#o = :me"
-	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                 s.table,
-		Key:                       map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: s.leaseKey}},
-		ConditionExpression:       &cond,
-		ExpressionAttributeNames:  map[string]string{"#o": leaseOwnerAttr},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.leaseHolder}},
-	})
-	var condFailed *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &condFailed) {
-		return s.opError("release sweeper lease", err)
-	}
-	return nil
-}
-
 // sweep is one tick of the background sweeper. It reports whether this
 // store may hold the sweeper lease afterwards (it took it, or the attempt
 // failed in a way that leaves it unknown) and whether it took it.
@@ -357,57 +209,6 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 		s.logger.Debug("dynamostore: swept expired sessions", "table", s.tableName, "deleted", n)
 	}
 	return s.sweepLease, held
-}
-
-// errLeaseLost is why a sweep stops when its store can no longer tell
-// that it holds the sweeper lease.
-var errLeaseLost = errors.New("the sweeper lease could not be renewed before it lapsed, so another store may sweep; this one stopped")
-
-// holdLease renews the sweeper lease, taken at took, every third of
-// its term while the sweep whose context is ctx runs, and stops the
-// sweep with cancel before the lease could lapse: when a renewal fails, or
-// none has succeeded a quarter of its term before the last one taken
-// ends (the margin allows for the sweep's requests to stop, and for
-// clocks a little apart). So the Scans of two stores never overlap,
-// however long a sweep takes.
-func (s *DynamoStore) holdLease(ctx context.Context, cancel context.CancelCauseFunc, took time.Time) {
-	margin := s.leaseFor / 4
-	until := took.Add(s.leaseFor - margin)
-	renew := time.NewTicker(s.leaseFor / 3)
-	defer renew.Stop()
-	for {
-		lapse := time.NewTimer(time.Until(until))
-		select {
-		case <-ctx.Done():
-			lapse.Stop()
-			return
-		case <-lapse.C:
-			cancel(errLeaseLost)
-			return
-		case <-renew.C:
-			lapse.Stop()
-		}
-		start := time.Now()
-		rctx, rcancel := context.WithDeadline(ctx, until)
-		ok, err := s.acquireLease(rctx)
-		rcancel()
-		if !ok {
-			if err == nil {
-				err = errLeaseLost // another store holds it
-			} else {
-				err = fmt.Errorf("%w: %w", errLeaseLost, err)
-			}
-			cancel(err)
-			return
-		}
-		until = start.Add(s.leaseFor - margin)
-	}
-}
-
-// ttlDescriber is the one operation beyond Client's that the sweeper uses,
-// when its client has it: *dynamodb.Client does, a DAX client does not.
-type ttlDescriber interface {
-	DescribeTimeToLive(ctx context.Context, params *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
 }
 
 // ttlDeletes reports whether the table's TTL deletes items by attr: its
@@ -484,11 +285,6 @@ func (w *ttlWatch) standDown(ctx context.Context) bool {
 	}
 	w.standBy = on
 	return on
-}
-
-func isAccessDenied(err error) bool {
-	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDeniedException"
 }
 
 // startCleanup runs sweep every CleanupInterval until StopCleanup.

@@ -2,132 +2,18 @@ package dynamostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
-	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
-
-// SessionValue returns an Owner function that decodes session data with codec (for
-// example scs.GobCodec{} or sessionManager.Codec) and returns the value stored under
-// key: a string as it is, an integer in decimal (named types included, and a float64
-// holding a whole number, as JSON codecs decode IDs); anything else, or no value, is no owner.
-// An empty string is no owner either. It decodes the data on every Commit.
-func SessionValue(codec scs.Codec, key string) func(data []byte) (owner string, ok bool) {
-	return func(data []byte) (string, bool) {
-		_, values, err := codec.Decode(data)
-		if err != nil {
-			return "", false
-		}
-		return ownerString(values[key])
-	}
-}
-
-// maxExactFloat is the largest integer up to which every integer is a
-// float64: beyond it, an ID decoded into a float64 may not be the one sent.
-const maxExactFloat = 1 << 53
-
-// ownerString returns v as an owner, if it is a non-empty string, an integer,
-// or a float holding a whole number that a float64 represents exactly.
-func ownerString(v any) (string, bool) {
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.String:
-		return rv.String(), rv.Len() > 0
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(rv.Int(), 10), true
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(rv.Uint(), 10), true
-	case reflect.Float32, reflect.Float64:
-		if f := rv.Float(); f == math.Trunc(f) && math.Abs(f) <= maxExactFloat {
-			return strconv.FormatInt(int64(f), 10), true
-		}
-	}
-	return "", false
-}
-
-// validOwner reports whether DynamoDB can index owner: a partition key of a
-// global secondary index is a non-empty string of at most 2048 bytes, and
-// the SDK would silently replace invalid UTF-8.
-func validOwner(owner string) bool {
-	return owner != "" && len(owner) <= maxKeyBytes && utf8.ValidString(owner)
-}
-
-// owner returns the owner of a session with data b, when Options.Owner is
-// set and names one that DynamoDB can index.
-func (s *DynamoStore) owner(b []byte) (string, bool) {
-	if s.ownerOf == nil {
-		return "", false
-	}
-	owner, ok := s.ownerOf(b)
-	if !ok {
-		return "", false
-	}
-	if !validOwner(owner) {
-		s.badOwnerLog.Do(func() {
-			s.logger.Warn("dynamostore: commit: session stored without an owner: Options.Owner returned one that is empty, not valid UTF-8 or over 2048 bytes, which DynamoDB cannot index",
-				"table", s.tableName)
-		})
-		return "", false
-	}
-	return owner, true
-}
-
-// ownerConflict returns an error when o.OwnerAttribute is the name of
-// another attribute of a session item or of the sweeper lease, whose value
-// the owner would replace.
-func ownerConflict(o Options) error {
-	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr, sessionitem.RevokedAttribute}
-	for _, f := range sessionitem.Formats {
-		taken = append(taken, f.Attribute(o.DataAttribute))
-	}
-	for _, attr := range taken {
-		if o.OwnerAttribute == attr {
-			return fmt.Errorf("owner attribute %q (Options.OwnerAttribute) is also the name of another attribute of a session item or of the sweeper lease; choose another", attr)
-		}
-	}
-	return nil
-}
-
-// attributeConflict returns an error when one of the names a session item
-// takes from o is that of an attribute the store keeps for its revocations
-// or the sweeper lease: every session would then read as something else.
-func attributeConflict(o Options) error {
-	names := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix}
-	for _, f := range sessionitem.Formats {
-		names = append(names, f.Attribute(o.DataAttribute))
-	}
-	for i, name := range names {
-		switch name {
-		case sessionitem.RevokedAttribute, leaseOwnerAttr, leaseUntilAttr:
-			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations or the sweeper lease; choose another", name)
-		}
-		if slices.Contains(names[:i], name) {
-			return fmt.Errorf("attribute %q is named twice by Options.KeyAttribute, DataAttribute (with its %q and %q forms) and ExpiryAttribute (with its %q form); choose names apart",
-				name, sessionitem.ZstdSuffix, sessionitem.SealedSuffix, sessionitem.MillisSuffix)
-		}
-	}
-	return nil
-}
-
-// batchGetter is the method OwnerTokens needs beyond Client.
-type batchGetter interface {
-	BatchGetItem(ctx context.Context, params *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
-}
 
 // maxBatchGet is the most keys one BatchGetItem request may ask for.
 const maxBatchGet = 100
@@ -376,16 +262,4 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner 
 		}
 	}
 	return nil
-}
-
-// indexError is opError for a Query of OwnerIndex, which says what to do
-// when the table has no such index.
-func (s *DynamoStore) indexError(op string, err error) error {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationException" &&
-		strings.Contains(apiErr.ErrorMessage(), "specified index") {
-		return fmt.Errorf("dynamostore: %s in table %q: %w: the table has no index %q; add it with dynamostore.CreateTable or `dynamostore create-table`: %w",
-			op, s.tableName, ErrIndexNotFound, *s.ownerIndex, err)
-	}
-	return s.opError(op, err)
 }

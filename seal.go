@@ -1,109 +1,79 @@
 package dynamostore
 
 import (
-	"context"
+	"encoding/binary"
 	"errors"
-	"sync/atomic"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
-// Reseal commits every live session under this store's KeyPrefix again,
-// with its data and expiry unchanged, sealed with Options.Encryption as it
-// now is (for tink-go, under the keyset's primary key), and returns how many
-// it rewrote. Use it after adding a new primary key, when the longest
-// session lifetime is too long to wait for before the old key is retired
-// (scs commits only sessions that changed, so a session that is only read
-// keeps its old key), and after turning Encryption on, before
-// RequireEncryption.
-//
-// It reads the whole table with Scan, as All does, and writes each live
-// session with a PutItem conditional on the item being as it was read, so
-// a session that the application committed or deleted in the meantime is
-// left alone. It changes nothing but the sealing: each session keeps its
-// data, its expiry and its owner as stored, whatever this store's Owner
-// option says. Items it cannot read are skipped, as Find skips them. It
-// costs the Scan's read units for every item in the table and one write of
-// each live session. It returns an error, before any request, when the
-// store has no Encryption. On error it stops early and returns the count
-// rewritten so far.
-func (s *DynamoStore) Reseal(ctx context.Context) (resealed int, err error) {
-	op := opReseal.String()
-	defer func(start time.Time) { s.metrics.done(ctx, opReseal, start, err, true) }(time.Now())
-	if s.aead == nil {
-		return 0, s.opError(op, errors.New("the store has no Options.Encryption"))
+// sealVersion is the first byte of data sealed with sealBinding's
+// associated data; the AEAD's ciphertext follows it. Data sealed before
+// it, with associatedData, has no such byte.
+const sealVersion byte = 2
+
+// sealBinding is the associated data of data sealed now: everything the
+// store decides by, so that a table writer who changes any of it gets an
+// item that does not open. It is sealVersion, 'z' or 'p' for compressed or
+// plain, the exact expiry in Unix milliseconds (8 bytes, big-endian), 1 and
+// the owner's length and bytes or 0 for no owner, and the key as stored.
+func sealBinding(key string, compressed bool, expiryMs int64, owner string, hasOwner bool) []byte {
+	ad := make([]byte, 0, 2+8+1+binary.MaxVarintLen64+len(owner)+len(key))
+	ad = append(ad, sealVersion, 'p')
+	if compressed {
+		ad[1] = 'z'
 	}
-	var count atomic.Int64
-	// The first failed write cancels the Scan and the other writes.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(sweepWorkers)
-	scanErr := s.liveSessions(gctx, opReseal, s.now(), func(key string, item map[string]types.AttributeValue, data []byte, expiry int64) {
-		g.Go(func() error {
-			ok, err := s.reseal(gctx, key, item, data, expiry)
-			if ok {
-				count.Add(1)
-			}
-			return err
-		})
-	})
-	// A failed write is the cause of a Scan that then failed.
-	if err = g.Wait(); err == nil {
-		err = scanErr
+	ad = binary.BigEndian.AppendUint64(ad, uint64(expiryMs))
+	if hasOwner {
+		ad = append(ad, 1)
+		ad = binary.AppendUvarint(ad, uint64(len(owner)))
+		ad = append(ad, owner...)
+	} else {
+		ad = append(ad, 0)
 	}
-	if err == nil && ctx.Err() != nil {
-		err = s.opError(op, ctx.Err())
-	}
-	return int(count.Load()), err
+	return append(ad, key...)
 }
 
-// reseal writes the session read as item again, sealed now, if the item
-// is still as it was read, and reports whether it did.
-func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]types.AttributeValue, data []byte, expiry int64) (bool, error) {
-	_, format, err := sessionitem.Data(item, s.dataAttr)
-	if err != nil {
-		return false, nil // decode read it a moment ago
+// associatedData is the associated data of data sealed before sealVersion:
+// one byte, 'z' or 'p', then the key. Such items still open, so an upgrade
+// loses no session; Reseal rewrites them under sealBinding.
+func associatedData(key string, compressed bool) []byte {
+	ad := make([]byte, 0, 1+len(key))
+	if compressed {
+		ad = append(ad, 'z')
+	} else {
+		ad = append(ad, 'p')
 	}
-	// The condition compares the stored data and expiry with what was
-	// read: a Commit since then changed one of them, since a sealed
-	// Commit's ciphertext is new every time.
-	// Each attribute the condition names is compared with what was read,
-	// or, if the item had none, required to be missing still; an
-	// attribute the item lacked must not be sent as a value.
-	names := map[string]string{"#d": format.Attribute(s.dataAttr), "#e": s.expiryAttr, "#m": s.expiryMsAttr, "#o": s.ownerAttr}
-	values := map[string]types.AttributeValue{":d": item[names["#d"]]}
-	cond := "#d = :d"
-	for _, a := range []struct{ name, value, attr string }{{"#e", ":e", s.expiryAttr}, {"#m", ":m", s.expiryMsAttr}, {"#o", ":o", s.ownerAttr}} {
-		if v, ok := item[a.attr]; ok {
-			cond += " AND " + a.name + " = " + a.value
-			values[a.value] = v
-		} else {
-			cond += " AND attribute_not_exists(" + a.name + ")"
+	return append(ad, key...)
+}
+
+// open returns the data sealed in item, whose key is key: bound, by
+// sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner
+// and format as they are now, or, for data sealed before sealVersion, to
+// its key and format alone, which RequireEncryption refuses.
+func (s *DynamoStore) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
+	if len(sealed) > 0 && sealed[0] == sealVersion {
+		expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
+		if err != nil {
+			return nil, err
 		}
+		owner, hasOwner := item[s.ownerAttr].(*types.AttributeValueMemberS)
+		var o string
+		if hasOwner {
+			o = owner.Value
+		}
+		if data, err := s.aead.Decrypt(sealed[1:], sealBinding(key, compressed, expiry, o, hasOwner)); err == nil {
+			return data, nil
+		}
+		// Data sealed before sealVersion may begin with the same byte.
 	}
-	// The owner stays as stored, whatever this store's Owner option.
-	keep := &storedOwner{}
-	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
-		keep.owner, keep.ok = o.Value, true
+	if s.requireSeal {
+		// Bound to its key alone, so a writer could change its expiry and
+		// owner: RequireEncryption refuses it, once Reseal has bound the
+		// sessions that were live.
+		return nil, errors.New("sealed before its expiry and owner were bound")
 	}
-	err = s.commit(ctx, opReseal, key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
-		ConditionExpression:       &cond,
-		ExpressionAttributeNames:  names,
-		ExpressionAttributeValues: values,
-	}, keep)
-	var condFailed *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &condFailed):
-		return false, nil
-	case errors.Is(err, ErrTooLarge):
-		// Sealing makes it larger than an item may be: it stays as it
-		// is, and Reseal goes on with the rest.
-		s.logger.Warn("dynamostore: reseal: a session too large to seal is left as it is", "table", s.tableName, "error", err)
-		return false, nil
-	}
-	return err == nil, err
+	return s.aead.Decrypt(sealed, associatedData(key, compressed))
 }

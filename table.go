@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
@@ -227,9 +226,4 @@ func enableTTL(ctx context.Context, client *dynamodb.Client, o Options) error {
 		return fmt.Errorf("dynamostore: create table %q: enable TTL on %q: %w", o.TableName, o.ExpiryAttribute, err)
 	}
 	return nil
-}
-
-func isUnknownOperation(err error) bool {
-	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "UnknownOperationException"
 }
