@@ -22,9 +22,13 @@ var (
 	_ func(dynamostore.Client, ...func(*dynamostore.Options)) *dynamostore.DynamoStore                = dynamostore.New
 	_ func(dynamostore.Client, time.Duration, ...func(*dynamostore.Options)) *dynamostore.DynamoStore = dynamostore.NewWithCleanupInterval
 	_ func(scs.Store, ...func(*dynamostore.CacheOptions)) *dynamostore.CachedStore                    = dynamostore.NewCached
-	_ func(context.Context, *dynamodb.Client, ...func(*dynamostore.Options)) error                    = dynamostore.CreateTable
+	_ func(context.Context, dynamostore.CreateTableAPIClient, ...func(*dynamostore.Options)) error    = dynamostore.CreateTable
 	_ func(...func(*dynamostore.Options)) error                                                       = dynamostore.CheckOptions
 	_ func(scs.Codec, string) func([]byte) (string, bool)                                             = dynamostore.SessionValue
+
+	// CreateTable took a *dynamodb.Client until it took CreateTableAPIClient:
+	// calls with one compile still.
+	_ = func(ctx context.Context, c *dynamodb.Client) error { return dynamostore.CreateTable(ctx, c) }
 
 	_ error = dynamostore.ErrTooLarge
 	_ error = dynamostore.ErrInvalidOptions
@@ -51,6 +55,9 @@ var (
 	_ scs.IterableCtxStore                                                                                     = (*dynamostore.DynamoStore)(nil)
 	_ scs.IterableStore                                                                                        = (*dynamostore.DynamoStore)(nil)
 	_ dynamostore.CacheableStore                                                                               = (*dynamostore.DynamoStore)(nil)
+	_ dynamostore.TableStore                                                                                   = (*dynamostore.DynamoStore)(nil)
+	_ dynamostore.OwnerStore                                                                                   = (*dynamostore.DynamoStore)(nil)
+	_ func(*dynamostore.DynamoStore) dynamostore.Options                                                       = (*dynamostore.DynamoStore).Options
 	_ func(*dynamostore.CachedStore, string) ([]byte, bool, error)                                             = (*dynamostore.CachedStore).Find
 	_ func(*dynamostore.CachedStore, context.Context, string) ([]byte, bool, error)                            = (*dynamostore.CachedStore).FindCtx
 	_ func(*dynamostore.CachedStore, string, []byte, time.Time) error                                          = (*dynamostore.CachedStore).Commit
@@ -63,6 +70,8 @@ var (
 	_ func(*dynamostore.CachedStore) dynamostore.CacheStats                                                    = (*dynamostore.CachedStore).Stats
 	_ scs.IterableCtxStore                                                                                     = (*dynamostore.CachedStore)(nil)
 	_ dynamostore.Client                                                                                       = (*dynamodb.Client)(nil)
+	_ dynamostore.CreateTableAPIClient                                                                         = (*dynamodb.Client)(nil)
+	_ dynamostore.DescribeTimeToLiveAPIClient                                                                  = (*dynamodb.Client)(nil)
 	_ func(dynamostore.SharedCache, context.Context, string, bool) (dynamostore.CacheLookup, error)            = dynamostore.SharedCache.Lookup
 	_ func(dynamostore.SharedCache, context.Context, string, uint64, *dynamostore.CacheEntry, time.Time) error = dynamostore.SharedCache.Fill
 	_ func(dynamostore.SharedCache, context.Context, string) (uint64, error)                                   = dynamostore.SharedCache.BeginWrite

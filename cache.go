@@ -80,3 +80,22 @@ type SharedCache interface {
 	// of the token overlapped this one.
 	EndWrite(ctx context.Context, token string, write uint64, entry *CacheEntry, until time.Time) error
 }
+
+// TableStore is a backing store that tells a CachedStore its options: a
+// SharedCache then keeps apart the copies of stores fenced apart in
+// DynamoDB (by TableName and KeyPrefix), and the CachedStore's errors and
+// metrics name the table. DynamoStore is one; a wrapper around a
+// DynamoStore should forward Options too.
+type TableStore interface {
+	Options() Options
+}
+
+// OwnerStore is a backing store that deletes all of an owner's sessions,
+// through which CachedStore.DeleteOwner drops each cached copy as it
+// deletes the session. DynamoStore is one; a wrapper around a DynamoStore
+// must forward DeleteOwnerFunc for CachedStore.DeleteOwner to work.
+type OwnerStore interface {
+	// DeleteOwnerFunc deletes the owner's sessions, calling fn around
+	// each delete (see DynamoStore.DeleteOwnerFunc).
+	DeleteOwnerFunc(ctx context.Context, owner string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (deleted int, err error)
+}

@@ -118,6 +118,7 @@ type CachedStore struct {
 	backing   scs.Store
 	cache     SharedCache
 	namespace string // before each token in a SharedCache; see cacheKey
+	table     string // the backing TableStore's table, or ""
 	opts      CacheOptions
 	now       func() time.Time
 
@@ -153,8 +154,8 @@ func newCacheMetrics(mp metric.MeterProvider, backing scs.Store) cacheMetrics {
 	m.errors, _ = meter.Int64Counter("dynamostore.cache.errors",
 		metric.WithDescription("Errors of the cache layer, each costing a miss."))
 	var attrs []attribute.KeyValue
-	if ds, ok := backing.(*DynamoStore); ok {
-		attrs = append(attrs, attribute.String("table", ds.tableName))
+	if table := tableOf(backing); table != "" {
+		attrs = append(attrs, attribute.String("table", table))
 	}
 	with := func(kv ...attribute.KeyValue) []metric.AddOption {
 		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append(kv, attrs...)...))}
@@ -188,6 +189,8 @@ var (
 	_ scs.IterableStore    = (*CachedStore)(nil)
 	_ scs.IterableCtxStore = (*CachedStore)(nil)
 	_ CacheableStore       = (*DynamoStore)(nil)
+	_ TableStore           = (*DynamoStore)(nil)
+	_ OwnerStore           = (*DynamoStore)(nil)
 	_ SharedCache          = (*memCache)(nil)
 )
 
@@ -216,14 +219,15 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	c := &CachedStore{backing: backing, opts: o, now: time.Now, seed: maphash.MakeSeed(),
+	c := &CachedStore{backing: backing, table: tableOf(backing), opts: o, now: time.Now, seed: maphash.MakeSeed(),
 		lookups: stats.NewCounter(), metrics: newCacheMetrics(o.MeterProvider, backing)}
 	switch cache := o.Cache.(type) {
 	case SharedCache:
 		c.cache = cache
-		if ds, ok := backing.(*DynamoStore); ok {
+		if ts, ok := backing.(TableStore); ok {
 			// DynamoDB table names have no "/".
-			c.namespace = ds.tableName + "/" + ds.prefix
+			o := ts.Options()
+			c.namespace = o.TableName + "/" + o.KeyPrefix
 		}
 	case nil:
 	default:
@@ -463,39 +467,27 @@ func (c *CachedStore) endWrite(ctx context.Context, token string, write uint64) 
 	}
 }
 
-// DeleteOwner on the CachedStore deletes through the backing DynamoStore
-// and drops the cached copies, so no Find through this CachedStore, or
-// through another that shares its SharedCache, returns them afterwards.
-// Other CachedStores in front of the same table with caches of their own
-// keep serving their copies for up to MaxStale, but no Commit through them
-// stores a deleted session again. See (*DynamoStore).DeleteOwner for what
-// it deletes and costs. It returns an error when the backing store is not
-// a *DynamoStore.
+// DeleteOwner on the CachedStore deletes through the backing store, an
+// OwnerStore such as a DynamoStore, and drops the cached copies, so no
+// Find through this CachedStore, or through another that shares its
+// SharedCache, returns them afterwards. Other CachedStores in front of the
+// same table with caches of their own keep serving their copies for up to
+// MaxStale, but no Commit through them stores a deleted session again. See
+// (*DynamoStore).DeleteOwner for what it deletes and costs. It returns an
+// error wrapping ErrClientMethod when the backing store is not an
+// OwnerStore.
 func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
-	ds, ok := c.backing.(*DynamoStore)
+	owners, ok := c.backing.(OwnerStore)
 	if !ok {
-		return 0, c.opError("delete owner", fmt.Errorf("backing store %T is not a *DynamoStore", c.backing))
+		return 0, c.opError("delete owner", fmt.Errorf("%w: backing store %T is not an OwnerStore (it has no DeleteOwnerFunc method)", ErrClientMethod, c.backing))
 	}
-	var mu sync.Mutex
-	writes := map[string]uint64{}
-	return ds.deleteOwner(ctx, owner, deleteHooks{
-		before: func(ctx context.Context, token string) error {
-			write, err := c.beginWrite(ctx, token)
-			if err != nil {
-				return c.opError("delete owner: cache", err)
-			}
-			mu.Lock()
-			writes[token] = write
-			mu.Unlock()
-			return nil
-		},
-		after: func(ctx context.Context, token string) {
-			mu.Lock()
-			write := writes[token]
-			delete(writes, token)
-			mu.Unlock()
-			c.endWrite(ctx, token, write)
-		},
+	return owners.DeleteOwnerFunc(ctx, owner, func(ctx context.Context, token string, del func(context.Context) error) error {
+		write, err := c.beginWrite(ctx, token)
+		if err != nil {
+			return c.opError("delete owner: cache", err)
+		}
+		defer c.endWrite(ctx, token, write)
+		return del(ctx)
 	})
 }
 
@@ -542,13 +534,21 @@ func (c *CachedStore) stripe(token string) *stripe {
 }
 
 // opError wraps an error of the CachedStore's own, as DynamoStore's errors
-// do: with the operation and, when the backing store is a DynamoStore, its
+// do: with the operation and, when the backing store is a TableStore, its
 // table.
 func (c *CachedStore) opError(op string, err error) error {
-	if ds, ok := c.backing.(*DynamoStore); ok {
-		return fmt.Errorf("dynamostore: cached %s in table %q: %w", op, ds.tableName, err)
+	if c.table != "" {
+		return fmt.Errorf("dynamostore: cached %s in table %q: %w", op, c.table, err)
 	}
 	return fmt.Errorf("dynamostore: cached %s: %w", op, err)
+}
+
+// tableOf returns the table of a backing store that is a TableStore, or "".
+func tableOf(backing scs.Store) string {
+	if ts, ok := backing.(TableStore); ok {
+		return ts.Options().TableName
+	}
+	return ""
 }
 
 // findCtx, commitCtx and deleteCtx pass ctx to stores that take one.

@@ -2,31 +2,44 @@ package dynamostore
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-const (
-	// sweepWorkers is how many DeleteItem requests a sweep keeps in flight
-	// per Scan segment.
-	// DeleteItem, not BatchWriteItem, because only DeleteItem takes the
-	// condition that keeps a re-committed session alive.
-	sweepWorkers = 8
+// sweepWorkers is how many conditional writes a sweep (per Scan segment),
+// DeleteOwner and Reseal keep in flight. The sweep deletes with DeleteItem,
+// not BatchWriteItem, because only DeleteItem takes the condition that
+// keeps a re-committed session alive.
+const sweepWorkers = 8
 
-	// What BatchGetItem leaves unprocessed for lack of capacity, which the
-	// SDK does not retry, is asked for again after unprocessedBackoff,
-	// doubling up to maxUnprocessedBackoff, at most maxUnprocessedRetries
-	// times, as DynamoDB advises.
+// The store's own pauses, where the SDK's retryer does not apply: keys
+// that BatchGetItem leaves unprocessed for lack of capacity (asked for
+// again at most maxUnprocessedRetries times, as DynamoDB advises), and
+// polls for an index to become ACTIVE. Each is a backoff from its first
+// pause, doubling up to maxBackoff.
+const (
 	unprocessedBackoff    = 50 * time.Millisecond
-	maxUnprocessedBackoff = 5 * time.Second
+	indexPollBackoff      = 200 * time.Millisecond
+	maxBackoff            = 5 * time.Second
 	maxUnprocessedRetries = 10
 )
 
-// deleteIf sends input, a conditional DeleteItem for op, retrying it while
-// it is throttled, and reports whether the condition held and the item went.
+// backoff is the store's one policy for the pauses of its own retries and
+// polls: the first is next, and each doubles, up to maxBackoff.
+type backoff struct {
+	next time.Duration
+}
+
+// wait pauses for the next pause, or until ctx ends and returns its error.
+func (b *backoff) wait(ctx context.Context) error {
+	d := b.next
+	b.next = min(2*b.next, maxBackoff)
+	return sleepCtx(ctx, d)
+}
+
+// deleteIf sends input, a conditional DeleteItem for op, and reports whether the condition held and the item went.
 func (s *DynamoStore) deleteIf(ctx context.Context, operation operation, input *dynamodb.DeleteItemInput) (bool, error) {
 	input.ReturnConsumedCapacity = s.metrics.capacityRequest(ctx)
 	return s.writeIf(ctx, operation, func() (*types.ConsumedCapacity, error) {
@@ -55,12 +68,11 @@ func (s *DynamoStore) putIf(ctx context.Context, operation operation, input *dyn
 // client's retryer is the one retry policy (see DeleteExpired).
 func (s *DynamoStore) writeIf(ctx context.Context, operation operation, send func() (*types.ConsumedCapacity, error)) (bool, error) {
 	consumed, err := send()
-	var condFailed *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
 		s.metrics.consumed(ctx, operation, kindWrite, consumed)
 		return true, nil
-	case errors.As(err, &condFailed):
+	case isConditionFailed(err):
 		return false, nil
 	}
 	return false, s.opError(operation.String(), err)
@@ -76,15 +88,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// batchGetter is the method OwnerTokens needs beyond Client.
-type batchGetter interface {
-	BatchGetItem(ctx context.Context, params *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
-}
-
-// ttlDescriber is the one operation beyond Client's that the sweeper uses,
-// when its client has it: *dynamodb.Client does, a DAX client does not.
-type ttlDescriber interface {
-	DescribeTimeToLive(ctx context.Context, params *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
 }

@@ -16,6 +16,39 @@ import (
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
+// sweeper is the background sweeper's settings, from Options, and state.
+type sweeper struct {
+	interval    time.Duration
+	sweepLease  bool
+	sweepTTL    bool // Options.SweepWithTTL
+	ttlRecheck  time.Duration
+	segments    int
+	readRate    float64
+	grace       time.Duration
+	leaseFor    time.Duration // the sweeper lease's term: CleanupInterval, and at least minLease
+	leaseHolder string        // this store's name on the sweeper lease
+	leaseKey    string        // KeyPrefix + sessionitem.LeaseToken
+	stopSweeper context.CancelFunc
+	sweeperDone chan struct{}
+}
+
+// newSweeper returns the sweeper of resolved options o, which asks for the
+// table's TTL status every ttlRecheck.
+func newSweeper(o Options, ttlRecheck time.Duration) sweeper {
+	return sweeper{
+		interval:    o.CleanupInterval,
+		sweepLease:  o.SweepLease,
+		sweepTTL:    o.SweepWithTTL,
+		ttlRecheck:  ttlRecheck,
+		segments:    o.SweepSegments,
+		readRate:    o.SweepReadRate,
+		grace:       max(o.SweepGrace, 0),
+		leaseFor:    max(o.CleanupInterval, minLease),
+		leaseHolder: newLeaseHolder(),
+		leaseKey:    o.KeyPrefix + sessionitem.LeaseToken,
+	}
+}
+
 // DeleteExpired deletes the sessions under this store's KeyPrefix that
 // expired at least SweepGrace ago and returns how many it deleted; it also
 // removes the revocations Delete left whose period is over, which it does
@@ -213,32 +246,29 @@ func (s *DynamoStore) sweep(ctx context.Context) (mayHold, held bool) {
 
 // ttlDeletes reports whether the table's TTL deletes items by attr: its
 // status is ENABLED or ENABLING on that attribute.
-func ttlDeletes(ctx context.Context, client ttlDescriber, table, attr string) (bool, error) {
+func ttlDeletes(ctx context.Context, client DescribeTimeToLiveAPIClient, table, expiryAttr string) (bool, error) {
 	out, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &table})
 	if err != nil {
 		return false, err
 	}
-	d := out.TimeToLiveDescription
-	if d == nil || aws.ToString(d.AttributeName) != attr {
-		return false, nil
-	}
-	return d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling, nil
+	attr, on := sessionitem.TTL(out.TimeToLiveDescription)
+	return on && attr == expiryAttr, nil
 }
 
 // ttlWatch is the background sweeper's view of the table's TTL: while TTL
 // deletes expired sessions, the sweeper stands down.
 type ttlWatch struct {
 	s       *DynamoStore
-	client  ttlDescriber // nil: never stand down
-	next    time.Time    // when to ask again
-	standBy bool         // TTL deletes; do not sweep
-	warned  bool         // a failed check was logged
+	client  DescribeTimeToLiveAPIClient // nil: never stand down
+	next    time.Time                   // when to ask again
+	standBy bool                        // TTL deletes; do not sweep
+	warned  bool                        // a failed check was logged
 }
 
 func (s *DynamoStore) newTTLWatch() *ttlWatch {
 	w := &ttlWatch{s: s}
-	if c, ok := s.client.(ttlDescriber); ok && !s.sweepTTL {
-		w.client = c
+	if !s.sweepTTL {
+		w.client = s.describeTTL
 	}
 	return w
 }

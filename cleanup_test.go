@@ -30,8 +30,8 @@ func TestDeleteExpired(t *testing.T) {
 	t.Parallel()
 	fns := newTable(t)
 	client := newClient(t)
-	s := NewWithCleanupInterval(client, 0, append(fns, clockAhead, func(o *Options) { o.KeyPrefix = "mine:" })...)
-	other := NewWithCleanupInterval(client, 0, append(fns, clockAhead, func(o *Options) { o.KeyPrefix = "other:" })...)
+	s := newDynamoStore(client, 0, clockAhead, append(fns, func(o *Options) { o.KeyPrefix = "mine:" }))
+	other := newDynamoStore(client, 0, clockAhead, append(fns, func(o *Options) { o.KeyPrefix = "other:" }))
 	past, future := expiredAt(), liveAt()
 	const expiredCount = 120
 	for i := range expiredCount {
@@ -72,7 +72,7 @@ func TestDeleteExpired(t *testing.T) {
 func TestDeleteExpiredKeepsRecommitted(t *testing.T) {
 	t.Parallel()
 	spy := &spyClient{Client: newClient(t)}
-	s := newStore(t, spy, clockAhead)
+	s := newStoreWith(t, spy, clockAhead)
 	if err := s.Commit("revived", []byte("old"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}
@@ -127,17 +127,17 @@ func TestSweepClockSkew(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			clock := func(d time.Duration) func(*Options) {
-				return func(o *Options) { o.now = func() time.Time { return base.Add(d) } }
+			clock := func(d time.Duration) hooks {
+				return hooks{now: func() time.Time { return base.Add(d) }}
 			}
 			fns := newTable(t)
 			client := newClient(t)
-			sweeper := NewWithCleanupInterval(client, 0, append(fns, clock(tc.sweeper), func(o *Options) {
+			sweeper := newDynamoStore(client, 0, clock(tc.sweeper), append(fns, func(o *Options) {
 				if tc.grace != 0 {
 					o.SweepGrace = tc.grace
 				}
-			})...)
-			peer := NewWithCleanupInterval(client, 0, append(fns, clock(tc.peer))...)
+			}))
+			peer := newDynamoStore(client, 0, clock(tc.peer), fns)
 			writer := NewWithCleanupInterval(client, 0, fns...) // the real clock: all are in its future
 
 			// A session every 2.3 s from three minutes before base to
@@ -184,7 +184,7 @@ func TestSweepClockSkew(t *testing.T) {
 func TestDeleteExpiredWorkers(t *testing.T) {
 	t.Parallel()
 	spy := &spyClient{Client: newClient(t)}
-	s := newStore(t, spy, clockAhead)
+	s := newStoreWith(t, spy, clockAhead)
 	for i := range 100 {
 		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
 			t.Fatal(err)
@@ -224,7 +224,7 @@ func TestDeleteExpiredWorkers(t *testing.T) {
 func TestDeleteExpiredSegments(t *testing.T) {
 	t.Parallel()
 	spy := &spyClient{Client: newClient(t)}
-	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepSegments = 4 })
+	s := newStoreWith(t, spy, clockAhead, func(o *Options) { o.SweepSegments = 4 })
 	for i := range 100 {
 		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
 			t.Fatal(err)
@@ -244,7 +244,7 @@ func TestDeleteExpiredReadRate(t *testing.T) {
 	spy := &spyClient{Client: newClient(t)}
 	// 20 units a second; 40 items of 40 KB, about 200 units to read.
 	const rate = 20
-	s := newStore(t, spy, clockAhead, func(o *Options) { o.SweepReadRate = rate })
+	s := newStoreWith(t, spy, clockAhead, func(o *Options) { o.SweepReadRate = rate })
 	data := bytes.Repeat([]byte{'z'}, 40<<10)
 	for i := range 40 {
 		if err := s.Commit(fmt.Sprintf("old-%d", i), data, expiredAt()); err != nil {
@@ -270,7 +270,7 @@ func TestDeleteExpiredReadRate(t *testing.T) {
 func TestDeleteExpiredThrottled(t *testing.T) {
 	t.Parallel()
 	spy := &spyClient{Client: newClient(t)}
-	s := newStore(t, spy, clockAhead)
+	s := newStoreWith(t, spy, clockAhead)
 	for i := range 5 {
 		if err := s.Commit(fmt.Sprintf("old-%d", i), []byte("x"), expiredAt()); err != nil {
 			t.Fatal(err)
@@ -329,7 +329,7 @@ func TestCleanup(t *testing.T) {
 		}
 	}
 	fns := newTable(t)
-	s := NewWithCleanupInterval(spy, 50*time.Millisecond, append(fns, clockAhead)...)
+	s := newDynamoStore(spy, 50*time.Millisecond, clockAhead, fns)
 	defer s.StopCleanup()
 	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
 		t.Fatal(err)
@@ -588,7 +588,7 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 		return ctx.Err()
 	}
 	fns := newTable(t)
-	s := NewWithCleanupInterval(spy, 10*time.Millisecond, append(fns, clockAhead)...)
+	s := newDynamoStore(spy, 10*time.Millisecond, clockAhead, fns)
 	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}
@@ -648,9 +648,10 @@ func (c *ttlSpy) DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTi
 	return c.Client.DescribeTimeToLive(ctx, in, optFns...)
 }
 
-// ttlRecheck asks for the TTL status every d rather than every hour.
-func ttlRecheck(d time.Duration) func(*Options) {
-	return func(o *Options) { o.ttlRecheck = d }
+// ttlRecheck is clockAhead with the TTL status asked for every d rather
+// than every hour.
+func ttlRecheck(d time.Duration) hooks {
+	return hooks{now: clockAhead.now, ttlRecheck: d}
 }
 
 // TestSweeperStandsDownWithTTL: where the table's TTL deletes expired items
@@ -663,7 +664,7 @@ func TestSweeperStandsDownWithTTL(t *testing.T) {
 	fns := newTable(t)
 	spy := &ttlSpy{Client: newClient(t)}
 	var logs syncBuffer
-	s := NewWithCleanupInterval(spy, interval, append(fns, clockAhead, withLogger(&logs), ttlRecheck(5*interval))...)
+	s := newDynamoStore(spy, interval, ttlRecheck(5*interval), append(fns, withLogger(&logs)))
 	defer s.StopCleanup()
 
 	if ddblocal.IsDynalite() {
@@ -709,7 +710,7 @@ func TestSweepWithTTL(t *testing.T) {
 	t.Parallel()
 	fns := newTable(t)
 	spy := &ttlSpy{Client: newClient(t)}
-	s := NewWithCleanupInterval(spy, 20*time.Millisecond, append(fns, clockAhead, func(o *Options) { o.SweepWithTTL = true })...)
+	s := newDynamoStore(spy, 20*time.Millisecond, clockAhead, append(fns, func(o *Options) { o.SweepWithTTL = true }))
 	defer s.StopCleanup()
 	if _, _, checks := spy.waitCounts(t, "two sweeps", func(scans, _, _ int) bool { return scans >= 2 }); checks != 0 {
 		t.Fatalf("got %d TTL checks: expected none with SweepWithTTL", checks)
@@ -724,7 +725,7 @@ func TestSweeperTTLDenied(t *testing.T) {
 	fns := newTable(t)
 	spy := &ttlSpy{Client: newClient(t), deny: true}
 	var logs syncBuffer
-	s := NewWithCleanupInterval(spy, interval, append(fns, clockAhead, withLogger(&logs), ttlRecheck(interval))...)
+	s := newDynamoStore(spy, interval, ttlRecheck(interval), append(fns, withLogger(&logs)))
 	defer s.StopCleanup()
 	spy.waitCounts(t, "three checks and two sweeps", func(scans, _, checks int) bool { return checks >= 3 && scans >= 2 })
 	log := logs.String()
@@ -761,7 +762,7 @@ func (c itemClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...
 func TestItemOperationsClient(t *testing.T) {
 	t.Parallel()
 	fns := newTable(t)
-	s := NewWithCleanupInterval(itemClient{newClient(t)}, 20*time.Millisecond, append(fns, clockAhead)...)
+	s := newDynamoStore(itemClient{newClient(t)}, 20*time.Millisecond, clockAhead, fns)
 	defer s.StopCleanup()
 	c := NewCached(s)
 	if err := c.Commit("live", []byte("x"), liveAt()); err != nil {
@@ -915,7 +916,7 @@ func TestOneRetryPolicy(t *testing.T) {
 			}), middleware.After)
 		})
 	})
-	s := newStore(t, throttled, clockAhead)
+	s := newStoreWith(t, throttled, clockAhead)
 	if err := s.Commit("old", []byte("x"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}

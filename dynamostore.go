@@ -39,7 +39,6 @@ package dynamostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -63,55 +62,46 @@ type Client interface {
 	Scan(ctx context.Context, params *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
+// DescribeTimeToLiveAPIClient is the client method the background sweeper
+// uses, when the store's Client has it, to stand down while the table's
+// TTL deletes expired sessions (see Options.SweepWithTTL).
+// *dynamodb.Client has it; a DAX client does not, and sweeps regardless.
+//
+// The other optional methods are the SDK's: DeleteOwner and OwnerTokens
+// need dynamodb.QueryAPIClient, and OwnerTokens also
+// dynamodb.BatchGetItemAPIClient. New logs at Error when Options.Owner is
+// set and the Client lacks one of them.
+type DescribeTimeToLiveAPIClient interface {
+	DescribeTimeToLive(ctx context.Context, params *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+}
+
 // DynamoStore is an scs session store on one DynamoDB table. Create it with
 // New or NewWithCleanupInterval. It is safe for concurrent use.
 type DynamoStore struct {
+	itemRules // what its items hold: item.go and seal.go
+
 	client Client
+	// The client's optional methods, nil where it lacks them: see
+	// DeleteOwner, OwnerTokens and Options.SweepWithTTL.
+	query       dynamodb.QueryAPIClient
+	batchGet    dynamodb.BatchGetItemAPIClient
+	describeTTL DescribeTimeToLiveAPIClient
+
+	opts   Options // as resolved; see Options
 	logger *slog.Logger
 
-	// Copies of the options, kept as the pointers and strings that every
-	// request needs, so a request allocates none of them.
-	table        *string
-	tableName    string
-	keyAttr      string
-	dataAttr     string
-	dataAttrs    [4]string // by format: see formatIndex
-	expiryAttr   string
-	expiryMsAttr string // the exact expiry, in Unix milliseconds
-	compress     int    // CompressAbove; 0 for never
-	prefix       string
-	consistent   *bool
-	aead         AEAD          // Options.Encryption
-	requireSeal  bool          // Options.RequireEncryption, with Encryption
-	revokeFor    time.Duration // Options.RevocationPeriod
+	// Kept as the pointers every request needs, so a request allocates
+	// none of them.
+	table      *string
+	tableName  string
+	consistent *bool
+	ownerIndex *string
 
-	// unreadable limits the warnings about items that cannot be read.
-	unreadable rate.Sometimes
-	metrics    *storeMetrics
+	unreadable  rate.Sometimes // warnings of items that cannot be read
+	badOwnerLog rate.Sometimes // warnings of owners DynamoDB cannot index
+	metrics     *storeMetrics
 
-	ownerOf     func([]byte) (string, bool) // Options.Owner
-	ownerAttr   string
-	ownerIndex  *string
-	badOwnerLog rate.Sometimes // Warns of owners DynamoDB cannot index
-
-	// names are the names of sessionitem's rules: which items are this
-	// store's sessions, and which have expired.
-	names sessionitem.Names
-
-	now func() time.Time
-
-	sweepLease  bool
-	sweepTTL    bool // Options.SweepWithTTL
-	ttlRecheck  time.Duration
-	segments    int
-	readRate    float64
-	grace       time.Duration
-	interval    time.Duration
-	leaseFor    time.Duration // the sweeper lease's term: CleanupInterval, and at least minLease
-	leaseHolder string        // this store's name on the sweeper lease
-	leaseKey    string        // KeyPrefix + leaseToken
-	stopSweeper context.CancelFunc
-	sweeperDone chan struct{}
+	sweeper // the background sweeper and its lease: cleanup.go and lease.go
 }
 
 var (
@@ -137,6 +127,19 @@ func New(client Client, optFns ...func(*Options)) *DynamoStore {
 // zero disables it. The option functions run after interval is set, so they
 // may change it again. It panics as New does.
 func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...func(*Options)) *DynamoStore {
+	return newDynamoStore(client, interval, hooks{}, optFns)
+}
+
+// hooks are what a test may change in a store: its clock, and how often
+// its sweeper asks for the table's TTL status. Zero values take the
+// defaults: time.Now and an hour.
+type hooks struct {
+	now        func() time.Time
+	ttlRecheck time.Duration
+}
+
+// newDynamoStore is NewWithCleanupInterval with hooks.
+func newDynamoStore(client Client, interval time.Duration, h hooks, optFns []func(*Options)) *DynamoStore {
 	if client == nil {
 		panic("dynamostore: New: the Client is nil; pass a *dynamodb.Client, such as dynamodb.NewFromConfig(cfg)")
 	}
@@ -144,49 +147,52 @@ func NewWithCleanupInterval(client Client, interval time.Duration, optFns ...fun
 	if err := checkOptions(o); err != nil {
 		panic("dynamostore: New: " + err.Error())
 	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.ttlRecheck <= 0 {
+		h.ttlRecheck = time.Hour
+	}
 	consistent := o.ConsistentRead
 	s := &DynamoStore{
-		client:       client,
-		logger:       o.Logger,
-		table:        &o.TableName,
-		tableName:    o.TableName,
-		keyAttr:      o.KeyAttribute,
-		dataAttr:     o.DataAttribute,
-		expiryAttr:   o.ExpiryAttribute,
-		expiryMsAttr: o.ExpiryAttribute + sessionitem.MillisSuffix,
-		compress:     max(o.CompressAbove, 0),
-		prefix:       o.KeyPrefix,
-		consistent:   &consistent,
-		aead:         o.Encryption,
-		requireSeal:  o.RequireEncryption && o.Encryption != nil,
-		revokeFor:    o.RevocationPeriod,
-		unreadable:   rate.Sometimes{First: 10, Interval: time.Minute},
-		metrics:      newStoreMetrics(o.MeterProvider, o.TableName),
-		ownerOf:      o.Owner,
-		ownerAttr:    o.OwnerAttribute,
-		ownerIndex:   &o.OwnerIndex,
-		badOwnerLog:  rate.Sometimes{First: 1, Interval: 10 * time.Minute},
-		now:          o.now,
-		sweepLease:   o.SweepLease,
-		sweepTTL:     o.SweepWithTTL,
-		ttlRecheck:   o.ttlRecheck,
-		segments:     o.SweepSegments,
-		readRate:     o.SweepReadRate,
-		grace:        max(o.SweepGrace, 0),
-		interval:     o.CleanupInterval,
-		leaseFor:     max(o.CleanupInterval, minLease),
-		leaseHolder:  newLeaseHolder(),
-		leaseKey:     o.KeyPrefix + leaseToken,
-
-		names: sessionitem.Names{Prefix: o.KeyPrefix, Key: o.KeyAttribute, Data: o.DataAttribute, Expiry: o.ExpiryAttribute},
+		itemRules:   newItemRules(o, h.now),
+		client:      client,
+		opts:        o,
+		logger:      o.Logger,
+		table:       &o.TableName,
+		tableName:   o.TableName,
+		consistent:  &consistent,
+		ownerIndex:  &o.OwnerIndex,
+		unreadable:  rate.Sometimes{First: 10, Interval: time.Minute},
+		badOwnerLog: rate.Sometimes{First: 1, Interval: 10 * time.Minute},
+		metrics:     newStoreMetrics(o.MeterProvider, o.TableName),
+		sweeper:     newSweeper(o, h.ttlRecheck),
 	}
-	for i, f := range sessionitem.Formats {
-		s.dataAttrs[i] = f.Attribute(o.DataAttribute)
+	s.query, _ = client.(dynamodb.QueryAPIClient)
+	s.batchGet, _ = client.(dynamodb.BatchGetItemAPIClient)
+	s.describeTTL, _ = client.(DescribeTimeToLiveAPIClient)
+	if o.Owner != nil {
+		// Owners are stored to be found: say now what will fail.
+		for _, m := range []struct {
+			name    string
+			missing bool
+		}{{"Query", s.query == nil}, {"BatchGetItem", s.batchGet == nil}} {
+			if m.missing {
+				s.logger.Error("dynamostore: New: Options.Owner is set, but the Client has no "+m.name+" method, so DeleteOwner and OwnerTokens will fail with ErrClientMethod; use a *dynamodb.Client or a wrapper that has it",
+					"table", o.TableName, "client", fmt.Sprintf("%T", client))
+			}
+		}
 	}
 	if o.CleanupInterval > 0 {
 		s.startCleanup()
 	}
 	return s
+}
+
+// Options returns a copy of the store's options, with the defaults filled
+// in. It makes DynamoStore a TableStore.
+func (s *DynamoStore) Options() Options {
+	return s.opts
 }
 
 // Find returns the data for a session token. If the token is not found, is
@@ -275,8 +281,7 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 		return false, fmt.Errorf("dynamostore: commit in table %q: token is not one or more base64url characters, as scs's are, or is longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
 	err = s.commit(ctx, opCommit, key, b, expiry, nil, nil)
-	var condFailed *types.ConditionalCheckFailedException
-	if errors.As(err, &condFailed) {
+	if isConditionFailed(err) {
 		return false, nil // revoked
 	}
 	return err == nil, err
@@ -289,58 +294,19 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 // is keep's when keep is not nil, and otherwise Options.Owner's.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
-	exp, expMs := sessionitem.ExpiryValues(expiry)
-	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
-		// DynamoDB's TTL skips items whose TTL attribute is more than five
-		// years past (a zero time.Time, say): such a session's is four
-		// years past, so that TTL still deletes it. The exact expiry
-		// stays in milliseconds.
-		exp, _ = sessionitem.ExpiryValues(floor)
+	owner, hasOwner, invalid := s.owner(b)
+	if invalid {
+		s.badOwnerLog.Do(func() {
+			s.logger.Warn("dynamostore: commit: session stored without an owner: Options.Owner returned one that is empty, not valid UTF-8 or over 2048 bytes, which DynamoDB cannot index",
+				"table", s.tableName)
+		})
 	}
-	var format sessionitem.Format
-	stored := b
-	if s.compress > 0 && len(b) >= s.compress {
-		if len(b) > maxDecodedBytes {
-			return fmt.Errorf("dynamostore: %s in table %q: %d bytes of data exceed the %d-byte limit for compressed sessions: %w", op, s.tableName, len(b), maxDecodedBytes, ErrTooLarge)
-		}
-		if z := compress(b); z != nil {
-			format.Compressed, stored = true, z
-		}
-	}
-	owner, hasOwner := s.owner(b)
 	if keep != nil {
 		owner, hasOwner = keep.owner, keep.ok
 	}
-	if s.aead != nil {
-		ms, _ := strconv.ParseInt(expMs, 10, 64)
-		sealed, err := s.aead.Encrypt(stored, sealBinding(key, format.Compressed, ms, owner, hasOwner))
-		if err != nil {
-			return s.opError(op+": encrypt", err)
-		}
-		format.Sealed, stored = true, append([]byte{sealVersion}, sealed...)
-	}
-	attr := s.dataAttrs[formatIndex(format)]
-	size := s.itemSize(key, attr, len(stored), exp, expMs)
-	if hasOwner {
-		size += len(s.ownerAttr) + len(owner)
-	}
-	if size > maxItemBytes {
-		return fmt.Errorf("dynamostore: %s in table %q: %d bytes of data (%d stored) make a %d-byte item: %w", op, s.tableName, len(b), len(stored), size, ErrTooLarge)
-	}
-	if stored == nil {
-		// The SDK sends a nil binary value as a missing one; store empty data.
-		stored = []byte{}
-	}
-	// PutItem replaces the whole item, so a session that no longer has an
-	// owner loses the attribute, and with it its entry in the owner index.
-	item := map[string]types.AttributeValue{
-		s.keyAttr:      &types.AttributeValueMemberS{Value: key},
-		attr:           &types.AttributeValueMemberB{Value: stored},
-		s.expiryAttr:   &types.AttributeValueMemberN{Value: exp},
-		s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
-	}
-	if hasOwner {
-		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
+	item, err := s.encode(key, b, expiry, owner, hasOwner)
+	if err != nil {
+		return s.opError(op, err)
 	}
 	input := &dynamodb.PutItemInput{TableName: s.table, Item: item, ReturnConsumedCapacity: s.metrics.capacityRequest(ctx)}
 	if cond != nil {
@@ -383,7 +349,7 @@ func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) (err error) {
 	if !ok {
 		return nil
 	}
-	out, err := s.client.PutItem(ctx, s.revocation(ctx, key, nil))
+	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: s.revocation(key), ReturnConsumedCapacity: s.metrics.capacityRequest(ctx)})
 	if err != nil {
 		return s.opError("delete", err)
 	}

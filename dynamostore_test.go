@@ -133,7 +133,7 @@ func TestExpiry(t *testing.T) {
 	// ahead of real time, where DynamoDB Local's own TTL cannot reach.
 	var clock atomic.Int64
 	clock.Store(time.Now().Add(2 * time.Hour).UnixNano())
-	s := newStore(t, nil, func(o *Options) { o.now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	s := newStoreWith(t, nil, hooks{now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	expiry := s.now().Add(1500 * time.Millisecond)
 	if err := s.Commit("session_token", []byte("encoded_data"), expiry); err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestExpiryWholeSeconds(t *testing.T) {
 
 func TestFindExpiredItemStillInTable(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil, clockAhead)
+	s := newStoreWith(t, nil, clockAhead)
 	if err := s.Commit("token", []byte("data"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}

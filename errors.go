@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/service/sso/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -26,7 +26,8 @@ var ErrIndexNotFound = errors.New("the table has no such index")
 
 // ErrClientMethod is wrapped by the error of an operation that needs a
 // method the store's Client lacks: Query for DeleteOwner and OwnerTokens,
-// BatchGetItem for OwnerTokens.
+// BatchGetItem for OwnerTokens; and by CachedStore.DeleteOwner's when its
+// backing store is no OwnerStore.
 var ErrClientMethod = errors.New("the Client lacks a method the operation needs")
 
 // ErrInvalidOptions is wrapped by the error CheckOptions returns, and by
@@ -55,12 +56,26 @@ func (s *DynamoStore) indexError(op string, err error) error {
 	return s.opError(op, err)
 }
 
-func isUnknownOperation(err error) bool {
-	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "UnknownOperationException"
+// isConditionFailed reports whether err is a conditional write's failed
+// condition.
+func isConditionFailed(err error) bool {
+	var condFailed *types.ConditionalCheckFailedException
+	return errors.As(err, &condFailed)
 }
 
+// isUnknownOperation reports whether err says that the endpoint lacks the
+// operation (some DynamoDB emulators have no TTL API).
+func isUnknownOperation(err error) bool {
+	return hasErrorCode(err, "UnknownOperationException")
+}
+
+// isAccessDenied reports whether err is DynamoDB refusing the request to
+// the caller's role.
 func isAccessDenied(err error) bool {
+	return hasErrorCode(err, "AccessDeniedException")
+}
+
+func hasErrorCode(err error, code string) bool {
 	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDeniedException"
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == code
 }

@@ -29,7 +29,7 @@ func TestExpiryToTheMillisecond(t *testing.T) {
 	// ahead of real time where DynamoDB Local's own TTL cannot reach.
 	var clock atomic.Int64
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	s := newStore(t, nil, func(o *Options) { o.now = now })
+	s := newStoreWith(t, nil, hooks{now: now})
 	cached := func() *CachedStore {
 		c := NewCached(s, func(o *CacheOptions) { o.MaxStale = time.Hour })
 		c.now, c.cache.(*memCache).now = now, now

@@ -126,9 +126,9 @@ func FuzzToken(f *testing.F) {
 	// Each input's clock is a day past the last one's revocations, so that
 	// an input may commit a token an earlier one deleted.
 	var offset atomic.Int64
-	clock := func(o *Options) { o.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) } }
-	plain := NewWithCleanupInterval(newClient(f), 0, append(fns, clock)...)
-	compressing := NewWithCleanupInterval(newClient(f), 0, append(fns, clock, func(o *Options) { o.CompressAbove = 1024 })...)
+	clock := hooks{now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }}
+	plain := newDynamoStore(newClient(f), 0, clock, fns)
+	compressing := newDynamoStore(newClient(f), 0, clock, append(fns, func(o *Options) { o.CompressAbove = 1024 }))
 	rejected := plain.Commit("", nil, time.Time{})
 	f.Fuzz(func(t *testing.T, token string, data []byte, compress bool) {
 		data = data[:min(len(data), 64<<10)] // well under the item limit

@@ -104,11 +104,17 @@ func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 // calling through client when it is not nil.
 func newStore(t *testing.T, client Client, optFns ...func(*Options)) *DynamoStore {
 	t.Helper()
+	return newStoreWith(t, client, hooks{}, optFns...)
+}
+
+// newStoreWith is newStore with the store's hooks h.
+func newStoreWith(t *testing.T, client Client, h hooks, optFns ...func(*Options)) *DynamoStore {
+	t.Helper()
 	fns := newTable(t, optFns...)
 	if client == nil {
 		client = newClient(t)
 	}
-	s := NewWithCleanupInterval(client, 0, fns...)
+	s := newDynamoStore(client, 0, h, fns)
 	t.Cleanup(s.StopCleanup)
 	return s
 }
@@ -289,7 +295,7 @@ func withLogger(buf *syncBuffer) func(*Options) {
 // table. Such tests run the store's clock two hours ahead (clockAhead) and
 // commit "expired" sessions an hour ahead of real time (expiredAt), "live"
 // ones three hours ahead (liveAt); DynamoDB Local sees none of them expired.
-func clockAhead(o *Options) { o.now = func() time.Time { return time.Now().Add(2 * time.Hour) } }
+var clockAhead = hooks{now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
 
 func expiredAt() time.Time { return time.Now().Add(time.Hour) }
 

@@ -1,17 +1,16 @@
 package dynamostore
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/klauspost/compress/zstd"
 
@@ -29,6 +28,55 @@ const (
 // this.
 const maxDecodedBytes = sessionitem.MaxDecodedBytes
 
+// itemRules are the rules of the store's items, as its Options set them:
+// the key and its fence, the data's encoding, compression and sealing, the
+// expiry, the owner and the revocation. Its methods are functions of an
+// item, or of a session, and the options; none calls DynamoDB, which is
+// the store's (dynamostore.go) and the call helpers' (call.go) business.
+type itemRules struct {
+	keyAttr      string
+	dataAttr     string
+	dataAttrs    [4]string // by format: see formatIndex
+	expiryAttr   string
+	expiryMsAttr string // the exact expiry, in Unix milliseconds
+	ownerAttr    string
+	compress     int // CompressAbove; 0 for never
+	prefix       string
+	aead         AEAD                        // Options.Encryption
+	requireSeal  bool                        // Options.RequireEncryption, with Encryption
+	revokeFor    time.Duration               // Options.RevocationPeriod
+	ownerOf      func([]byte) (string, bool) // Options.Owner
+
+	// names are the names of sessionitem's rules: which items are this
+	// store's sessions, and which have expired.
+	names sessionitem.Names
+
+	now func() time.Time
+}
+
+// newItemRules returns the rules of resolved options o, with clock now.
+func newItemRules(o Options, now func() time.Time) itemRules {
+	r := itemRules{
+		keyAttr:      o.KeyAttribute,
+		dataAttr:     o.DataAttribute,
+		expiryAttr:   o.ExpiryAttribute,
+		expiryMsAttr: o.ExpiryAttribute + sessionitem.MillisSuffix,
+		ownerAttr:    o.OwnerAttribute,
+		compress:     max(o.CompressAbove, 0),
+		prefix:       o.KeyPrefix,
+		aead:         o.Encryption,
+		requireSeal:  o.RequireEncryption && o.Encryption != nil,
+		revokeFor:    o.RevocationPeriod,
+		ownerOf:      o.Owner,
+		names:        sessionitem.Names{Prefix: o.KeyPrefix, Key: o.KeyAttribute, Data: o.DataAttribute, Expiry: o.ExpiryAttribute},
+		now:          now,
+	}
+	for i, f := range sessionitem.Formats {
+		r.dataAttrs[i] = f.Attribute(o.DataAttribute)
+	}
+	return r
+}
+
 // storedOwner is a session's owner as its item holds it, which Reseal
 // keeps whatever the store's Owner option says.
 type storedOwner struct {
@@ -40,17 +88,74 @@ type storedOwner struct {
 // it: a token is one or more base64url characters, as scs's are (see
 // sessionitem.IsToken, which keeps a KeyPrefix a fence), and the key must
 // fit DynamoDB's key limit.
-func (s *DynamoStore) key(token string) (string, bool) {
+func (s *itemRules) key(token string) (string, bool) {
 	if len(s.prefix)+len(token) > maxKeyBytes || !sessionitem.IsToken(token) {
 		return "", false
 	}
 	return s.prefix + token, true
 }
 
+// encode returns the item that stores a session with key, data b and
+// expiry, and owner when hasOwner is true: compressed and sealed as the
+// options say. Its error wraps ErrTooLarge when the item would exceed
+// DynamoDB's limit, before any request; it never holds the key or the data.
+func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string, hasOwner bool) (map[string]types.AttributeValue, error) {
+	exp, expMs := sessionitem.ExpiryValues(expiry)
+	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
+		// DynamoDB's TTL skips items whose TTL attribute is more than five
+		// years past (a zero time.Time, say): such a session's is four
+		// years past, so that TTL still deletes it. The exact expiry
+		// stays in milliseconds.
+		exp, _ = sessionitem.ExpiryValues(floor)
+	}
+	var format sessionitem.Format
+	stored := b
+	if s.compress > 0 && len(b) >= s.compress {
+		if len(b) > maxDecodedBytes {
+			return nil, fmt.Errorf("%d bytes of data exceed the %d-byte limit for compressed sessions: %w", len(b), maxDecodedBytes, ErrTooLarge)
+		}
+		if z := compress(b); z != nil {
+			format.Compressed, stored = true, z
+		}
+	}
+	if s.aead != nil {
+		ms, _ := strconv.ParseInt(expMs, 10, 64)
+		sealed, err := s.aead.Encrypt(stored, sealBinding(key, format.Compressed, ms, owner, hasOwner))
+		if err != nil {
+			return nil, fmt.Errorf("encrypt: %w", err)
+		}
+		format.Sealed, stored = true, append([]byte{sealVersion}, sealed...)
+	}
+	attr := s.dataAttrs[formatIndex(format)]
+	size := s.itemSize(key, attr, len(stored), exp, expMs)
+	if hasOwner {
+		size += len(s.ownerAttr) + len(owner)
+	}
+	if size > maxItemBytes {
+		return nil, fmt.Errorf("%d bytes of data (%d stored) make a %d-byte item: %w", len(b), len(stored), size, ErrTooLarge)
+	}
+	if stored == nil {
+		// The SDK sends a nil binary value as a missing one; store empty data.
+		stored = []byte{}
+	}
+	// PutItem replaces the whole item, so a session that no longer has an
+	// owner loses the attribute, and with it its entry in the owner index.
+	item := map[string]types.AttributeValue{
+		s.keyAttr:      &types.AttributeValueMemberS{Value: key},
+		attr:           &types.AttributeValueMemberB{Value: stored},
+		s.expiryAttr:   &types.AttributeValueMemberN{Value: exp},
+		s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
+	}
+	if hasOwner {
+		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
+	}
+	return item, nil
+}
+
 // decode returns an item's session data and expiry in Unix milliseconds,
 // opening and decompressing the data as its attribute's name says. Its
 // errors name the attribute at fault, never the key or the data.
-func (s *DynamoStore) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
+func (s *itemRules) decode(item map[string]types.AttributeValue) ([]byte, int64, error) {
 	data, format, err := sessionitem.Data(item, s.dataAttr)
 	if err != nil {
 		return nil, 0, err
@@ -106,31 +211,20 @@ var (
 	revokedName = map[string]string{"#r": sessionitem.RevokedAttribute}
 )
 
-// revocation returns the PutItem that replaces the item with key by a
-// revocation lasting RevocationPeriod, with the condition of cond when it
-// is not nil.
-func (s *DynamoStore) revocation(ctx context.Context, key string, cond *dynamodb.PutItemInput) *dynamodb.PutItemInput {
+// revocation returns the item that replaces the one with key when it is
+// deleted: a revocation lasting RevocationPeriod from now.
+func (s *itemRules) revocation(key string) map[string]types.AttributeValue {
 	exp, expMs := sessionitem.ExpiryValues(s.now().Add(s.revokeFor))
-	in := &dynamodb.PutItemInput{
-		TableName: s.table,
-		Item: map[string]types.AttributeValue{
-			s.keyAttr:                    &types.AttributeValueMemberS{Value: key},
-			s.expiryAttr:                 &types.AttributeValueMemberN{Value: exp},
-			sessionitem.RevokedAttribute: &types.AttributeValueMemberN{Value: expMs},
-		},
-		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
+	return map[string]types.AttributeValue{
+		s.keyAttr:                    &types.AttributeValueMemberS{Value: key},
+		s.expiryAttr:                 &types.AttributeValueMemberN{Value: exp},
+		sessionitem.RevokedAttribute: &types.AttributeValueMemberN{Value: expMs},
 	}
-	if cond != nil {
-		in.ConditionExpression = cond.ConditionExpression
-		in.ExpressionAttributeNames = cond.ExpressionAttributeNames
-		in.ExpressionAttributeValues = cond.ExpressionAttributeValues
-	}
-	return in
 }
 
 // itemSize returns the size DynamoDB counts for a session item: the UTF-8
 // bytes of each attribute name and value.
-func (s *DynamoStore) itemSize(key, dataAttr string, dataLen int, expiry, expiryMs string) int {
+func (s *itemRules) itemSize(key, dataAttr string, dataLen int, expiry, expiryMs string) int {
 	return len(s.keyAttr) + len(key) +
 		len(dataAttr) + dataLen +
 		len(s.expiryAttr) + numberSize(expiry) +
@@ -220,21 +314,18 @@ func validOwner(owner string) bool {
 }
 
 // owner returns the owner of a session with data b, when Options.Owner is
-// set and names one that DynamoDB can index.
-func (s *DynamoStore) owner(b []byte) (string, bool) {
+// set and names one. invalid is true when it names one that DynamoDB
+// cannot index, which is stored as no owner.
+func (s *itemRules) owner(b []byte) (owner string, ok, invalid bool) {
 	if s.ownerOf == nil {
-		return "", false
+		return "", false, false
 	}
-	owner, ok := s.ownerOf(b)
+	owner, ok = s.ownerOf(b)
 	if !ok {
-		return "", false
+		return "", false, false
 	}
 	if !validOwner(owner) {
-		s.badOwnerLog.Do(func() {
-			s.logger.Warn("dynamostore: commit: session stored without an owner: Options.Owner returned one that is empty, not valid UTF-8 or over 2048 bytes, which DynamoDB cannot index",
-				"table", s.tableName)
-		})
-		return "", false
+		return "", false, true
 	}
-	return owner, true
+	return owner, true, false
 }

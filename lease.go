@@ -59,9 +59,8 @@ func (s *DynamoStore) acquireLease(ctx context.Context) (bool, error) {
 			":me":  &types.AttributeValueMemberS{Value: s.leaseHolder},
 		},
 	})
-	var condFailed *types.ConditionalCheckFailedException
 	switch {
-	case errors.As(err, &condFailed):
+	case isConditionFailed(err):
 		return false, nil
 	case err != nil:
 		return false, s.opError("take sweeper lease", err)
@@ -81,8 +80,7 @@ func (s *DynamoStore) releaseLease(ctx context.Context) error {
 		ExpressionAttributeNames:  map[string]string{"#o": leaseOwnerAttr},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: s.leaseHolder}},
 	})
-	var condFailed *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &condFailed) {
+	if err != nil && !isConditionFailed(err) {
 		return s.opError("release sweeper lease", err)
 	}
 	return nil

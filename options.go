@@ -199,13 +199,6 @@ type Options struct {
 	// All and OwnerTokens cannot read; none carries a token, an owner or
 	// session data. The default, and what nil means, is slog.Default().
 	Logger *slog.Logger
-
-	// now is the store's clock, time.Now unless a test moves it.
-	now func() time.Time
-
-	// ttlRecheck is how often the sweeper asks for the table's TTL status:
-	// an hour, unless a test shortens it.
-	ttlRecheck time.Duration
 }
 
 // AEAD seals and opens session data. tink-go's tink.AEAD satisfies it (a keyset
@@ -267,8 +260,6 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 		SweepGrace:       sessionitem.DefaultSweepGrace,
 		RevocationPeriod: sessionitem.DefaultRevocationPeriod,
 		Logger:           slog.Default(),
-		now:              time.Now,
-		ttlRecheck:       time.Hour,
 	}
 	for _, fn := range optFns {
 		fn(&o)

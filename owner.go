@@ -37,8 +37,7 @@ const maxBatchGet = 100
 func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []string, err error) {
 	op := opOwnerTokens.String()
 	defer func(start time.Time) { s.metrics.done(ctx, opOwnerTokens, start, err, true) }(time.Now())
-	bg, ok := s.client.(batchGetter)
-	if !ok {
+	if s.batchGet == nil {
 		return nil, s.opError(op, fmt.Errorf("%w: the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", ErrClientMethod, s.client))
 	}
 	var keys []string
@@ -65,7 +64,7 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 			ExpressionAttributeNames: names,
 			ConsistentRead:           s.consistent,
 		}}
-		backoff := unprocessedBackoff
+		pause := backoff{next: unprocessedBackoff}
 		for try := 0; len(pending) > 0; try++ {
 			if try > 0 {
 				// DynamoDB returns what it could not read for lack of
@@ -73,12 +72,11 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 				if try > maxUnprocessedRetries {
 					return nil, s.opError(op, fmt.Errorf("BatchGetItem left keys unread after %d tries", try))
 				}
-				if err := sleepCtx(ctx, backoff); err != nil {
+				if err := pause.wait(ctx); err != nil {
 					return nil, s.opError(op, err)
 				}
-				backoff = min(2*backoff, maxUnprocessedBackoff)
 			}
-			out, err := bg.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+			out, err := s.batchGet.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 				RequestItems:           pending,
 				ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
 			})
@@ -161,21 +159,20 @@ func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner stri
 // OwnerIndex. On error it stops early and returns the
 // count deleted so far.
 func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted int, err error) {
-	return s.deleteOwner(ctx, owner, deleteHooks{})
+	return s.DeleteOwnerFunc(ctx, owner, nil)
 }
 
-// deleteHooks are called around each of DeleteOwner's deletes, with the
-// session's token, from several goroutines at once. An error from before
-// stops DeleteOwner before that delete; after is called whenever before
-// returned nil, whatever the delete did.
-type deleteHooks struct {
-	before func(ctx context.Context, token string) error
-	after  func(ctx context.Context, token string)
-}
-
-// deleteOwner is DeleteOwner with hooks.
-func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks deleteHooks) (deleted int, err error) {
+// DeleteOwnerFunc is DeleteOwner that calls fn around each delete, with
+// the session's token and del, which deletes it; fn must call del, and
+// may return an error to stop DeleteOwner. It is called from several
+// goroutines at once. A nil fn calls del alone. It makes DynamoStore an
+// OwnerStore, through which a CachedStore drops its copies of the
+// sessions it deletes.
+func (s *DynamoStore) DeleteOwnerFunc(ctx context.Context, owner string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (deleted int, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwner, start, err, true) }(time.Now())
+	if fn == nil {
+		fn = func(ctx context.Context, _ string, del func(context.Context) error) error { return del(ctx) }
+	}
 	// The owner's, and a session: never anything else the index lists.
 	cond, names, values := sessionitem.SessionCondition(s.names)
 	cond = "#o = :o AND " + cond
@@ -187,27 +184,19 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks delet
 	g.SetLimit(sweepWorkers)
 	err = s.ownerKeys(gctx, opDeleteOwner, owner, func(key string) {
 		g.Go(func() error {
-			token := key[len(s.prefix):]
-			if hooks.before != nil {
-				if err := hooks.before(gctx, token); err != nil {
-					return err
+			return fn(gctx, key[len(s.prefix):], func(ctx context.Context) error {
+				ok, err := s.putIf(ctx, opDeleteOwner, &dynamodb.PutItemInput{
+					TableName:                 s.table,
+					Item:                      s.revocation(key),
+					ConditionExpression:       &cond,
+					ExpressionAttributeNames:  names,
+					ExpressionAttributeValues: values,
+				})
+				if ok {
+					count.Add(1)
 				}
-			}
-			ok, err := s.putIf(gctx, opDeleteOwner, s.revocation(gctx, key, &dynamodb.PutItemInput{
-				ConditionExpression:       &cond,
-				ExpressionAttributeNames:  names,
-				ExpressionAttributeValues: values,
-			}))
-			if hooks.after != nil {
-				hooks.after(gctx, token)
-			}
-			if err != nil {
 				return err
-			}
-			if ok {
-				count.Add(1)
-			}
-			return nil
+			})
 		})
 	})
 	// A failed delete is the cause of a Query that then failed.
@@ -221,8 +210,7 @@ func (s *DynamoStore) deleteOwner(ctx context.Context, owner string, hooks delet
 // owner under this store's KeyPrefix's fence (sessionitem.Token).
 func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner string, fn func(key string)) error {
 	op := operation.String()
-	q, ok := s.client.(dynamodb.QueryAPIClient)
-	if !ok {
+	if s.query == nil {
 		return s.opError(op, fmt.Errorf("%w: the Client, a %T, has no Query method; use a *dynamodb.Client or a wrapper that has it", ErrClientMethod, s.client))
 	}
 	if !validOwner(owner) {
@@ -244,7 +232,7 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner 
 		input.ExpressionAttributeNames["#k"] = s.keyAttr
 		input.ExpressionAttributeValues[":prefix"] = &types.AttributeValueMemberS{Value: s.prefix}
 	}
-	p := dynamodb.NewQueryPaginator(q, input)
+	p := dynamodb.NewQueryPaginator(s.query, input)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {

@@ -268,7 +268,7 @@ func TestOwnerOddCharacters(t *testing.T) {
 func TestOwnerTokensAndDeleteOwner(t *testing.T) {
 	t.Parallel()
 	spy := &ownerSpy{Client: newClient(t), queryLimit: 40}
-	s := newStore(t, spy, withOwner, clockAhead)
+	s := newStoreWith(t, spy, clockAhead, withOwner)
 	var live []string
 	for i := range 150 {
 		token := fmt.Sprintf("u1-%03d", i)
@@ -497,7 +497,8 @@ func TestOwnerIndexProvisioned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := ownerIndex(desc.Table, resolveOptions(0, nil))
+	o := resolveOptions(0, nil)
+	idx, err := sessionitem.OwnerIndex(desc.Table, o.OwnerIndex, o.OwnerAttribute)
 	if err != nil || idx == nil || idx.IndexStatus != types.IndexStatusActive {
 		t.Fatalf("got %+v, %v: expected an ACTIVE owner index", idx, err)
 	}

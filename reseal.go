@@ -95,9 +95,8 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 	}, keep)
-	var condFailed *types.ConditionalCheckFailedException
 	switch {
-	case errors.As(err, &condFailed):
+	case isConditionFailed(err):
 		return false, nil
 	case errors.Is(err, ErrTooLarge):
 		// Sealing makes it larger than an item may be: it stays as it

@@ -53,7 +53,7 @@ func associatedData(key string, compressed bool) []byte {
 // sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner
 // and format as they are now, or, for data sealed before sealVersion, to
 // its key and format alone, which RequireEncryption refuses.
-func (s *DynamoStore) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
+func (s *itemRules) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
 	if len(sealed) > 0 && sealed[0] == sealVersion {
 		expiry, err := sessionitem.ExpiryMillis(item, s.expiryAttr)
 		if err != nil {

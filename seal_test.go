@@ -381,9 +381,9 @@ func (c *resealSpy) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optF
 // it, and needs Encryption.
 func TestReseal(t *testing.T) {
 	t.Parallel()
-	fns := newTable(t, clockAhead, func(o *Options) { o.KeyPrefix = "app:" })
+	fns := newTable(t, func(o *Options) { o.KeyPrefix = "app:" })
 	client := newClient(t)
-	plain := NewWithCleanupInterval(client, 0, fns...)
+	plain := newDynamoStore(client, 0, clockAhead, fns)
 	if _, err := plain.Reseal(context.Background()); err == nil || !strings.Contains(err.Error(), "no Options.Encryption") {
 		t.Fatalf("got %v: expected an error without Encryption", err)
 	}
@@ -395,12 +395,12 @@ func TestReseal(t *testing.T) {
 	if err := plain.Commit("expired", []byte("plain expired"), expiredAt()); err != nil {
 		t.Fatal(err)
 	}
-	other := NewWithCleanupInterval(client, 0, append(fns, func(o *Options) { o.KeyPrefix = "other:" })...)
+	other := newDynamoStore(client, 0, clockAhead, append(fns, func(o *Options) { o.KeyPrefix = "other:" }))
 	if err := other.Commit("x", []byte("another app's"), liveAt()); err != nil {
 		t.Fatal(err)
 	}
 	spy := &resealSpy{Client: client}
-	s := NewWithCleanupInterval(spy, 0, append(fns, withEncryption(newAEAD(t)))...)
+	s := newDynamoStore(spy, 0, clockAhead, append(fns, withEncryption(newAEAD(t))))
 	var once1, once2 sync.Once
 	spy.beforeCondPut = func(ctx context.Context, in *dynamodb.PutItemInput) error {
 		var err error
@@ -435,7 +435,7 @@ func TestReseal(t *testing.T) {
 // table; the owner comes from the data before it is sealed.
 func TestSealedSweepAndOwner(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, nil, withEncryption(newAEAD(t)), withOwner, clockAhead)
+	s := newStoreWith(t, nil, clockAhead, withEncryption(newAEAD(t)), withOwner)
 	if err := s.Commit("live", []byte("u1|live"), liveAt()); err != nil {
 		t.Fatal(err)
 	}

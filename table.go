@@ -13,8 +13,21 @@ import (
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
+// CreateTableAPIClient is the part of the DynamoDB API that CreateTable
+// calls. *dynamodb.Client satisfies it.
+type CreateTableAPIClient interface {
+	CreateTable(ctx context.Context, params *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, params *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	UpdateTable(ctx context.Context, params *dynamodb.UpdateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
+	DescribeTimeToLive(ctx context.Context, params *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(ctx context.Context, params *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
 // CreateTable creates the session table described by the options (the same
-// option functions New takes): on-demand billing, a partition key of type S
+// option functions New takes, of which TableName, KeyAttribute,
+// ExpiryAttribute, OwnerAttribute, OwnerIndex and Logger concern a table;
+// the others are checked as New checks them, and otherwise ignored):
+// on-demand billing, a partition key of type S
 // named KeyAttribute, no sort key, and the global secondary index OwnerIndex
 // on OwnerAttribute with projection KEYS_ONLY, which DeleteOwner and
 // OwnerTokens query. The index is sparse: it holds only sessions with an
@@ -45,7 +58,7 @@ import (
 //	aws dynamodb wait table-exists --table-name sessions
 //	aws dynamodb update-time-to-live --table-name sessions \
 //	  --time-to-live-specification Enabled=true,AttributeName=expires
-func CreateTable(ctx context.Context, client *dynamodb.Client, optFns ...func(*Options)) error {
+func CreateTable(ctx context.Context, client CreateTableAPIClient, optFns ...func(*Options)) error {
 	o := resolveOptions(0, optFns)
 	fail := func(what string, err error) error {
 		return fmt.Errorf("dynamostore: create table %q: %s: %w", o.TableName, what, err)
@@ -107,25 +120,10 @@ func ownerIndexKey(o Options) []types.KeySchemaElement {
 	return []types.KeySchemaElement{{AttributeName: aws.String(o.OwnerAttribute), KeyType: types.KeyTypeHash}}
 }
 
-// ownerIndex returns the table's index named o.OwnerIndex, or nil, and an
-// error when it is not keyed on o.OwnerAttribute.
-func ownerIndex(t *types.TableDescription, o Options) (*types.GlobalSecondaryIndexDescription, error) {
-	for i, g := range t.GlobalSecondaryIndexes {
-		if aws.ToString(g.IndexName) != o.OwnerIndex {
-			continue
-		}
-		if len(g.KeySchema) == 0 || g.KeySchema[0].KeyType != types.KeyTypeHash || aws.ToString(g.KeySchema[0].AttributeName) != o.OwnerAttribute {
-			return nil, fmt.Errorf("index %q exists with another partition key; want %q", o.OwnerIndex, o.OwnerAttribute)
-		}
-		return &t.GlobalSecondaryIndexes[i], nil
-	}
-	return nil, nil
-}
-
 // addOwnerIndex adds the owner index to the existing table t unless it has
 // it.
-func addOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options, t *types.TableDescription) error {
-	idx, err := ownerIndex(t, o)
+func addOwnerIndex(ctx context.Context, client CreateTableAPIClient, o Options, t *types.TableDescription) error {
+	idx, err := sessionitem.OwnerIndex(t, o.OwnerIndex, o.OwnerAttribute)
 	if err != nil || idx != nil {
 		if err != nil {
 			err = fmt.Errorf("dynamostore: create table %q: %w", o.TableName, err)
@@ -164,14 +162,14 @@ func addOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options, t *t
 }
 
 // waitOwnerIndex polls the table until its owner index is ACTIVE.
-func waitOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options) error {
-	delay := 200 * time.Millisecond
+func waitOwnerIndex(ctx context.Context, client CreateTableAPIClient, o Options) error {
+	pause := backoff{next: indexPollBackoff}
 	for {
 		desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(o.TableName)})
 		if err != nil {
 			return err
 		}
-		idx, err := ownerIndex(desc.Table, o)
+		idx, err := sessionitem.OwnerIndex(desc.Table, o.OwnerIndex, o.OwnerAttribute)
 		switch {
 		case err != nil:
 			return err
@@ -180,16 +178,15 @@ func waitOwnerIndex(ctx context.Context, client *dynamodb.Client, o Options) err
 		case idx.IndexStatus == types.IndexStatusActive:
 			return nil
 		}
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := pause.wait(ctx); err != nil {
 			return err
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
 // enableTTL makes o.ExpiryAttribute the table's TTL attribute, unless it
 // already is.
-func enableTTL(ctx context.Context, client *dynamodb.Client, o Options) error {
+func enableTTL(ctx context.Context, client CreateTableAPIClient, o Options) error {
 	desc, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(o.TableName)})
 	if isUnknownOperation(err) {
 		o.Logger.Warn("dynamostore: this DynamoDB endpoint has no TTL API; TTL is not enabled, so only the sweeper deletes expired sessions",
@@ -199,16 +196,12 @@ func enableTTL(ctx context.Context, client *dynamodb.Client, o Options) error {
 	if err != nil {
 		return fmt.Errorf("dynamostore: create table %q: describe TTL: %w", o.TableName, err)
 	}
-	if d := desc.TimeToLiveDescription; d != nil {
-		attr := aws.ToString(d.AttributeName)
-		switch d.TimeToLiveStatus {
-		case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
-			if attr == o.ExpiryAttribute {
-				return nil
-			}
-			return fmt.Errorf("dynamostore: create table %q: TTL is already enabled on attribute %q, not %q; DynamoDB allows one TTL attribute per table",
-				o.TableName, attr, o.ExpiryAttribute)
+	if attr, on := sessionitem.TTL(desc.TimeToLiveDescription); on {
+		if attr == o.ExpiryAttribute {
+			return nil
 		}
+		return fmt.Errorf("dynamostore: create table %q: TTL is already enabled on attribute %q, not %q; DynamoDB allows one TTL attribute per table",
+			o.TableName, attr, o.ExpiryAttribute)
 	}
 	_, err = client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName: aws.String(o.TableName),

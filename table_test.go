@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 func TestCreateTable(t *testing.T) {
@@ -38,7 +39,7 @@ func TestCreateTable(t *testing.T) {
 		t.Fatalf("got billing %v: expected on-demand", bm)
 	}
 	// The owner index, sparse and keys only, comes with the table.
-	idx, err := ownerIndex(desc.Table, o)
+	idx, err := sessionitem.OwnerIndex(desc.Table, o.OwnerIndex, o.OwnerAttribute)
 	if err != nil || idx == nil || idx.IndexStatus != types.IndexStatusActive || idx.Projection.ProjectionType != types.ProjectionTypeKeysOnly {
 		t.Fatalf("got index %+v, %v: expected an ACTIVE KEYS_ONLY index %q on %q", idx, err, o.OwnerIndex, o.OwnerAttribute)
 	}

@@ -70,7 +70,7 @@ func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	s := newStore(t, nil, clockAhead, func(o *Options) { o.MeterProvider = mp })
+	s := newStoreWith(t, nil, clockAhead, func(o *Options) { o.MeterProvider = mp })
 	c := NewCached(s, func(o *CacheOptions) { o.MeterProvider = mp; o.SkipWriteWithin = time.Minute })
 	const token, data = "tok3n-metric-5e", "d4t4-metric-77"
 	session := bytes.Repeat([]byte(data), 1024/len(data)) // about 1 KB

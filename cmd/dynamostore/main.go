@@ -308,7 +308,7 @@ func createTable(ctx context.Context, f *flags, out io.Writer) error {
 	// for one), so say what the table really has.
 	ttl := "TTL on " + f.opts.ExpiryAttribute
 	d, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: &f.opts.TableName})
-	if err != nil || d.TimeToLiveDescription == nil || d.TimeToLiveDescription.TimeToLiveStatus == types.TimeToLiveStatusDisabled {
+	if err != nil || !ttlOn(d.TimeToLiveDescription) {
 		ttl = "TTL not enabled (this endpoint has no TTL API); only the sweeper deletes expired sessions"
 	}
 	fmt.Fprintf(out, "table %s is ready: partition key %s (S), index %s on %s, %s\n",
@@ -347,14 +347,14 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 	if err := sessionitem.CheckKeySchema(t, f.opts.KeyAttribute); err != nil {
 		problems = append(problems, err.Error())
 	}
-	idx := findIndex(t, f.opts.OwnerIndex)
+	idx, err := sessionitem.OwnerIndex(t, f.opts.OwnerIndex, f.opts.OwnerAttribute)
 	switch {
 	case idx == nil:
 		// Only DeleteOwner and OwnerTokens need it.
 		fmt.Fprintf(out, "owner index: %s missing; revoke, sessions and DeleteOwner need it: add it with 'dynamostore create-table', which keeps the table and its sessions\n", f.opts.OwnerIndex)
-	case len(idx.KeySchema) != 1 || aws.ToString(idx.KeySchema[0].AttributeName) != f.opts.OwnerAttribute:
+	case err != nil:
 		fmt.Fprintf(out, "owner index: %s, %s\n", f.opts.OwnerIndex, idx.IndexStatus)
-		problems = append(problems, fmt.Sprintf("index %s is not keyed on %s alone", f.opts.OwnerIndex, f.opts.OwnerAttribute))
+		problems = append(problems, err.Error())
 	default:
 		fmt.Fprintf(out, "owner index: %s on %s, %s, projection %s\n", f.opts.OwnerIndex, f.opts.OwnerAttribute, idx.IndexStatus, idx.Projection.ProjectionType)
 	}
@@ -363,7 +363,7 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 	case err != nil:
 		fmt.Fprintf(out, "ttl: unknown (%v)\n", err)
 		problems = append(problems, "TTL status cannot be read from this endpoint")
-	case ttl.TimeToLiveDescription == nil || ttl.TimeToLiveDescription.TimeToLiveStatus != types.TimeToLiveStatusEnabled:
+	case !ttlOn(ttl.TimeToLiveDescription):
 		status := types.TimeToLiveStatusDisabled
 		if ttl.TimeToLiveDescription != nil {
 			status = ttl.TimeToLiveDescription.TimeToLiveStatus
@@ -371,8 +371,8 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 		fmt.Fprintf(out, "ttl: %s\n", status)
 		problems = append(problems, fmt.Sprintf("TTL is %s, so only the sweeper deletes expired sessions; enable it on %s (dynamostore create-table does where the endpoint has the TTL API)", status, f.opts.ExpiryAttribute))
 	default:
-		attr := aws.ToString(ttl.TimeToLiveDescription.AttributeName)
-		fmt.Fprintf(out, "ttl: ENABLED on %s\n", attr)
+		attr, _ := sessionitem.TTL(ttl.TimeToLiveDescription)
+		fmt.Fprintf(out, "ttl: %s on %s\n", ttl.TimeToLiveDescription.TimeToLiveStatus, attr)
 		if attr != f.opts.ExpiryAttribute {
 			problems = append(problems, fmt.Sprintf("TTL is on %s, want %s", attr, f.opts.ExpiryAttribute))
 		} else {
@@ -414,14 +414,10 @@ func replicaReport(t *types.TableDescription) []string {
 	return lines
 }
 
-// findIndex returns the table's global secondary index name, or nil.
-func findIndex(t *types.TableDescription, name string) *types.GlobalSecondaryIndexDescription {
-	for i, g := range t.GlobalSecondaryIndexes {
-		if aws.ToString(g.IndexName) == name {
-			return &t.GlobalSecondaryIndexes[i]
-		}
-	}
-	return nil
+// ttlOn is sessionitem.TTL's on.
+func ttlOn(d *types.TimeToLiveDescription) bool {
+	_, on := sessionitem.TTL(d)
+	return on
 }
 
 func sessions(ctx context.Context, f *flags, out io.Writer) error {

@@ -86,6 +86,36 @@ func CheckKeySchema(t *types.TableDescription, keyAttr string) error {
 	return fmt.Errorf("the table's key is %s; want a partition key %q of type S and no sort key", strings.Join(keys, " and "), keyAttr)
 }
 
+// OwnerIndex returns the table's global secondary index named name, or
+// nil when it has none, and an error when that index is not keyed on the
+// partition key attr alone.
+func OwnerIndex(t *types.TableDescription, name, attr string) (*types.GlobalSecondaryIndexDescription, error) {
+	for i, g := range t.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) != name {
+			continue
+		}
+		if len(g.KeySchema) != 1 || g.KeySchema[0].KeyType != types.KeyTypeHash || aws.ToString(g.KeySchema[0].AttributeName) != attr {
+			return &t.GlobalSecondaryIndexes[i], fmt.Errorf("index %q is not keyed on %q alone", name, attr)
+		}
+		return &t.GlobalSecondaryIndexes[i], nil
+	}
+	return nil, nil
+}
+
+// TTL returns the attribute of a table's TTL, as DescribeTimeToLive
+// describes it, and whether TTL deletes items by it: its status is ENABLED
+// or ENABLING. DISABLING and DISABLED, or no description, are off.
+func TTL(d *types.TimeToLiveDescription) (attr string, on bool) {
+	if d == nil {
+		return "", false
+	}
+	switch d.TimeToLiveStatus {
+	case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
+		return aws.ToString(d.AttributeName), true
+	}
+	return aws.ToString(d.AttributeName), false
+}
+
 // ZstdSuffix and SealedSuffix follow the data attribute's name to mark data
 // compressed with zstd and sealed with an AEAD.
 const (
