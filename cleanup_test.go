@@ -425,7 +425,7 @@ func (c recordingClient) PutItem(ctx context.Context, in *dynamodb.PutItemInput,
 }
 
 func (c recordingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	if key, ok := in.Key["session_key"].(*types.AttributeValueMemberS); ok && key.Value == leaseToken {
+	if key, ok := in.Key["session_key"].(*types.AttributeValueMemberS); ok && key.Value == sessionitem.LeaseToken {
 		c.log.record(fleetEvent{store: c.id, kind: leaseRelease})
 	}
 	return c.Client.DeleteItem(ctx, in, optFns...)
@@ -512,13 +512,13 @@ func TestFleetSweepsOncePerInterval(t *testing.T) {
 
 	// The lease item is no session.
 	s := stores[(holder+1)%len(stores)]
-	if _, found, err := s.Find(leaseToken); found || err != nil {
+	if _, found, err := s.Find(sessionitem.LeaseToken); found || err != nil {
 		t.Fatalf("got %v, %v: expected the lease not found", found, err)
 	}
 	if all, err := s.All(); err != nil || len(all) != 0 {
 		t.Fatalf("got %v, %v: expected no sessions", all, err)
 	}
-	if err := s.Commit(leaseToken, []byte("x"), time.Now().Add(time.Hour)); err == nil {
+	if err := s.Commit(sessionitem.LeaseToken, []byte("x"), time.Now().Add(time.Hour)); err == nil {
 		t.Fatal("expected Commit to refuse the lease's token")
 	}
 }
@@ -580,7 +580,7 @@ func TestStopCleanupCancelsSweep(t *testing.T) {
 	var once sync.Once
 	spy := &spyClient{Client: newClient(t)}
 	spy.beforeDelete = func(ctx context.Context, in *dynamodb.DeleteItemInput) error {
-		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == leaseToken {
+		if in.Key["session_key"].(*types.AttributeValueMemberS).Value == sessionitem.LeaseToken {
 			return nil // let StopCleanup release the lease
 		}
 		once.Do(func() { close(started) })
@@ -946,12 +946,12 @@ func TestLeaseFenced(t *testing.T) {
 	if ok, err := app.acquireLease(context.Background()); !ok || err != nil {
 		t.Fatalf("setup: lease %v, %v", ok, err)
 	}
-	before := rawItem(t, app, "app:"+leaseToken)
+	before := rawItem(t, app, "app:"+sessionitem.LeaseToken)
 	// The other prefix's store deletes its "session" sweeper-lease.
 	if err := other.Delete("sweeper-lease"); err != nil {
 		t.Fatal(err)
 	}
-	after := rawItem(t, app, "app:"+leaseToken)
+	after := rawItem(t, app, "app:"+sessionitem.LeaseToken)
 	renewed, _ := app.acquireLease(context.Background())
 	if !reflect.DeepEqual(after, before) || !renewed {
 		t.Fatalf("lease before %v; after the \"app:#\" store's Delete(\"sweeper-lease\"): %v; holder renews: %v: expected another prefix's store never to touch the lease", keysOf(before), keysOf(after), renewed)

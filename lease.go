@@ -15,8 +15,7 @@ import (
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
-// The sweeper lease is the item keyed KeyPrefix + leaseToken (see
-// sessionitem.LeaseToken). It has no data or expiry attribute, so neither
+// The sweeper lease is the item keyed KeyPrefix + sessionitem.LeaseToken. It has no data or expiry attribute, so neither
 // TTL nor a sweep deletes it; it holds its holder and its end in Unix
 // milliseconds, since a CleanupInterval may be shorter than a second.
 const (
@@ -26,9 +25,8 @@ const (
 	// takes it again at each tick, and gives it up when it stops.
 	minLease = 10 * time.Second
 
-	leaseToken     = sessionitem.LeaseToken
-	leaseOwnerAttr = "lease_owner"
-	leaseUntilAttr = "lease_until_ms"
+	leaseOwnerAttr = sessionitem.LeaseOwnerAttribute
+	leaseUntilAttr = sessionitem.LeaseUntilAttribute
 )
 
 // newLeaseHolder returns a random name for this store on the lease.

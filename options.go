@@ -30,35 +30,25 @@ type Options struct {
 	DataAttribute string
 
 	// CompressAbove makes Commit compress session data of at least this many
-	// bytes with zstd, when that makes it smaller, to save write and read
-	// capacity units and fit larger sessions under the 400 KB item limit.
-	// Compressed data is stored in its own attribute (DataAttribute + "_zstd"),
-	// which marks its format: Find reads both kinds whatever this option
-	// says, so turning it on or off needs no migration. Versions before this
-	// option cannot read compressed items. Zero, the default, never
-	// compresses, nor does a negative value; 1024 is a good value, since
-	// a write unit is 1 KB. Compressed sessions hold at most 4 MiB of data,
-	// so that a planted item costs a Find a few MB at most; Commit returns
-	// ErrTooLarge above it.
+	// bytes with zstd, when that makes it smaller, saving capacity units
+	// and fitting larger sessions under the 400 KB item limit. Find reads
+	// compressed and plain items whatever this says. 1024 is a good value
+	// (a write unit is 1 KB); zero, the default, never compresses. A
+	// compressed session holds at most 4 MiB of data (ErrTooLarge above).
 	CompressAbove int
 
 	// ExpiryAttribute holds the session's expiry in whole Unix seconds,
-	// rounded up, of type N: the format DynamoDB's TTL documents, so make it
-	// the table's TTL attribute (CreateTable does); TTL never deletes a
-	// session before its expiry. The exact expiry, in Unix milliseconds,
-	// goes in ExpiryAttribute followed by "_ms". An item without that
-	// attribute (written by a version before it) expires at the start of
-	// its ExpiryAttribute's second. The default is "expires".
+	// rounded up, of type N: make it the table's TTL attribute (CreateTable
+	// does). The exact expiry, in Unix milliseconds, goes in
+	// ExpiryAttribute followed by "_ms". The default is "expires".
 	ExpiryAttribute string
 
-	// KeyPrefix is prepended to every token, so that several applications can
-	// share a table and an IAM policy's dynamodb:LeadingKeys condition can
-	// fence each one in. It is a fence: a store reads, counts, rewrites and
-	// deletes only keys that are its prefix followed by a token (one or more
-	// base64url characters, as scs's tokens are), so it must be empty or
-	// end with a character a token cannot hold, such as ':' ("app:", not
-	// "app", whose keys "app2:..." would share). New panics on one that
-	// cannot be fenced. The default is "".
+	// KeyPrefix is prepended to every token, so that several applications
+	// can share a table, each fenced in by an IAM dynamodb:LeadingKeys
+	// condition. A store touches only keys that are its prefix followed by
+	// a token (base64url characters), so the prefix must be empty or end
+	// with a character a token cannot hold: "app:", not "app". The default
+	// is "".
 	KeyPrefix string
 
 	// ConsistentRead makes Find and All read with strong consistency, so a
@@ -70,30 +60,20 @@ type Options struct {
 	// sessions. Zero or less disables the sweeper. The default is 5 minutes.
 	CleanupInterval time.Duration
 
-	// SweepWithTTL makes the background sweeper scan even where the table's
-	// TTL already deletes expired sessions. Without it, the default, the
-	// sweeper asks DynamoDB for the table's TTL status (DescribeTimeToLive,
-	// which costs no capacity) when it starts and about once an hour, and
-	// stands down while TTL is ENABLED or ENABLING on ExpiryAttribute: TTL
-	// deletes expired items for free, usually within a few days, and Find
-	// never serves an expired session meanwhile, so a sweep's Scan (half a
-	// read unit per 4 KB of the whole table) would buy only the storage of
-	// those items. It logs at Info when it stands down and when it resumes.
-	// It sweeps as before where TTL is off, where the client has no
-	// DescribeTimeToLive method (a DAX client, say), and where DynamoDB
-	// refuses the call, which it logs once at Warn: grant the sweeper's role
-	// dynamodb:DescribeTimeToLive. DeleteExpired always sweeps.
+	// SweepWithTTL makes the background sweeper scan even while the
+	// table's TTL (ENABLED or ENABLING on ExpiryAttribute) deletes expired
+	// sessions for free. Without it, the default, the sweeper asks
+	// DescribeTimeToLive about once an hour and stands down while TTL is
+	// on, logging at Info when it stands down and resumes; where the call
+	// is refused it sweeps, and logs once at Warn. DeleteExpired always
+	// sweeps.
 	SweepWithTTL bool
 
-	// SweepLease makes the background sweeper take a lease before each
-	// sweep, so that of all the stores sharing the table and KeyPrefix
-	// (one per application instance, say) only one sweeps per
-	// CleanupInterval. The lease is one item in the table, written with a
-	// conditional PutItem (one write unit per instance per interval); a
-	// stopped holder releases it and a crashed holder's lease lapses after
-	// CleanupInterval (10 seconds at least). The holder renews it during a
-	// long sweep, so two sweeps never overlap. DeleteExpired itself never
-	// takes the lease. The default is true.
+	// SweepLease makes the background sweeper take a lease (one item, one
+	// conditional write per instance per interval) before each sweep, so
+	// that of the stores sharing the table and KeyPrefix only one sweeps
+	// at a time. A crashed holder's lease lapses after CleanupInterval (10
+	// seconds at least). DeleteExpired never takes it. The default is true.
 	SweepLease bool
 
 	// SweepSegments is how many parallel Scan segments a sweep reads, for
@@ -112,24 +92,20 @@ type Options struct {
 	SweepReadRate float64
 
 	// SweepGrace is how long past its expiry a session must be before the
-	// sweeper deletes it. Find treats a session as gone the moment it
-	// expires by the reading instance's clock; the grace keeps a sweeper
-	// whose clock runs ahead of another instance's by up to SweepGrace from
-	// deleting a session that instance still serves. Set it to the most
+	// sweeper deletes it, so that a sweeper whose clock runs ahead does not
+	// delete a session another instance still serves: set it to the most
 	// your instances' clocks can differ. The default is one minute; zero or
-	// a negative value means none.
+	// less means none.
 	SweepGrace time.Duration
 
-	// Owner, when set, tells Commit who owns a session from its data (a user ID, say);
-	// ok false means no owner (a logged-out session). Commit stores the owner in
-	// OwnerAttribute, and the sparse global secondary index OwnerIndex finds a user's
-	// sessions with a Query: see DeleteOwner and OwnerTokens. SessionValue
-	// makes one from a key of the session's data. An owner DynamoDB cannot
-	// index (empty, not valid UTF-8, or over 2048 bytes) is stored as no
-	// owner and logged at Warn, without its value, at most once every 10
-	// minutes. The owner stays readable in the item and the index, so make
-	// it an opaque user ID rather than an email address. The default is
-	// nil: no owner is stored.
+	// Owner, when set, tells Commit who owns a session from its data (a
+	// user ID, say; ok false for none). Commit stores it in OwnerAttribute,
+	// which the index OwnerIndex makes findable: see DeleteOwner and
+	// OwnerTokens, and SessionValue for a ready-made Owner. An owner
+	// DynamoDB cannot index (empty, not UTF-8, over 2048 bytes) is stored
+	// as none and logged at Warn, without its value. The owner is readable
+	// in the table: make it an opaque ID, not an email address. The default
+	// is nil: no owner is stored.
 	Owner func(data []byte) (owner string, ok bool)
 
 	// OwnerAttribute holds a session's owner, of type S, when Owner is set.
@@ -143,56 +119,33 @@ type Options struct {
 	OwnerIndex string
 
 	// Encryption, when set, seals session data before Commit stores it and
-	// opens it when Find reads it, so that a reader of the table (a backup,
-	// an export, a role that may Scan) learns neither the data nor, with
-	// scs's HashTokenInStore, a usable token. The associated data binds
-	// each ciphertext to its item's key (KeyPrefix and token as stored),
-	// not to the table, so a restored backup still opens; a ciphertext
-	// copied onto another session's key does not. Data is compressed
-	// (CompressAbove) before it is sealed. Sealed data goes in
-	// DataAttribute followed by "_sealed" (or "_zstd_sealed"), so items
-	// written before Encryption was set still read, and are sealed at
-	// their next Commit; Reseal seals them all at once. tink-go's tink.AEAD
-	// satisfies AEAD, with key rotation by its keyset. The default is nil:
-	// data is stored as scs encodes it.
+	// opens it when Find reads it, bound to its item's key, expiry, owner
+	// and format, so that a reader of the table learns nothing and a writer
+	// cannot change what a sealed item says. tink-go's tink.AEAD satisfies AEAD,
+	// with key rotation by its keyset. Unsealed items still read, and are
+	// sealed at their next Commit (Reseal seals them all). The default is
+	// nil: data is stored as scs encodes it.
 	Encryption AEAD
 
-	// RequireEncryption makes an item whose data is not sealed unreadable,
-	// as a corrupt one is: for when every item has been sealed (see
-	// Reseal), so that whoever can write to the table cannot plant a
-	// session. Without Encryption it has no effect, and New logs that at
-	// Error. The default is false.
+	// RequireEncryption makes an item whose data is not sealed, or sealed
+	// before its expiry and owner were bound, unreadable, so that whoever
+	// can write to the table cannot plant a session: set it once Reseal has
+	// sealed every item. It needs Encryption. The default is false.
 	RequireEncryption bool
 
-	// RevocationPeriod is how long a Delete (and DeleteOwner, and the Delete
-	// inside scs's RenewToken and Destroy) stays final: until it ends, no
-	// Commit of the deleted token stores the session again, whether it
-	// comes from a request that loaded the session before the Delete, from
-	// a cached copy, or from another instance. Such a Commit returns nil,
-	// since the session is gone and an error would answer the logged-out
-	// request with a 500. Delete leaves a revocation in the session's item
-	// to do it: the key and two numbers, about 100 bytes, which DynamoDB's
-	// TTL and the sweeper remove once the period is over, and which Find,
-	// All, the sweeper's counts and the tool never count as a session.
-	//
-	// After the period a Commit of the token stores it again. scs never
-	// commits a session past its SessionManager.Lifetime, so with a period
-	// at least as long as the Lifetime such a Commit stores a session that
-	// has already expired, and a deleted session never comes back. The
-	// default, 24 hours, is scs's default Lifetime; zero or less takes the
-	// default.
+	// RevocationPeriod is how long a Delete (and DeleteOwner, and scs's
+	// RenewToken and Destroy) stays final: until it ends, a Commit of the
+	// deleted token, from a request in flight, a cached copy or another
+	// instance, stores nothing and returns nil. Delete leaves a revocation
+	// of about 100 bytes, which TTL and the sweeper remove afterwards. Keep
+	// it at least scs's SessionManager.Lifetime. The default is 24 hours;
+	// zero or less takes the default.
 	RevocationPeriod time.Duration
 
 	// MeterProvider makes the store's OpenTelemetry instruments (see the
-	// README's Telemetry section): calls, their duration and outcome, the
-	// capacity units DynamoDB reports, and the sweeper's work. The store
-	// asks DynamoDB for the capacity each request consumed only while a
-	// provider records dynamostore.capacity (a View with a drop
-	// aggregation stops it). A failed conditional write (a sweep's delete of
-	// a session committed again, the lease taken by another store)
-	// consumes capacity that the SDK's error does not report, so it is not
-	// counted. The default is nil: otel.GetMeterProvider(), a no-op until
-	// the application installs a provider.
+	// README's Telemetry section). The store asks DynamoDB for consumed
+	// capacity only while a provider records dynamostore.capacity. The
+	// default is nil: otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 
 	// Logger receives the sweeper's errors and notes about items that Find,
@@ -284,7 +237,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 // another attribute of a session item or of the sweeper lease, whose value
 // the owner would replace.
 func ownerConflict(o Options) error {
-	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, leaseOwnerAttr, leaseUntilAttr, sessionitem.RevokedAttribute}
+	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute, sessionitem.RevokedAttribute}
 	for _, f := range sessionitem.Formats {
 		taken = append(taken, f.Attribute(o.DataAttribute))
 	}
@@ -306,7 +259,7 @@ func attributeConflict(o Options) error {
 	}
 	for i, name := range names {
 		switch name {
-		case sessionitem.RevokedAttribute, leaseOwnerAttr, leaseUntilAttr:
+		case sessionitem.RevokedAttribute, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute:
 			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations or the sweeper lease; choose another", name)
 		}
 		if slices.Contains(names[:i], name) {

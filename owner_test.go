@@ -339,7 +339,7 @@ func TestDeleteOwnerKeyPrefix(t *testing.T) {
 	}
 	// A lease item that somehow carries the owner attribute.
 	putRaw(t, app1, map[string]types.AttributeValue{
-		"session_key": &types.AttributeValueMemberS{Value: "app1:" + leaseToken},
+		"session_key": &types.AttributeValueMemberS{Value: "app1:" + sessionitem.LeaseToken},
 		"owner":       &types.AttributeValueMemberS{Value: "u1"},
 	})
 	// An item under the fence with the owner, but no session: no data.
@@ -369,7 +369,7 @@ func TestDeleteOwnerKeyPrefix(t *testing.T) {
 	if rawItem(t, app1, "app2:a") == nil {
 		t.Fatal("expected the other prefix's session kept")
 	}
-	if rawItem(t, app1, "app1:"+leaseToken) == nil {
+	if rawItem(t, app1, "app1:"+sessionitem.LeaseToken) == nil {
 		t.Fatal("expected the sweeper lease kept")
 	}
 }
@@ -420,8 +420,8 @@ func TestDeleteOwnerErrors(t *testing.T) {
 		t.Fatalf("got %v: expected an error about the missing BatchGetItem method", err)
 	}
 
-	// A CachedStore over a store that is not a DynamoStore.
-	if _, err := NewCached(memstore.NewWithCleanupInterval(0)).DeleteOwner(ctx, "u1"); err == nil || !strings.Contains(err.Error(), "not a *DynamoStore") {
+	// A CachedStore over a store that is no OwnerStore.
+	if _, err := NewCached(memstore.NewWithCleanupInterval(0)).DeleteOwner(ctx, "u1"); !errors.Is(err, ErrClientMethod) || !strings.Contains(err.Error(), "not an OwnerStore") {
 		t.Fatalf("got %v: expected an error about the backing store", err)
 	}
 }
@@ -994,5 +994,92 @@ func TestOwnerTokensOnlyWhatFindServes(t *testing.T) {
 	}
 	if len(tokens) != 0 {
 		t.Fatalf("Find: tokA %v, tokB %v; All: %d sessions; but OwnerTokens lists %v as live: expected the one rule of a live session", foundA, foundB, len(all), tokens)
+	}
+}
+
+// userWrapper is a user's wrapper around a DynamoStore that forwards each
+// method by hand, as a logging or tracing wrapper would, rather than
+// embedding the *DynamoStore.
+type userWrapper struct{ s *DynamoStore }
+
+func (w userWrapper) Find(token string) ([]byte, bool, error) { return w.s.Find(token) }
+func (w userWrapper) Commit(token string, b []byte, expiry time.Time) error {
+	return w.s.Commit(token, b, expiry)
+}
+func (w userWrapper) Delete(token string) error { return w.s.Delete(token) }
+func (w userWrapper) FindExpiryCtx(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+	return w.s.FindExpiryCtx(ctx, token)
+}
+func (w userWrapper) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	return w.s.CommitStoredCtx(ctx, token, b, expiry)
+}
+func (w userWrapper) Options() Options { return w.s.Options() }
+func (w userWrapper) DeleteOwnerFunc(ctx context.Context, owner string, fn func(context.Context, string, func(context.Context) error) error) (int, error) {
+	return w.s.DeleteOwnerFunc(ctx, owner, fn)
+}
+
+// TestCachedWrapper: a CachedStore in front of a user's wrapper that
+// implements TableStore and OwnerStore does what it does in front of the
+// DynamoStore itself: DeleteOwner drops the cached copies, and a shared
+// cache keeps two KeyPrefixes' copies apart.
+func TestCachedWrapper(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t, withOwner)
+	client := &ownerSpy{Client: newClient(t)}
+	appA := newDynamoStore(client, 0, hooks{}, append(fns, func(o *Options) { o.KeyPrefix = "a:" }))
+	appB := newDynamoStore(client, 0, hooks{}, append(fns, func(o *Options) { o.KeyPrefix = "b:" }))
+	shared := newMemCache(defaultMaxBytes, defaultMaxEntries)
+	ca := NewCached(userWrapper{appA}, func(o *CacheOptions) { o.Cache = shared })
+	cb := NewCached(userWrapper{appB}, func(o *CacheOptions) { o.Cache = shared })
+	ctx := context.Background()
+	if err := ca.Commit("tok", []byte("u1|a's"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, ca, "tok", "u1|a's") // cached
+	mustFind(t, cb, "tok", "")       // b's own, which does not exist
+	if err := cb.Commit("tok", []byte("u1|b's"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, ca, "tok", "u1|a's")
+	mustFind(t, cb, "tok", "u1|b's")
+
+	waitOwnerTokens(t, appA, "u1", []string{"tok"})
+	if n, err := ca.DeleteOwner(ctx, "u1"); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected a's one session deleted", n, err)
+	}
+	mustFind(t, ca, "tok", "")
+	mustFind(t, cb, "tok", "u1|b's")
+}
+
+// TestNewNamesMissingMethods: a store with Options.Owner whose Client lacks
+// Query or BatchGetItem says so, naming the method, when it is built; one
+// whose Client has both, or without Owner, says nothing.
+func TestNewNamesMissingMethods(t *testing.T) {
+	t.Parallel()
+	fns := newTable(t)
+	for _, tc := range []struct {
+		name   string
+		client Client
+		owner  bool
+		want   []string
+	}{
+		{"neither", &spyClient{Client: newClient(t)}, true, []string{"no Query method", "no BatchGetItem method"}},
+		{"both", &ownerSpy{Client: newClient(t)}, true, nil},
+		{"no Owner", &spyClient{Client: newClient(t)}, false, nil},
+	} {
+		var logs syncBuffer
+		opts := append(fns, withLogger(&logs))
+		if tc.owner {
+			opts = append(opts, withOwner)
+		}
+		NewWithCleanupInterval(tc.client, 0, opts...)
+		for _, want := range tc.want {
+			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), want) {
+				t.Errorf("%s: got log %q: expected an Error naming %q", tc.name, logs.String(), want)
+			}
+		}
+		if tc.want == nil && logs.String() != "" {
+			t.Errorf("%s: got log %q: expected none", tc.name, logs.String())
+		}
 	}
 }

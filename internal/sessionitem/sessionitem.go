@@ -59,6 +59,14 @@ const (
 // data or expiry attribute: it is no session, live, expired or unreadable.
 const LeaseToken = "#sweeper-lease#"
 
+// LeaseOwnerAttribute and LeaseUntilAttribute are the sweeper lease's own
+// attributes: its holder, and its end in Unix milliseconds. No option may
+// name them.
+const (
+	LeaseOwnerAttribute = "lease_owner"
+	LeaseUntilAttribute = "lease_until_ms"
+)
+
 // MaxSweepSegments is the most parallel Scan segments a sweep may read:
 // DynamoDB allows up to 1,000,000, but each segment keeps 8 deletes in
 // flight, so more than 16 per CPU only adds goroutines and connections.
