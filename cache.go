@@ -2,10 +2,99 @@ package dynamostore
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"go.opentelemetry.io/otel/metric"
 )
+
+// CacheOptions configures a CachedStore. NewCached fills in the defaults
+// before it calls the caller's option functions.
+type CacheOptions struct {
+	// Cache is the cache layer. Nil, the default, means a bounded in-process
+	// cache (otter's, which evicts the sessions least likely to be read
+	// again), one per CachedStore. A layer that several CachedStores share,
+	// in one process or many, must be a SharedCache, which keeps what they
+	// cache coherent: rediscache.New's Cache on Redis is one. In front of a
+	// DynamoStore, a SharedCache keys each copy by the table, the
+	// KeyPrefix and the token, so applications fenced apart in DynamoDB
+	// stay apart in a Redis they share; in front of another backing store,
+	// give each application a rediscache KeyPrefix of its own.
+	//
+	// Any other scs.Store (scs's goredisstore or memstore, say) is not
+	// used: with only Find, Commit and Delete, a cache shared by several
+	// instances cannot stop one instance from caching what it read just
+	// before another deleted it, and then serving it. NewCached logs that
+	// at Error and uses the in-process cache instead. To move from
+	// goredisstore, use rediscache.New with the same go-redis client.
+	Cache scs.Store
+
+	// MaxBytes bounds the in-process cache by the memory it holds: each
+	// session weighs its token and its data (the capacity of the slice,
+	// which may exceed its length), plus 200 bytes for the entry itself. A
+	// session of more than a quarter of MaxBytes is not cached.
+	// The default is 64 MiB; zero or less takes the default. It does not
+	// apply to a SharedCache.
+	MaxBytes int64
+
+	// MaxEntries bounds the in-process cache in sessions: each session
+	// weighs at least MaxBytes / MaxEntries, so the cache never holds more
+	// than MaxEntries. With the defaults, that is 6.7 KB, and sessions
+	// smaller than that are bounded by count rather than bytes. The
+	// default is 10,000; zero or less takes the default.
+	MaxEntries int
+
+	// MaxStale is the longest a cached copy is served without asking the
+	// backing store. With the in-process cache, it is the longest another
+	// instance's Commit or Delete can go unseen by this one's Finds (a
+	// Commit through such a copy of a deleted session stores nothing and
+	// drops the copy: see Options.RevocationPeriod); with a SharedCache,
+	// every instance sees every write through a CachedStore at once. A
+	// cached copy never outlives the session's expiry either. The default
+	// is 10 seconds; zero or less takes the default.
+	MaxStale time.Duration
+
+	// SkipWriteWithin saves backing writes for scs's IdleTimeout, which
+	// commits the same data with a later expiry on every request: a Commit
+	// whose data equals the cached copy's, and whose expiry moved forward
+	// less than SkipWriteWithin from the copy's, does not reach the
+	// backing store. The stored expiry then lags, so an idle session may
+	// expire up to SkipWriteWithin early. With an in-process cache on
+	// several instances, a skipped Commit trusts a copy that another
+	// instance's write may have made stale: the copy is kept, to its end
+	// (at most MaxStale), rather than dropped, and the Commit is lost if
+	// the other instance changed the data. A SharedCache has no such
+	// copies. Zero, the default, never skips, and neither does a negative
+	// value.
+	SkipWriteWithin time.Duration
+
+	// MeterProvider makes the CachedStore's OpenTelemetry instruments:
+	// lookups by result (hit or miss), skipped writes, and errors of the
+	// cache layer, which cost a miss but are never the caller's. They
+	// carry the table's name when the backing store is a DynamoStore. The
+	// default is nil: otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+
+	// Logger receives NewCached's word about a Cache it cannot use. The
+	// default, and what nil means, is slog.Default().
+	Logger *slog.Logger
+}
+
+// The defaults of CacheOptions.
+const (
+	defaultMaxBytes   = 64 << 20
+	defaultMaxEntries = 10_000
+	defaultMaxStale   = 10 * time.Second
+)
+
+// CacheStats counts what a CachedStore did since it was created.
+type CacheStats struct {
+	Hits          uint64 // Finds answered by the cache
+	Misses        uint64 // Finds that read the backing store
+	SkippedWrites uint64 // Commits that SkipWriteWithin kept from the backing store
+	CacheErrors   uint64 // errors of the cache layer: a failed lookup or fill costs a miss; a write the cache cannot be told of is refused
+}
 
 // CacheableStore is a backing store that tells a CachedStore what it needs
 // to cache exactly: when the session it finds expires, and whether a

@@ -155,3 +155,34 @@ func (m *storeMetrics) consumed(ctx context.Context, op operation, kind capacity
 		m.capacity.Add(ctx, units, m.capacityAttrs[op][kind]...)
 	}
 }
+
+// cacheMetrics are a CachedStore's instruments and their attribute sets.
+type cacheMetrics struct {
+	lookups, skipped, errors metric.Int64Counter
+	hit, miss, table         []metric.AddOption
+}
+
+func newCacheMetrics(mp metric.MeterProvider, table string) cacheMetrics {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	meter := mp.Meter(instrumentationScope)
+	var m cacheMetrics
+	m.lookups, _ = meter.Int64Counter("dynamostore.cache.lookups",
+		metric.WithDescription("CachedStore Finds, by result: hit (from the cache) or miss (from the backing store)."))
+	m.skipped, _ = meter.Int64Counter("dynamostore.cache.skipped_writes",
+		metric.WithDescription("CachedStore Commits that SkipWriteWithin kept from the backing store."))
+	m.errors, _ = meter.Int64Counter("dynamostore.cache.errors",
+		metric.WithDescription("Errors of the cache layer, each costing a miss."))
+	var attrs []attribute.KeyValue
+	if table != "" {
+		attrs = append(attrs, attribute.String("table", table))
+	}
+	with := func(kv ...attribute.KeyValue) []metric.AddOption {
+		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append(kv, attrs...)...))}
+	}
+	m.hit = with(attribute.String("result", "hit"))
+	m.miss = with(attribute.String("result", "miss"))
+	m.table = with()
+	return m
+}
