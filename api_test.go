@@ -7,11 +7,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/dynamostore/dynamostore"
-	"github.com/dynamostore/dynamostore/rediscache"
 )
 
 // The exported surface, as users' code is written against it: every name
@@ -95,12 +93,4 @@ var (
 	_ = dynamostore.CacheEntry{Data: []byte(nil), Expiry: time.Time{}}
 	_ = dynamostore.CacheLookup{Entry: dynamostore.CacheEntry{}, Found: false, Lease: uint64(0), Granted: false}
 	_ = dynamostore.CacheStats{Hits: uint64(0), Misses: uint64(0), SkippedWrites: uint64(0), CacheErrors: uint64(0)}
-
-	// Package rediscache.
-	_ func(redis.UniversalClient, ...func(*rediscache.Options)) *rediscache.Cache = rediscache.New
-	_ dynamostore.SharedCache                                                     = (*rediscache.Cache)(nil)
-	_                                                                             = rediscache.Options{KeyPrefix: "", LeaseTimeout: time.Duration(0), WriteTimeout: time.Duration(0)}
-	_ string                                                                      = rediscache.DefaultKeyPrefix
-	_ time.Duration                                                               = rediscache.DefaultLeaseTimeout
-	_ time.Duration                                                               = rediscache.DefaultWriteTimeout
 )

@@ -588,8 +588,9 @@ func BenchmarkOwner(b *testing.B) {
 }
 
 // BenchmarkSealedFind and BenchmarkSealedCommit run a store with
-// Encryption (tink's AES-256-GCM) beside the same store without, on 1 KB
-// of data: "raw" is the plain store here, so store/raw is sealed/plain.
+// Encryption (the standard library's AES-256-GCM) beside the same store
+// without, on 1 KB of data: "raw" is the plain store here, so store/raw is
+// sealed/plain.
 func BenchmarkSealedFind(b *testing.B) {
 	plain, sealed := sealedPair(b)
 	data := bytes.Repeat([]byte{'d'}, 1024)
@@ -630,8 +631,8 @@ func sealedPair(b *testing.B) (plain, sealed *DynamoStore) {
 		NewWithCleanupInterval(client, 0, append(fns, withEncryption(newAEAD(b)))...)
 }
 
-// BenchmarkSeal measures the AEAD alone, as the store calls it: tink's
-// AES-256-GCM sealing and opening session data.
+// BenchmarkSeal measures the AEAD alone, as the store calls it: the
+// standard library's AES-256-GCM sealing and opening session data.
 func BenchmarkSeal(b *testing.B) {
 	a := newAEAD(b)
 	ad := associatedData("a-session-key-of-43-bytes-like-an-scs-token", false)

@@ -5,18 +5,13 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
-	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/dynamostore/dynamostore"
 )
@@ -167,30 +162,4 @@ func ExampleDynamoStore_DeleteOwner() {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
-}
-
-// Sessions sealed with tink-go's AES-256-GCM, from a keyset kept as JSON in
-// the environment variable SESSION_KEYSET, and tokens hashed by scs: a
-// reader of the table learns neither the data nor a usable token.
-func Example_encryption() {
-	handle, err := insecurecleartextkeyset.Read(keyset.NewJSONReader(strings.NewReader(os.Getenv("SESSION_KEYSET"))))
-	if err != nil {
-		log.Fatal(err)
-	}
-	sealer, err := aead.New(handle)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		log.Fatal(err)
-	}
-	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
-		o.Encryption = sealer
-	})
-	defer store.StopCleanup()
-
-	sessionManager := scs.New()
-	sessionManager.HashTokenInStore = true
-	sessionManager.Store = store
 }

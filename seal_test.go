@@ -3,6 +3,9 @@ package dynamostore
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,30 +23,38 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
-// newAEAD returns tink's AES-256-GCM AEAD on a new keyset of one key.
-func newAEAD(tb testing.TB) tink.AEAD {
+// newAEAD returns the standard library's AES-256-GCM on a new random key,
+// with a random nonce for every message.
+func newAEAD(tb testing.TB) AEAD {
 	tb.Helper()
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	key := make([]byte, 32)
+	rand.Read(key) // never fails: crypto/rand crashes the program instead
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return primitive(tb, h)
+	a, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return gcmAEAD{a}
 }
 
-func primitive(tb testing.TB, h *keyset.Handle) tink.AEAD {
-	tb.Helper()
-	a, err := aead.New(h)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return a
+// gcmAEAD is a cipher.AEAD that makes its own nonces, as
+// cipher.NewGCMWithRandomNonce's does, as the store's AEAD: Seal puts the
+// nonce before the ciphertext and Open takes it from there.
+type gcmAEAD struct{ aead cipher.AEAD }
+
+func (g gcmAEAD) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
+	return g.aead.Seal(nil, nil, plaintext, associatedData), nil
+}
+
+func (g gcmAEAD) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
+	return g.aead.Open(nil, nil, ciphertext, associatedData)
 }
 
 func withEncryption(a AEAD) func(*Options) {
@@ -295,18 +306,31 @@ func TestSealedTooLarge(t *testing.T) {
 	mustFind(t, s, "token", string(big))
 }
 
-// TestKeyRotation rotates tink keys: sessions written under key 1 read once
-// key 2 is primary, new Commits use key 2, Reseal rewrites the old ones,
-// and key 1 can then be disabled without losing a session.
+// rotatingAEAD is an AEAD in the middle of a key rotation, as a tink-go
+// keyset with two keys is: it seals under the new key and opens what
+// either key sealed.
+type rotatingAEAD struct{ primary, old AEAD }
+
+func (r rotatingAEAD) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
+	return r.primary.Encrypt(plaintext, associatedData)
+}
+
+func (r rotatingAEAD) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
+	if b, err := r.primary.Decrypt(ciphertext, associatedData); err == nil {
+		return b, nil
+	}
+	return r.old.Decrypt(ciphertext, associatedData)
+}
+
+// TestKeyRotation rotates keys: sessions written under key 1 read once key
+// 2 is primary, new Commits use key 2, Reseal rewrites the old ones, and
+// key 1 can then be dropped without losing a session.
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
 	fns := newTable(t)
 	client := newClient(t)
-	h1, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store1 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h1)))...)
+	key1, key2 := newAEAD(t), newAEAD(t)
+	store1 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(key1))...)
 	expiry := time.Now().Add(time.Hour)
 	for _, token := range []string{"a", "b"} {
 		if err := store1.Commit(token, []byte("old "+token), expiry); err != nil {
@@ -315,38 +339,17 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	// Key 2 added and made primary.
-	m := keyset.NewManagerFromHandle(h1)
-	key1 := h1.KeysetInfo().GetPrimaryKeyId()
-	key2, err := m.Add(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.SetPrimary(key2); err != nil {
-		t.Fatal(err)
-	}
-	h2, err := m.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store2 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h2)))...)
+	store2 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(rotatingAEAD{primary: key2, old: key1}))...)
 	mustFind(t, store2, "a", "old a")
 	if err := store2.Commit("c", []byte("new c"), expiry); err != nil {
 		t.Fatal(err)
 	}
-	// "c" is under key 2: a keyset with key 1 alone cannot open it.
+	// "c" is under key 2: key 1 alone cannot open it.
 	mustFind(t, store1, "c", "")
 	mustFind(t, store1, "a", "old a")
 
-	// Disabling key 1 now would lose "a" and "b"...
-	m3 := keyset.NewManagerFromHandle(h2)
-	if err := m3.Disable(key1); err != nil {
-		t.Fatal(err)
-	}
-	h3, err := m3.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store3 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(primitive(t, h3)))...)
+	// Dropping key 1 now would lose "a" and "b"...
+	store3 := NewWithCleanupInterval(client, 0, append(fns, withEncryption(key2))...)
 	mustFind(t, store3, "a", "")
 	// ...so Reseal them under key 2 first.
 	n, err := store2.Reseal(context.Background())
@@ -576,7 +579,7 @@ func TestResealKeepsOwner(t *testing.T) {
 	}
 }
 
-// TestSealedBinding: a writer of the table without the keyset cannot bend a
+// TestSealedBinding: a writer of the table without the key cannot bend a
 // sealed session. Whatever of its expiry, owner or format they change, the
 // item no longer opens: it is no session, logged at Warn without key or
 // data. An item sealed before the binding (key and format only) still

@@ -32,7 +32,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) collected {
 	key := func(name string, set attribute.Set) string {
 		var kvs []string
 		for _, kv := range set.ToSlice() {
-			kvs = append(kvs, string(kv.Key)+"="+kv.Value.Emit())
+			kvs = append(kvs, string(kv.Key)+"="+kv.Value.String())
 		}
 		return name + "{" + strings.Join(kvs, ",") + "}"
 	}

@@ -14,7 +14,7 @@
 // standard AWS configuration (AWS_REGION, credentials, optionally
 // AWS_ENDPOINT_URL_DYNAMODB):
 //
-//	go run ./example -addr 127.0.0.1:8080 -table sessions
+//	go -C example run . -addr 127.0.0.1:8080 -table sessions
 package main
 
 import (
@@ -109,7 +109,7 @@ func serve(addr, table string, local bool) error {
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
 	if ddbEndpoint != "" {
 		fmt.Printf("DynamoDB Local listens on %s; try the command-line tool against it:\n"+
-			"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 go run ./cmd/dynamostore check --endpoint %s --table %s\n",
+			"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 go -C cmd/dynamostore run . check --endpoint %s --table %s\n",
 			ddbEndpoint, ddbEndpoint, table)
 	}
 	if err := server.Serve(l); err != http.ErrServerClosed {

@@ -10,7 +10,6 @@ import (
 	"github.com/alexedwards/scs/goredisstore"
 
 	"github.com/dynamostore/dynamostore"
-	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
 
 // BenchmarkRedis compares a CachedStore on rediscache with scs's
@@ -19,7 +18,7 @@ import (
 // hit and for a miss that reads DynamoDB Local and fills the cache, the two
 // interleaved in one loop. A session is 1 KB.
 func BenchmarkRedis(b *testing.B) {
-	rdb := ddblocal.StartRedis(b)
+	rdb := newRedis(b)
 	table := newTable(b)
 	s := newStore(b, newClient(b), table)
 	data := bytes.Repeat([]byte{'d'}, 1024)

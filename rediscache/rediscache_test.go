@@ -71,6 +71,15 @@ func newStore(tb testing.TB, client dynamostore.Client, table func(*dynamostore.
 	return dynamostore.NewWithCleanupInterval(client, 0, append([]func(*dynamostore.Options){table}, optFns...)...)
 }
 
+// newRedis starts a redis-server for the test's lifetime and returns a
+// client of it.
+func newRedis(tb testing.TB) *redis.Client {
+	tb.Helper()
+	client := redis.NewClient(&redis.Options{Addr: ddblocal.StartRedis(tb)})
+	tb.Cleanup(func() { client.Close() })
+	return client
+}
+
 func mustFind(t *testing.T, s scs.Store, token, want string) {
 	t.Helper()
 	b, found, err := s.Find(token)
@@ -83,7 +92,7 @@ func mustFind(t *testing.T, s scs.Store, token, want string) {
 // reads from the cache, and what one deletes neither serves.
 func TestShared(t *testing.T) {
 	t.Parallel()
-	rdb := ddblocal.StartRedis(t)
+	rdb := newRedis(t)
 	table := newTable(t)
 	s := newStore(t, newClient(t), table)
 	a := dynamostore.NewCached(s, func(o *dynamostore.CacheOptions) { o.Cache = New(rdb) })
@@ -147,7 +156,7 @@ func (c *heldGet) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns
 // instance serves the deleted session.
 func TestStaleFillRefused(t *testing.T) {
 	t.Parallel()
-	rdb := ddblocal.StartRedis(t)
+	rdb := newRedis(t)
 	table := newTable(t)
 	held := &heldGet{Client: newClient(t), reached: make(chan struct{}), release: make(chan struct{})}
 	sa, sb := newStore(t, held, table), newStore(t, newClient(t), table)
@@ -184,7 +193,7 @@ func TestStaleFillRefused(t *testing.T) {
 // Find reads the backing store.
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
-	rdb := ddblocal.StartRedis(t)
+	rdb := newRedis(t)
 	table := newTable(t)
 	s := newStore(t, newClient(t), table)
 	c := dynamostore.NewCached(s, func(o *dynamostore.CacheOptions) { o.Cache = New(rdb) })
@@ -239,7 +248,7 @@ func TestLinearizableTwoInstances(t *testing.T) {
 	for _, skip := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "skip-write"}[skip], func(t *testing.T) {
 			t.Parallel()
-			rdb := ddblocal.StartRedis(t)
+			rdb := newRedis(t)
 			table := newTable(t)
 			cfg := linearize.Config{Workers: 8, OpsPerWorker: 300, Tokens: 2, RepeatData: skip}
 			if skip {
@@ -301,7 +310,7 @@ func TestLapsedWriteMark(t *testing.T) {
 		t.Run(map[bool]string{true: "delete", false: "commit"}[del], func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			rdb := ddblocal.StartRedis(t)
+			rdb := newRedis(t)
 			table := newTable(t)
 			hp := &heldPut{Client: newClient(t), reached: make(chan struct{}), release: make(chan struct{})}
 			sa, sb := newStore(t, hp, table), newStore(t, newClient(t), table)
@@ -364,7 +373,7 @@ func wait(t *testing.T, ch <-chan struct{}) {
 // each other's copies.
 func TestFencedApplications(t *testing.T) {
 	t.Parallel()
-	rdb := ddblocal.StartRedis(t)
+	rdb := newRedis(t)
 	table := newTable(t)
 	appA := newStore(t, newClient(t), table, func(o *dynamostore.Options) { o.KeyPrefix = "appA:" })
 	appB := newStore(t, newClient(t), table, func(o *dynamostore.Options) { o.KeyPrefix = "appB:" })

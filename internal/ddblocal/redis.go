@@ -1,20 +1,20 @@
 package ddblocal
 
 import (
-	"context"
+	"bufio"
 	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // StartRedis starts Debian's redis-server on a free loopback port, without
-// persistence, for the test's lifetime, and returns a client of it. `make
-// test` installs redis-server.
-func StartRedis(tb testing.TB) *redis.Client {
+// persistence, for the test's lifetime, and returns its address once it
+// answers a PING. `make test` installs redis-server. The caller makes the
+// client (package rediscache's tests use go-redis, which this package does
+// not import, so that the root module's tests do not require it).
+func StartRedis(tb testing.TB) string {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -25,19 +25,35 @@ func StartRedis(tb testing.TB) *redis.Client {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(path, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	client := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
-	tb.Cleanup(func() { client.Close() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Only a hang reaches this deadline.
 	hang := time.Now().Add(2 * time.Minute)
-	for client.Ping(context.Background()).Err() != nil {
+	for !pong(addr, hang) {
 		if time.Now().After(hang) {
 			tb.Fatal("redis-server did not answer in 2 minutes")
 		}
 		time.Sleep(10 * time.Millisecond) // a poll: nothing announces readiness
 	}
-	return client
+	return addr
+}
+
+// pong reports whether the Redis server at addr answers PING with PONG
+// before the deadline.
+func pong(addr string, deadline time.Time) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
 }

@@ -4,7 +4,7 @@
 // operations, errors and heap, and exits 1 when any operation failed or read
 // back the wrong data, or when the heap grew after warm-up.
 //
-//	go run ./internal/soak -duration 2m
+//	go -C internal/soak run . -duration 2m
 //
 // `make soak` runs it; `make test` runs it for 20 seconds.
 package main

@@ -2,9 +2,11 @@
 // every core busy, the way a shared CI machine is, and prints "N passed, M
 // failed". A suite that passes here does not depend on timing luck.
 //
-//	go run ./internal/stress -runs 5
+//	go -C internal/stress build -o ../../bin/ . && bin/stress -runs 5
 //
-// `make stress` runs it. Each run's output goes to .stress/run-N.log; the
+// `make stress` runs it so, from the repository root, where `make test`
+// is: it is a module of its own, so `go run` would run it in its own
+// directory. Each run's output goes to .stress/run-N.log; the
 // tail of a failed run's log is printed too. The hogs are goroutines of this
 // process, so they end with it.
 package main
