@@ -68,8 +68,18 @@ func newClient(tb testing.TB) *dynamodb.Client {
 	tr := &http.Transport{}
 	tb.Cleanup(tr.CloseIdleConnections)
 	return dynamodb.New(ddblocal.NewClient(endpoint).Options(), func(o *dynamodb.Options) {
-		o.HTTPClient = &http.Client{Transport: tr}
+		o.HTTPClient = &http.Client{Transport: tr, Timeout: ddblocal.RequestTimeout}
 	})
+}
+
+// setupContext returns a context that ends ddblocal.SetupTimeout from now,
+// for a test whose subject waits for DynamoDB to make a table or an index
+// ACTIVE (CreateTable): a misbehaving endpoint then fails it with
+// CreateTable's error naming the wait, rather than hanging it.
+func setupContext(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), ddblocal.SetupTimeout)
+	tb.Cleanup(cancel)
+	return ctx
 }
 
 var tableSeq atomic.Int64
@@ -89,13 +99,12 @@ func newTable(tb testing.TB, optFns ...func(*Options)) []func(*Options) {
 	name := newTableName(tb)
 	fns := append([]func(*Options){func(o *Options) { o.TableName = name }}, optFns...)
 	client := newClient(tb)
-	ctx := context.Background()
 	// Quiet: on dynalite every table would log that TTL is off.
-	if err := CreateTable(ctx, client, append(fns[:len(fns):len(fns)], quietLog)...); err != nil {
-		tb.Fatalf("CreateTable: %v", err)
-	}
+	ddblocal.Setup(tb, "CreateTable "+name, func(ctx context.Context) error {
+		return CreateTable(ctx, client, append(fns[:len(fns):len(fns)], quietLog)...)
+	})
 	tb.Cleanup(func() {
-		client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+		client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
 	})
 	return fns
 }

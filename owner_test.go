@@ -431,7 +431,7 @@ func TestDeleteOwnerErrors(t *testing.T) {
 // endpoint can, or says it could not.
 func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := setupContext(t) // CreateTable waits for the index
 	client := newClient(t)
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeS)
@@ -476,7 +476,7 @@ func TestOwnerIndexProvisioned(t *testing.T) {
 	if ddblocal.IsDynalite() {
 		return // see TestOwnerIndexMissing for what dynalite does
 	}
-	ctx := context.Background()
+	ctx := setupContext(t) // CreateTable waits for the index
 	client := newClient(t)
 	name := newTableName(t)
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{

@@ -2,9 +2,12 @@ package dynamostore
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -22,7 +25,7 @@ func TestCreateTable(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
 	})
 	client := newClient(t)
-	ctx := context.Background()
+	ctx := setupContext(t) // CreateTable waits for the index
 	// Again on the existing table: nothing to do.
 	if err := CreateTable(ctx, client, fns...); err != nil {
 		t.Fatalf("got %v: expected nil for a matching table", err)
@@ -85,11 +88,51 @@ func TestCreateTable(t *testing.T) {
 func TestCreateTableKeyType(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
-	ctx := context.Background()
+	ctx := setupContext(t) // CreateTable waits for the index
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeN)
 	err := CreateTable(ctx, client, func(o *Options) { o.TableName = name })
 	if err == nil || !strings.Contains(err.Error(), `the table's key is hash "session_key" (N); want a partition key "session_key" of type S`) {
 		t.Fatalf("got %v: expected a key type error", err)
 	}
+}
+
+// TestSetupDeadline: a test's wait for DynamoDB to make an index ACTIVE has
+// a deadline, and an endpoint whose index never gets there fails the test
+// with a message naming the wait, rather than hanging it.
+func TestSetupDeadline(t *testing.T) {
+	t.Parallel()
+	active := regexp.MustCompile(`"IndexStatus"\s*:\s*"ACTIVE"`)
+	stuck, stop, err := ddblocal.Rewrite(endpoint, func(target string, body []byte) []byte {
+		if strings.HasSuffix(target, ".DescribeTable") {
+			return active.ReplaceAll(body, []byte(`"IndexStatus":"CREATING"`))
+		}
+		return body
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	name := newTableName(t)
+	client := ddblocal.NewClient(stuck)
+	t.Cleanup(func() { client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)}) })
+	var tb failedTB
+	ddblocal.SetupWithin(&tb, 2*time.Second, "CreateTable "+name, func(ctx context.Context) error {
+		return CreateTable(ctx, client, func(o *Options) { o.TableName = name }, quietLog)
+	})
+	want := fmt.Sprintf(`CreateTable %s: not ready within 2s, so the endpoint is not doing what DynamoDB does: dynamostore: create table %q: wait until index "owner-index" is active: `, name, name)
+	if !strings.HasPrefix(tb.msg, want) {
+		t.Fatalf("got %q: expected the test to fail with %q...", tb.msg, want)
+	}
+}
+
+// failedTB records the message a helper fails the test with.
+type failedTB struct {
+	msg string
+}
+
+func (*failedTB) Helper()        {}
+func (*failedTB) Cleanup(func()) {}
+func (tb *failedTB) Fatalf(format string, args ...any) {
+	tb.msg = fmt.Sprintf(format, args...)
 }

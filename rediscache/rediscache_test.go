@@ -34,7 +34,7 @@ func newClient(tb testing.TB) *dynamodb.Client {
 	tr := &http.Transport{}
 	tb.Cleanup(tr.CloseIdleConnections)
 	return dynamodb.New(ddblocal.NewClient(endpoint).Options(), func(o *dynamodb.Options) {
-		o.HTTPClient = &http.Client{Transport: tr}
+		o.HTTPClient = &http.Client{Transport: tr, Timeout: ddblocal.RequestTimeout}
 	})
 }
 
@@ -48,9 +48,9 @@ func newTable(tb testing.TB) func(*dynamostore.Options) {
 	name = name[:min(len(name), 200)]
 	named := func(o *dynamostore.Options) { o.TableName = name }
 	client := newClient(tb)
-	if err := dynamostore.CreateTable(context.Background(), client, named); err != nil {
-		tb.Fatalf("CreateTable: %v", err)
-	}
+	ddblocal.Setup(tb, "CreateTable "+name, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client, named)
+	})
 	tb.Cleanup(func() {
 		client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
 	})

@@ -21,9 +21,9 @@ func TestChiRouter(t *testing.T) {
 	}
 	defer srv.Stop()
 	client := srv.Client()
-	if err := dynamostore.CreateTable(context.Background(), client); err != nil {
-		t.Fatal(err)
-	}
+	ddblocal.Setup(t, "CreateTable", func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client)
+	})
 	sm := scs.New()
 	sm.Store = dynamostore.NewWithCleanupInterval(client, 0)
 	app := httptest.NewServer(newRouter(sm))

@@ -259,11 +259,12 @@ func (s *Server) Client() *dynamodb.Client {
 }
 
 // NewClient returns a DynamoDB client for endpoint, with dummy credentials
-// and region.
+// and region, whose requests each end after RequestTimeout.
 func NewClient(endpoint string) *dynamodb.Client {
 	return dynamodb.New(dynamodb.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
+		HTTPClient:   &http.Client{Timeout: RequestTimeout},
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
 		}),
@@ -306,7 +307,8 @@ type TB interface {
 // runs TTL itself and deletes an expired item within a second or so.
 func CreateTableWithoutTTL(tb TB, client *dynamodb.Client, name, keyAttr string, keyType types.ScalarAttributeType) {
 	tb.Helper()
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), SetupTimeout)
+	defer cancel()
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
@@ -316,9 +318,11 @@ func CreateTableWithoutTTL(tb TB, client *dynamodb.Client, name, keyAttr string,
 	if err != nil {
 		tb.Fatalf("create table %s: %v", name, err)
 	}
-	tb.Cleanup(func() { client.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(name)}) })
+	tb.Cleanup(func() {
+		client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+	})
 	waiter := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond })
-	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
-		tb.Fatalf("wait for table %s: %v", name, err)
+	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, SetupTimeout); err != nil {
+		tb.Fatalf("table %s: not ACTIVE within %v: %v", name, SetupTimeout, err)
 	}
 }
