@@ -115,7 +115,9 @@ func TestSetupDeadline(t *testing.T) {
 	defer stop()
 	name := newTableName(t)
 	client := ddblocal.NewClient(stuck)
-	t.Cleanup(func() { client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)}) })
+	t.Cleanup(func() {
+		client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+	})
 	var tb failedTB
 	ddblocal.SetupWithin(&tb, 2*time.Second, "CreateTable "+name, func(ctx context.Context) error {
 		return CreateTable(ctx, client, func(o *Options) { o.TableName = name }, quietLog)
