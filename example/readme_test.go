@@ -552,18 +552,18 @@ func browser() *http.Client {
 
 // putAndGet drives the Use program's two handlers with c and fails unless
 // the session holds the message.
-func putAndGet(t *testing.T, c *http.Client, base string) {
+func putAndGet(t *testing.T, b readmeBlock, c *http.Client, p *program) {
 	t.Helper()
-	if code, body := fetch(t, c, "GET", base+"/put"); code != http.StatusOK {
-		t.Fatalf("GET /put: got %d %q: expected 200", code, body)
+	if code, body := fetch(t, c, "GET", p.base+"/put"); code != http.StatusOK {
+		t.Fatalf("%s: GET /put: got %d %q: expected 200; the program printed:\n%s", b, code, body, p.output)
 	}
-	getMessage(t, c, base)
+	getMessage(t, b, c, p)
 }
 
-func getMessage(t *testing.T, c *http.Client, base string) {
+func getMessage(t *testing.T, b readmeBlock, c *http.Client, p *program) {
 	t.Helper()
-	if code, body := fetch(t, c, "GET", base+"/get"); code != http.StatusOK || body != "Hello from a session!" {
-		t.Fatalf("GET /get: got %d %q: expected 200 and the message /put stored", code, body)
+	if code, body := fetch(t, c, "GET", p.base+"/get"); code != http.StatusOK || body != "Hello from a session!" {
+		t.Fatalf("%s: GET /get: got %d %q: expected 200 and the message /put stored; the program printed:\n%s", b, code, body, p.output)
 	}
 }
 
@@ -598,13 +598,13 @@ func testUse(t *testing.T, bin string, b readmeBlock, blocks []readmeBlock, env 
 	for run := range 2 {
 		p := start(t, bin, env, "4000")
 		if run == 0 {
-			putAndGet(t, c, p.base)
+			putAndGet(t, b, c, p)
 			token := cookie(t, c, p.base)
 			if _, found, err := dynamostore.NewWithCleanupInterval(ddblocal.NewClient(endpoint), 0).Find(token); !found || err != nil {
 				t.Fatalf("%s: the session is not in the table sessions: found %v, %v", b, found, err)
 			}
 		} else {
-			getMessage(t, c, p.base) // the session survived the restart
+			getMessage(t, b, c, p) // the session survived the restart
 		}
 		p.stop()
 		outputs = append(outputs, p.output.String())
@@ -631,7 +631,7 @@ func testUse(t *testing.T, bin string, b readmeBlock, blocks []readmeBlock, env 
 func testChange(t *testing.T, bin string, s *snippet, env []string) {
 	p := start(t, bin, env, "4000", "9464")
 	c := browser()
-	putAndGet(t, c, p.base)
+	putAndGet(t, s.block, c, p)
 	switch s.block.heading {
 	case "Run it against DynamoDB Local":
 		// The table exists, so CreateTable met an error response, which
@@ -1045,7 +1045,9 @@ func TestREADMECommands(t *testing.T) {
 			commands = append(commands, strings.Split(b.text, "\n")...)
 		}
 	}
-	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(string(readme), -1) {
+	// Inline spans are paired outside the fenced blocks only.
+	prose := regexp.MustCompile("(?ms)^```.*?^```$").ReplaceAllString(string(readme), "")
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(prose, -1) {
 		commands = append(commands, strings.Join(strings.Fields(m[1]), " "))
 	}
 	checked := 0
