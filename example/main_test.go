@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,7 +139,18 @@ type demo struct {
 // newServer serves the example app on a table of its own.
 func newServer(t *testing.T, table string) *demo {
 	t.Helper()
+	return newServerWith(t, table, nil)
+}
+
+// newServerWith is newServer whose store sends its requests to DynamoDB
+// through wrap's HTTP client, when wrap is not nil.
+func newServerWith(t *testing.T, table string, wrap func(dynamodb.HTTPClient) dynamodb.HTTPClient) *demo {
+	t.Helper()
 	d := &demo{table: table, raw: ddblocal.NewClient(endpoint), reader: sdkmetric.NewManualReader()}
+	storeClient := d.raw
+	if wrap != nil {
+		storeClient = dynamodb.New(d.raw.Options(), func(o *dynamodb.Options) { o.HTTPClient = wrap(o.HTTPClient) })
+	}
 	tel, err := newTelemetry(d.reader)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +161,7 @@ func newServer(t *testing.T, table string) *demo {
 	if err := dynamostore.CreateTable(context.Background(), d.raw, storeOptions(table, tel, d.keys)); err != nil {
 		t.Fatal(err)
 	}
-	d.store = dynamostore.NewWithCleanupInterval(costClient{d.raw}, 0, storeOptions(table, tel, d.keys))
+	d.store = dynamostore.NewWithCleanupInterval(costClient{storeClient}, 0, storeOptions(table, tel, d.keys))
 	srv := httptest.NewServer(newApp(d.store, d.raw, table, tel, d.keys))
 	t.Cleanup(srv.Close)
 	d.URL = srv.URL
@@ -441,6 +453,92 @@ func TestCostsUnderConcurrency(t *testing.T) {
 	}
 	if spent.Read == 0 || spent.Write == 0 {
 		t.Fatalf("got %.1f read, %.1f write units: expected the counts to read and the views to write", spent.Read, spent.Write)
+	}
+}
+
+// gate holds the store's next PutItem, once armed, until released.
+type gate struct {
+	next    dynamodb.HTTPClient
+	armed   atomic.Bool
+	held    chan struct{} // closed when it holds one
+	release chan struct{}
+	once    sync.Once
+}
+
+// open releases what the gate holds, and all it will hold.
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+func (g *gate) Do(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutItem") && g.armed.CompareAndSwap(true, false) {
+		close(g.held)
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return g.next.Do(r)
+}
+
+// TestCostsOverlapping: while ann's view waits for its Commit, bo's view
+// runs from start to end; each page then shows its own request's cost,
+// exactly what DynamoDB reported for it, none of the other's.
+func TestCostsOverlapping(t *testing.T) {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	d := newServerWith(t, "example-costs-overlap", func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
+		g.next = next
+		return g
+	})
+	t.Cleanup(g.open) // before the server closes: it waits for ann's view
+	ann, bo := newBrowser(), newBrowser()
+	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}})
+	fetch(t, bo, d.URL, "/", nil)
+
+	diff := func(a, b units) units { return units{b.Read - a.Read, b.Write - a.Write} }
+	c0 := d.capacity(t)
+	g.armed.Store(true)
+	annDone := make(chan error, 1)
+	go func() {
+		resp, err := ann.Get(d.URL + "/")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		annDone <- err
+	}()
+	select {
+	case <-g.held:
+	case <-time.After(hangTimeout):
+		t.Fatal("ann's Commit never came")
+	}
+	c1 := d.capacity(t)
+	fetch(t, bo, d.URL, "/", nil)
+	c2 := d.capacity(t)
+	g.open()
+	select {
+	case err := <-annDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("ann's view never ended")
+	}
+	c3 := d.capacity(t)
+	boCost, annCost := diff(c1, c2), diff(c0, c1)
+	annCost.Read += diff(c2, c3).Read
+	annCost.Write += diff(c2, c3).Write
+	if annCost.Write == 0 || boCost.Write == 0 {
+		t.Fatalf("got %v for ann and %v for bo: expected each view to write", annCost, boCost)
+	}
+	for _, v := range []struct {
+		name    string
+		browser *http.Client
+		want    units
+	}{{"ann", ann, annCost}, {"bo", bo, boCost}} {
+		req, read, write := lastCost(t, fetch(t, v.browser, d.URL, "/", nil))
+		if req != "GET /" || read != fmt.Sprintf("%.1f", v.want.Read) || write != fmt.Sprintf("%.1f", v.want.Write) {
+			t.Fatalf("%s: got %s: %s read, %s write: expected GET /: %.1f, %.1f", v.name, req, read, write, v.want.Read, v.want.Write)
+		}
 	}
 }
 
