@@ -139,17 +139,22 @@ type demo struct {
 // newServer serves the example app on a table of its own.
 func newServer(t *testing.T, table string) *demo {
 	t.Helper()
-	return newServerWith(t, table, nil)
+	return newServerWith(t, table, hooks{})
 }
 
-// newServerWith is newServer whose store sends its requests to DynamoDB
-// through wrap's HTTP client, when wrap is not nil.
-func newServerWith(t *testing.T, table string, wrap func(dynamodb.HTTPClient) dynamodb.HTTPClient) *demo {
+// hooks are what a test puts between the app and what it talks to.
+type hooks struct {
+	client  func(dynamodb.HTTPClient) dynamodb.HTTPClient // the store's HTTP client to DynamoDB
+	handler func(http.Handler) http.Handler               // the app
+}
+
+// newServerWith is newServer with hooks, those that are not nil.
+func newServerWith(t *testing.T, table string, h hooks) *demo {
 	t.Helper()
 	d := &demo{table: table, raw: ddblocal.NewClient(endpoint), reader: sdkmetric.NewManualReader()}
 	storeClient := d.raw
-	if wrap != nil {
-		storeClient = dynamodb.New(d.raw.Options(), func(o *dynamodb.Options) { o.HTTPClient = wrap(o.HTTPClient) })
+	if h.client != nil {
+		storeClient = dynamodb.New(d.raw.Options(), func(o *dynamodb.Options) { o.HTTPClient = h.client(o.HTTPClient) })
 	}
 	tel, err := newTelemetry(d.reader)
 	if err != nil {
@@ -162,7 +167,11 @@ func newServerWith(t *testing.T, table string, wrap func(dynamodb.HTTPClient) dy
 		t.Fatal(err)
 	}
 	d.store = dynamostore.NewWithCleanupInterval(costClient{storeClient}, 0, storeOptions(table, tel, d.keys))
-	srv := httptest.NewServer(newApp(d.store, d.raw, table, tel, d.keys))
+	app := newApp(d.store, d.raw, table, tel, d.keys)
+	if h.handler != nil {
+		app = h.handler(app)
+	}
+	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
 	d.URL = srv.URL
 	return d
@@ -485,10 +494,10 @@ func (g *gate) Do(r *http.Request) (*http.Response, error) {
 // exactly what DynamoDB reported for it, none of the other's.
 func TestCostsOverlapping(t *testing.T) {
 	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
-	d := newServerWith(t, "example-costs-overlap", func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
+	d := newServerWith(t, "example-costs-overlap", hooks{client: func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
 		g.next = next
 		return g
-	})
+	}})
 	t.Cleanup(g.open) // before the server closes: it waits for ann's view
 	ann, bo := newBrowser(), newBrowser()
 	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}})
@@ -539,6 +548,67 @@ func TestCostsOverlapping(t *testing.T) {
 		if req != "GET /" || read != fmt.Sprintf("%.1f", v.want.Read) || write != fmt.Sprintf("%.1f", v.want.Write) {
 			t.Fatalf("%s: got %s: %s read, %s write: expected GET /: %.1f, %.1f", v.name, req, read, write, v.want.Read, v.want.Write)
 		}
+	}
+}
+
+// stall is a ResponseWriter that, once armed, sends what its request
+// wrote first and then holds the request until released, as a busy
+// server may between a response's start and its handler's return.
+type stall struct {
+	http.ResponseWriter
+	g *gate // armed, held and released as the gate of a PutItem is
+}
+
+func (s stall) Write(b []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(b)
+	if s.g.armed.CompareAndSwap(true, false) {
+		http.NewResponseController(s.ResponseWriter).Flush()
+		close(s.g.held)
+		<-s.g.release
+	}
+	return n, err
+}
+
+// TestCostRecordedAsResponseStarts: a browser that sends its next request
+// as soon as the previous one's response starts, while that one's handler
+// has yet to return, sees that request's cost.
+func TestCostRecordedAsResponseStarts(t *testing.T) {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	d := newServerWith(t, "example-costs-early", hooks{handler: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { next.ServeHTTP(stall{w, g}, r) })
+	}})
+	t.Cleanup(g.open)
+	ann := newBrowser()
+	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}}) // two requests, with the redirect
+	g.armed.Store(true)
+	annDone := make(chan error, 1)
+	go func() {
+		resp, err := ann.Get(d.URL + "/") // returns at the headers, cookies in the jar
+		if err == nil {
+			resp.Body.Close()
+		}
+		annDone <- err
+	}()
+	select {
+	case <-g.held:
+	case <-time.After(hangTimeout):
+		t.Fatal("the view never started its response")
+	}
+	select {
+	case err := <-annDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("the view's response never reached the browser")
+	}
+	page := fetch(t, ann, d.URL, "/", nil)
+	g.open()
+	if n := mustField(t, page, "requests"); n != "3" {
+		t.Fatalf("got %s requests before this one: expected 3, the held view's cost recorded", n)
+	}
+	if req, _, write := lastCost(t, page); req != "GET /" || write == "0.0" {
+		t.Fatalf("got %s: %s write units: expected the held view's Commit", req, write)
 	}
 }
 
