@@ -76,7 +76,7 @@ browser's previous request cost. It uses the standard AWS configuration
 	}
 	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on")
 	table := flag.String("table", "sessions", "DynamoDB table, created if missing")
-	local := flag.Bool("local", false, "start DynamoDB Local (installed by `make ddb-local`) for the demo")
+	local := flag.Bool("local", false, "start DynamoDB Local (installed by make ddb-local) for the demo, in memory")
 	flag.Parse()
 	if err := serve(*addr, *table, *local); err != nil {
 		log.Fatal(err)
