@@ -16,8 +16,9 @@ import (
 
 // TestBrowser drives the demo page in headless Chromium (Debian's package,
 // which `make test` installs): a first visit, a login, a few visits, the
-// panels' contents, a logout, and then the logged-out cookie, which no
-// longer works. It saves a screenshot of the logged-in page as demo.png in
+// panels' contents (a sealed item whose owner is the user's ID, the
+// previous view's cost), a logout and what the page says of it, and then
+// the logged-out cookie, which no longer works. It saves a screenshot of the logged-in page as demo.png in
 // the test's artifact directory (.artifacts under `make test`).
 func TestBrowser(t *testing.T) {
 	path, err := exec.LookPath("chromium")
