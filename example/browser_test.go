@@ -16,15 +16,16 @@ import (
 
 // TestBrowser drives the demo page in headless Chromium (Debian's package,
 // which `make test` installs): a first visit, a login, a few visits, the
-// panels' contents, a logout, and then the logged-out cookie, which no
-// longer works. It saves a screenshot of the logged-in page as demo.png in
+// panels' contents (a sealed item whose owner is the user's ID, the
+// previous view's cost), a logout and what the page says of it, and then
+// the logged-out cookie, which no longer works. It saves a screenshot of the logged-in page as demo.png in
 // the test's artifact directory (.artifacts under `make test`).
 func TestBrowser(t *testing.T) {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium not found: `make chromium` (part of `make test`) installs Debian's package")
 	}
-	srv, store := newServer(t, "example-browser")
+	d := newServer(t, "example-browser")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -52,7 +53,7 @@ func TestBrowser(t *testing.T) {
 		return s
 	}
 
-	do("first visit", chromedp.Navigate(srv.URL), chromedp.WaitVisible(chromedp.CSS("#no-item")))
+	do("first visit", chromedp.Navigate(d.URL), chromedp.WaitVisible(chromedp.CSS("#no-item")))
 	if v := text("#visits"); v != "1" {
 		t.Fatalf("got %s visits: expected the first", v)
 	}
@@ -62,7 +63,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
 	)
 	for range 3 {
-		do("visit", chromedp.Navigate(srv.URL), chromedp.WaitVisible(chromedp.CSS("#stored-key")))
+		do("visit", chromedp.Navigate(d.URL), chromedp.WaitVisible(chromedp.CSS("#stored-key")))
 	}
 	if v, u := text("#visits"), text("#user"); v != "5" || u != "ann" {
 		t.Fatalf("got %s visits by %q: expected ann's fifth", v, u)
@@ -82,14 +83,17 @@ func TestBrowser(t *testing.T) {
 	if k := text("#stored-key"); token == "" || k != storedKey(token) {
 		t.Fatalf("got stored key %q for token %q: expected its hash", k, token)
 	}
-	if n, _ := strconv.Atoi(text("#item-bytes")); n <= 0 || text("#format") != "plain" {
-		t.Fatalf("got item %q bytes, format %q: expected a plain item", text("#item-bytes"), text("#format"))
+	if n, _ := strconv.Atoi(text("#item-bytes")); n <= 0 || text("#format") != "sealed (AEAD)" {
+		t.Fatalf("got item %q bytes, format %q: expected a sealed item", text("#item-bytes"), text("#format"))
+	}
+	if o := text("#owner"); o != d.keys.userID("ann") {
+		t.Fatalf("got owner %q: expected ann's opaque ID", o)
 	}
 	if e := text("#expires"); !regexp.MustCompile(`^\d+h \d+m \d+s$`).MatchString(e) {
 		t.Fatalf("got expiry %q: expected the script's countdown", e)
 	}
-	if w := text("#last-write"); w == "0.0" {
-		t.Fatalf("got %s write units for the previous request: expected its Commit's", w)
+	if req, w := text("#last-request"), text("#last-write"); req != "GET /" || w == "0.0" {
+		t.Fatalf("got %s, %s write units for the previous request: expected a view's Commit", req, w)
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -102,11 +106,14 @@ func TestBrowser(t *testing.T) {
 	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
 
 	do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login")))
+	if f := text("#flash"); f != "Logged out: this browser's session is deleted." {
+		t.Fatalf("got %q: expected the logout said", f)
+	}
 	// The cookie from before the logout no longer works.
-	if g, v := get(t, withCookie(token), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+	if g, v := get(t, withCookie(token), d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
 	}
-	if _, found, err := store.Find(storedKey(token)); found || err != nil {
+	if _, found, err := d.store.Find(storedKey(token)); found || err != nil {
 		t.Fatalf("got %v, %v: expected the session gone from DynamoDB", found, err)
 	}
 }

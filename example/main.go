@@ -1,14 +1,20 @@
 // Command example is a small web app whose scs sessions live in DynamoDB
 // through dynamostore, behind a CachedStore: a page that counts your visits,
 // a login form that renews the session token, a logout that destroys the
-// session, and, for a logged-in user, how many sessions they have and a
-// button that logs them out everywhere (dynamostore's owner index). The
-// store holds hashed tokens (scs's HashTokenInStore). It serves the store's
-// OpenTelemetry metrics in Prometheus text format at /metrics. Its page
-// shows what the store did with your session: its values, the item as
-// DynamoDB holds it (the key as stored, each attribute and its size, the
-// format, the expiry counting down), what the previous request cost in
-// capacity units, the cache's hits and misses, and the sweeper's latest word.
+// session, and, for a logged-in user, a button that counts their sessions
+// and one that logs them out everywhere (dynamostore's owner index). It
+// keeps sessions the way the README recommends: the store holds hashed
+// tokens (scs's HashTokenInStore), data sealed with AES-256-GCM
+// (Options.Encryption, with RequireEncryption) under a key made when the
+// demo starts, and, as the owner, an opaque user ID rather than the typed
+// name. It serves the store's OpenTelemetry metrics in Prometheus text
+// format at /metrics. Its page shows what the store did with your session:
+// its values, the item as DynamoDB holds it (the key as stored, the owner,
+// each attribute and its size, the format, the expiry counting down), what
+// this browser's previous request cost in capacity units, the cache's hits
+// and misses, and the sweeper's latest word.
+//
+// The keys live only in memory: restarting the demo logs everyone out.
 //
 // Run it against DynamoDB Local with `make demo`, or against AWS with the
 // standard AWS configuration (AWS_REGION, credentials, optionally
@@ -19,6 +25,12 @@ package main
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"html/template"
@@ -28,9 +40,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -41,16 +55,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
 
 func main() {
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), `Usage: example [-addr host:port] [-table name] [-local]
+
+Serves the dynamostore demo app: scs sessions in DynamoDB behind a
+CachedStore, sealed with a key made at start (restarting logs everyone out),
+with a page that shows what the store did with your session and what this
+browser's previous request cost. It uses the standard AWS configuration
+(AWS_REGION, credentials, optionally AWS_ENDPOINT_URL_DYNAMODB), or, with
+-local, DynamoDB Local installed by `+"`make ddb-local`"+`.
+
+`)
+		flag.PrintDefaults()
+	}
 	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on")
 	table := flag.String("table", "sessions", "DynamoDB table, created if missing")
-	local := flag.Bool("local", false, "start DynamoDB Local (installed by `make ddb-local`) for the demo")
+	local := flag.Bool("local", false, "start DynamoDB Local (installed by make ddb-local) for the demo, in memory")
 	flag.Parse()
 	if err := serve(*addr, *table, *local); err != nil {
 		log.Fatal(err)
@@ -94,19 +120,24 @@ func serve(addr, table string, local bool) error {
 		return err
 	}
 	defer tel.provider.Shutdown(context.Background())
-	if err := dynamostore.CreateTable(ctx, client, storeOptions(table, tel)); err != nil {
+	keys, err := newDemoKeys()
+	if err != nil {
 		return err
 	}
-	store := dynamostore.New(costClient{client}, storeOptions(table, tel))
+	if err := dynamostore.CreateTable(ctx, client, storeOptions(table, tel, keys)); err != nil {
+		return err
+	}
+	store := dynamostore.New(costClient{client}, storeOptions(table, tel, keys))
 	defer store.StopCleanup()
 
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: newApp(store, client, table, tel)}
+	server := &http.Server{Handler: newApp(store, client, table, tel, keys)}
 	go func() { <-ctx.Done(); server.Shutdown(context.Background()) }()
 	fmt.Printf("serving the dynamostore example on http://%s (table %s); Ctrl-C stops it\n", l.Addr(), table)
+	fmt.Println("sessions are sealed with a key made now and kept in memory only: stopping the demo logs everyone out")
 	if ddbEndpoint != "" {
 		fmt.Printf("DynamoDB Local listens on %s; try the command-line tool against it:\n"+
 			"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 go -C cmd/dynamostore run . check --endpoint %s --table %s\n",
@@ -118,67 +149,108 @@ func serve(addr, table string, local bool) error {
 	return nil
 }
 
-// userKey holds the logged-in user's ID in the session data, and so names
-// the session's owner.
-const userKey = "user"
+// The session's values. userKey holds the logged-in user's opaque ID, and
+// so names the session's owner; nameKey the name they typed, which only
+// the sealed data holds.
+const (
+	userKey      = "user"
+	nameKey      = "name"
+	visitsKey    = "visits"
+	countKey     = "sessions"   // the user's sessions, as last counted
+	countedAtKey = "counted_at" // when, as the page shows it
+	flashKey     = "flash"      // a message for the next page
+)
+
+// maxNameBytes bounds the name a visitor logs in with.
+const maxNameBytes = 64
 
 // storeOptions are the example's store options: its table, the owner of
-// each session from its data, decoded with scs's default codec, its
-// metrics, and a log that keeps the sweeper's latest line for the page.
-func storeOptions(table string, tel *telemetry) func(*dynamostore.Options) {
+// each session from its data, decoded with scs's default codec, data
+// sealed with the demo's key (and unsealed data refused), its metrics, and
+// a log that keeps the sweeper's latest line for the page.
+func storeOptions(table string, tel *telemetry, keys *demoKeys) func(*dynamostore.Options) {
 	return func(o *dynamostore.Options) {
 		o.TableName = table
 		o.Owner = dynamostore.SessionValue(scs.GobCodec{}, userKey)
+		o.Encryption = keys.seal
+		o.RequireEncryption = true
 		o.MeterProvider = tel.provider
 		o.Logger = slog.New(sweeperLog{slog.NewTextHandler(os.Stderr, nil), &tel.sweeper})
 	}
 }
 
+// demoKeys are the keys the demo makes when it starts and keeps in memory
+// only: the AES-256-GCM key that seals every session, and the HMAC key
+// that turns a typed name into the user ID the owner index holds. A
+// restart makes new ones and so logs everyone out: their sessions no
+// longer open, and their names map to new IDs. A real application keeps
+// its key in a keyset (README, "Sealed sessions and hashed tokens") and
+// takes its user IDs from its user table.
+type demoKeys struct {
+	seal  dynamostore.AEAD
+	users []byte
+}
+
+func newDemoKeys() (*demoKeys, error) {
+	sealKey, users := make([]byte, 32), make([]byte, 32)
+	rand.Read(sealKey) // crypto/rand.Read never fails
+	rand.Read(users)
+	block, err := aes.NewCipher(sealKey)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, err
+	}
+	return &demoKeys{seal: sealer{gcm}, users: users}, nil
+}
+
+// userID returns the opaque ID the demo gives the user called name, in
+// place of the ID a real application's user table would give: stable
+// while the demo runs, and telling nothing of the name to a reader of the
+// table, where the owner is stored in clear.
+func (k *demoKeys) userID(name string) string {
+	mac := hmac.New(sha256.New, k.users)
+	mac.Write([]byte(name))
+	return "user-" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// sealer is a cipher.AEAD that makes its own nonces, as the one from
+// cipher.NewGCMWithRandomNonce does, as a dynamostore.AEAD: Seal puts a
+// random nonce before the ciphertext, and Open takes it from there.
+type sealer struct{ aead cipher.AEAD }
+
+func (s sealer) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
+	return s.aead.Seal(nil, nil, plaintext, associatedData), nil
+}
+
+func (s sealer) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
+	return s.aead.Open(nil, nil, ciphertext, associatedData)
+}
+
 // telemetry is the example's OpenTelemetry SDK: a MeterProvider whose
-// metrics go to a Prometheus registry, served at /metrics, and to a reader
-// the page sums the capacity units from.
+// metrics go to a Prometheus registry, served at /metrics, and to any
+// further readers given, and the sweeper's latest log line.
 type telemetry struct {
 	provider *sdkmetric.MeterProvider
 	registry *prometheus.Registry
-	reader   *sdkmetric.ManualReader
 
 	sweeper atomic.Pointer[string] // the sweeper's latest log line
-	last    atomic.Pointer[cost]   // what the latest request cost
 }
 
-func newTelemetry() (*telemetry, error) {
-	t := &telemetry{registry: prometheus.NewRegistry(), reader: sdkmetric.NewManualReader()}
+func newTelemetry(readers ...sdkmetric.Reader) (*telemetry, error) {
+	t := &telemetry{registry: prometheus.NewRegistry()}
 	exporter, err := otelprom.New(otelprom.WithRegisterer(t.registry))
 	if err != nil {
 		return nil, err
 	}
-	t.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithReader(t.reader))
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exporter)}
+	for _, r := range readers {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	t.provider = sdkmetric.NewMeterProvider(opts...)
 	return t, nil
-}
-
-// capacity returns the read and write capacity units the store has
-// consumed so far, as DynamoDB reported them.
-func (t *telemetry) capacity(ctx context.Context) (read, write float64) {
-	var rm metricdata.ResourceMetrics
-	if err := t.reader.Collect(ctx, &rm); err != nil {
-		return 0, 0
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[float64])
-			if m.Name != "dynamostore.capacity" || !ok {
-				continue
-			}
-			for _, p := range sum.DataPoints {
-				if kind, _ := p.Attributes.Value("kind"); kind.AsString() == "read" {
-					read += p.Value
-				} else {
-					write += p.Value
-				}
-			}
-		}
-	}
-	return read, write
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
@@ -193,28 +265,34 @@ h2 { font-size: .8rem; letter-spacing: .06em; text-transform: uppercase; color: 
 table { border-collapse: collapse; width: 100%; } td { padding: .2rem .4rem .2rem 0; vertical-align: top; }
 td:first-child { color: #5a6472; white-space: nowrap; } code { font: 13px ui-monospace, monospace; word-break: break-all; }
 .big { font-size: 1.5rem; font-weight: 600; } .muted { color: #5a6472; font-size: .9rem; }
+.flash { background: #e6f4ea; border: 1px solid #b7dfc2; border-radius: .6rem; padding: .6rem 1rem; margin: 0 0 1rem; }
 form { display: inline-block; margin: .4rem .4rem 0 0; } input { padding: .35rem .5rem; border: 1px solid #c3c9d1; border-radius: .35rem; }
 button { padding: .4rem .9rem; border: 0; border-radius: .35rem; background: #2456c8; color: #fff; cursor: pointer; } button.quiet { background: #5a6472; }
 </style>
 <header>
-<h1>{{if .User}}Hello, {{.User}}{{else}}Hello, visitor{{end}}</h1>
-<p>A web app whose scs sessions live in DynamoDB through dynamostore, behind a CachedStore. Each panel shows what the store did with your session.</p>
+<h1>{{if .Name}}Hello, {{.Name}}{{else}}Hello, visitor{{end}}</h1>
+<p>A web app whose scs sessions live in DynamoDB through dynamostore, behind a CachedStore. Each panel shows what the store did with your session.
+Sessions are sealed with a key generated when this demo started and kept in its memory only: restarting it logs everyone out.</p>
 </header>
+{{with .Flash}}<p class="flash" id="flash">{{.}}</p>{{end}}
 <div class="grid">
 <section>
 <h2>Your session</h2>
 <table>
 <tr><td>visits</td><td class="big"><strong id="visits">{{.Visits}}</strong></td></tr>
-<tr><td>user</td><td id="user">{{if .User}}{{.User}}{{else}}(logged out){{end}}</td></tr>
+<tr><td>user</td><td id="user">{{if .Name}}{{.Name}}{{else}}(logged out){{end}}</td></tr>
+{{if .Name}}<tr><td>user ID</td><td><code id="user-id">{{.UserID}}</code><div class="muted">the session's owner: an opaque ID the demo gives your name, since the owner index holds it in clear</div></td></tr>{{end}}
 <tr><td>cookie token</td><td><code>{{if .Token}}{{.Token}}…{{else}}(new: set with this response){{end}}</code></td></tr>
 </table>
-{{if .User}}
-<p>Your sessions: <strong id="sessions">{{.Sessions}}</strong> <span class="muted">(log in from another browser to see two)</span></p>
+{{if .Name}}
+<p>Your sessions: {{if .Counted}}<strong id="sessions">{{.Sessions}}</strong> <span class="muted">when counted, at {{.CountedAt}}</span>{{if eq .Sessions 1}} <span class="muted" id="hint">(log in from another browser to see two)</span>{{end}}{{else}}<span id="not-counted">not counted yet</span>{{end}}</p>
+<p class="muted">Counting reads the owner index (a Query) and each session it lists (BatchGetItem), which costs read units, so only this button counts; a view does not. The index catches up within about a second.</p>
+<form method="post" action="/count"><button id="count">Count my sessions</button></form>
 <form method="post" action="/logout"><button id="logout">Log out</button></form>
 <form method="post" action="/logout-everywhere"><button id="logout-everywhere" class="quiet">Log out everywhere</button></form>
 {{else}}
 <form method="post" action="/login">
-  <label>Name <input id="name" name="name" required></label>
+  <label>Name <input id="name" name="name" required maxlength="64"></label>
   <button id="login">Log in</button>
 </form>
 {{end}}
@@ -224,30 +302,32 @@ button { padding: .4rem .9rem; border: 0; border-radius: .35rem; background: #24
 {{with .Item}}
 <table>
 <tr><td>key as stored</td><td><code id="stored-key">{{.Key}}</code><div class="muted">a SHA-256 of your token (scs's HashTokenInStore): the table holds no usable cookie</div></td></tr>
-<tr><td>data</td><td id="format">{{.Format}}</td></tr>
+<tr><td>owner</td><td>{{if .Owner}}<code id="owner">{{.Owner}}</code>{{else}}<span id="owner">(none: not logged in)</span>{{end}}</td></tr>
+<tr><td>data</td><td><span id="format">{{.Format}}</span><div class="muted">AES-256-GCM under the demo's key (Options.Encryption), bound to the key, expiry and owner; unsealed items are refused (RequireEncryption)</div></td></tr>
 <tr><td>size</td><td><span id="item-bytes">{{.Bytes}}</span> bytes, names included</td></tr>
 <tr><td>expires in</td><td><strong id="expires" data-ms="{{.ExpiresMs}}">{{.ExpiresIn}}</strong></td></tr>
 </table>
 <table class="muted">
 {{range .Attributes}}<tr><td><code>{{.Name}}</code></td><td>{{.Type}}, {{.Bytes}} bytes</td></tr>
 {{end}}</table>
-<p class="muted">As stored after your previous request: scs writes the session after it sends this page.</p>
+<p class="muted">As stored before this request: the page reads the item first, and scs writes the session as it starts sending the page.</p>
 {{else}}
-<p id="no-item">Not stored yet: scs writes a new session after it sends this page. Reload to see it.</p>
+<p id="no-item">Not stored yet: scs writes a new session as it sends this page. Reload to see it.</p>
 {{end}}
 </section>
 <section>
 <h2>What it cost</h2>
 <table>
-<tr><td>previous request</td><td><strong id="last-read">{{printf "%.1f" .LastRead}}</strong> read, <strong id="last-write">{{printf "%.1f" .LastWrite}}</strong> write units</td></tr>
-<tr><td>all requests so far</td><td><strong id="read-units">{{printf "%.1f" .ReadUnits}}</strong> read, <strong id="write-units">{{printf "%.1f" .WriteUnits}}</strong> write units</td></tr>
+<tr><td>your previous request</td><td id="last-cost">{{with .Last}}<code id="last-request">{{.Request}}</code>: <strong id="last-read">{{printf "%.1f" .Read}}</strong> read, <strong id="last-write">{{printf "%.1f" .Write}}</strong> write units{{else}}<span id="no-last">none yet from this browser</span>{{end}}</td></tr>
+<tr><td>your requests before this one</td><td><strong id="read-units">{{printf "%.1f" .Total.Read}}</strong> read, <strong id="write-units">{{printf "%.1f" .Total.Write}}</strong> write units over <span id="requests">{{.Requests}}</span> requests</td></tr>
 </table>
-<p class="muted">Capacity units as DynamoDB reported them: a Find the cache answers costs nothing. <a href="/metrics">Metrics</a></p>
+<p class="muted">The capacity units DynamoDB reported for this browser's requests (a cookie of the demo's tells browsers apart), the store's calls only: the page's own read of the item is not counted.
+A Find the cache answers costs no read units; a view still writes, since its visit count changes. Every visitor's together: <a href="/metrics">Metrics</a>.</p>
 </section>
 <section>
 <h2>Cache and sweeper</h2>
 <table>
-<tr><td>cache</td><td><strong id="hits">{{.Hits}}</strong> hits, <strong id="misses">{{.Misses}}</strong> misses (hit rate <strong id="hit-rate">{{printf "%.0f" .HitRate}}%</strong>)</td></tr>
+<tr><td>cache</td><td><strong id="hits">{{.Hits}}</strong> hits, <strong id="misses">{{.Misses}}</strong> misses (hit rate <strong id="hit-rate">{{printf "%.0f" .HitRate}}%</strong>)<div class="muted">this server's cache, every visitor's Finds</div></td></tr>
 <tr><td>sweeper</td><td id="sweeper">{{.Sweeper}}</td></tr>
 </table>
 </section>
@@ -267,9 +347,10 @@ if (e) {
 `))
 
 // newApp returns the example's routes on sessions kept in store, behind a
-// CachedStore, wrapped in scs's LoadAndSave, and its metrics.
-// raw, a plain client on table, reads the session's item for the page.
-func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, tel *telemetry) http.Handler {
+// CachedStore, wrapped in scs's LoadAndSave, and its metrics. raw, a plain
+// client on table, reads the session's item for the page; keys gives the
+// users their IDs.
+func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, tel *telemetry, keys *demoKeys) http.Handler {
 	cached := dynamostore.NewCached(store, func(o *dynamostore.CacheOptions) { o.MeterProvider = tel.provider })
 	sm := scs.New()
 	sm.Store = cached
@@ -279,54 +360,47 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		visits := sm.GetInt(r.Context(), "visits") + 1
-		sm.Put(r.Context(), "visits", visits)
-		user := sm.GetString(r.Context(), userKey)
-		var sessions []string
-		if user != "" {
-			// A Query of the owner index and a read per session.
-			var err error
-			if sessions, err = store.OwnerTokens(r.Context(), user); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-		}
+		ctx := r.Context()
+		visits := sm.GetInt(ctx, visitsKey) + 1
+		sm.Put(ctx, visitsKey, visits)
+		sessions, counted := sm.Get(ctx, countKey).(int)
 		st := cached.Stats()
 		hitRate := 0.0
 		if st.Hits+st.Misses > 0 {
 			hitRate = 100 * float64(st.Hits) / float64(st.Hits+st.Misses)
 		}
-		read, write := tel.capacity(r.Context())
-		token := sm.Token(r.Context())
-		item, err := inspect(r.Context(), raw, table, token)
+		token := sm.Token(ctx)
+		item, err := inspect(ctx, raw, table, token)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		var lastRead, lastWrite float64
-		if c := tel.last.Load(); c != nil {
-			lastRead, lastWrite = c.units()
-		}
+		last, total, requests := visitorOf(ctx).costs()
 		sweeper := "no word yet: it logs when it stands down, resumes or fails"
 		if s := tel.sweeper.Load(); s != nil {
 			sweeper = *s
 		}
 		page.Execute(w, struct {
-			User, Token           string
-			Visits, Sessions      int
-			Item                  *itemView
-			LastRead, LastWrite   float64
-			ReadUnits, WriteUnits float64
-			Hits, Misses          uint64
-			HitRate               float64
-			Sweeper               string
-		}{user, token[:min(len(token), 8)], visits, len(sessions), item, lastRead, lastWrite, read, write,
-			st.Hits, st.Misses, hitRate, sweeper})
+			Name, UserID, Token string
+			Flash               string
+			Visits, Sessions    int
+			Counted             bool
+			CountedAt           string
+			Item                *itemView
+			Last                *requestCost
+			Total               units
+			Requests            int
+			Hits, Misses        uint64
+			HitRate             float64
+			Sweeper             string
+		}{sm.GetString(ctx, nameKey), sm.GetString(ctx, userKey), token[:min(len(token), 8)],
+			sm.PopString(ctx, flashKey), visits, sessions, counted, sm.GetString(ctx, countedAtKey),
+			item, last, total, requests, st.Hits, st.Misses, hitRate, sweeper})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PostFormValue("name")
-		if name == "" {
-			http.Error(w, "name required", http.StatusBadRequest)
+		name := strings.TrimSpace(r.PostFormValue("name"))
+		if name == "" || len(name) > maxNameBytes || !utf8.ValidString(name) {
+			http.Error(w, fmt.Sprintf("name: give 1 to %d bytes of UTF-8 text", maxNameBytes), http.StatusBadRequest)
 			return
 		}
 		// A new token on privilege change prevents session fixation.
@@ -334,14 +408,42 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		sm.Put(r.Context(), userKey, name)
+		sm.Put(r.Context(), userKey, keys.userID(name))
+		sm.Put(r.Context(), nameKey, name)
+		sm.Remove(r.Context(), countKey)
+		sm.Remove(r.Context(), countedAtKey)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /count", func(w http.ResponseWriter, r *http.Request) {
+		user := sm.GetString(r.Context(), userKey)
+		if user == "" {
+			sm.Put(r.Context(), flashKey, "You are not logged in: log in to count your sessions.")
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		// A Query of the owner index and a read per session.
+		tokens, err := store.OwnerTokens(r.Context(), user)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		sm.Put(r.Context(), countKey, len(tokens))
+		sm.Put(r.Context(), countedAtKey, time.Now().Format("15:04:05"))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout-everywhere", func(w http.ResponseWriter, r *http.Request) {
-		// Every session of the user, this one included, in one Query and
-		// a delete each; Destroy keeps LoadAndSave from writing this one
-		// back.
-		if _, err := cached.DeleteOwner(r.Context(), sm.GetString(r.Context(), userKey)); err != nil {
+		user := sm.GetString(r.Context(), userKey)
+		if user == "" {
+			sm.Put(r.Context(), flashKey, "You are not logged in: there is nothing to log out of.")
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		// Every session of the user the owner index lists, this one
+		// included once the index has it, in one Query and a delete each;
+		// Destroy ends this one in any case, and keeps LoadAndSave from
+		// writing it back.
+		n, err := cached.DeleteOwner(r.Context(), user)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -349,6 +451,8 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		// After Destroy, a Put starts a new session, for the message only.
+		sm.Put(r.Context(), flashKey, fmt.Sprintf("Logged out everywhere: %s deleted.", plural(n, "session")))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
@@ -356,17 +460,22 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		sm.Put(r.Context(), flashKey, "Logged out: this browser's session is deleted.")
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	root := http.NewServeMux()
 	root.Handle("GET /metrics", promhttp.HandlerFor(tel.registry, promhttp.HandlerOpts{}))
-	// Each request carries a cost that the store's client adds to; once
-	// LoadAndSave has committed, it is the latest request's.
-	app := sm.LoadAndSave(mux)
-	root.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &cost{}
-		app.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), costKey{}, c)))
-		tel.last.Store(c)
-	}))
+	// Not through the sessions: a browser asks for it by itself after each
+	// page, and it would be "your previous request".
+	root.Handle("GET /favicon.ico", http.NotFoundHandler())
+	root.Handle("/", withCosts(sm.LoadAndSave(mux)))
 	return root
+}
+
+// plural returns n and noun, in the plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

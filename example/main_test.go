@@ -1,20 +1,34 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"html"
 	"io"
+	"math"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 var endpoint string
@@ -25,12 +39,12 @@ func TestMain(m *testing.M) {
 
 var (
 	visitsRE   = regexp.MustCompile(`<strong id="visits">(\d+)</strong>`)
-	sessionsRE = regexp.MustCompile(`<strong id="sessions">(\d+)</strong>`)
+	greetingRE = regexp.MustCompile(`<h1>(.*)</h1>`)
 )
 
-// get fetches path with client and returns the page's greeting line and
-// visit count.
-func get(t *testing.T, c *http.Client, base, path string, form url.Values) (greeting, visits string) {
+// fetch fetches path with client, posting form if it is not nil, and
+// returns the page it ends on.
+func fetch(t *testing.T, c *http.Client, base, path string, form url.Values) string {
 	t.Helper()
 	var resp *http.Response
 	var err error
@@ -47,12 +61,39 @@ func get(t *testing.T, c *http.Client, base, path string, form url.Values) (gree
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s: got status %d: %s", path, resp.StatusCode, body)
 	}
-	m := visitsRE.FindSubmatch(body)
+	return string(body)
+}
+
+// get fetches path with client and returns the page's greeting line and
+// visit count.
+func get(t *testing.T, c *http.Client, base, path string, form url.Values) (greeting, visits string) {
+	t.Helper()
+	body := fetch(t, c, base, path, form)
+	m := visitsRE.FindStringSubmatch(body)
 	if m == nil {
 		t.Fatalf("%s: no visit count in %s", path, body)
 	}
-	g := regexp.MustCompile(`<h1>(.*)</h1>`).FindSubmatch(body)
-	return string(g[1]), string(m[1])
+	return greetingRE.FindStringSubmatch(body)[1], m[1]
+}
+
+// field returns the text of the element with id on page, and whether
+// there is one.
+func field(page, id string) (string, bool) {
+	m := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*>([^<]*)<`).FindStringSubmatch(page)
+	if m == nil {
+		return "", false
+	}
+	return html.UnescapeString(m[1]), true
+}
+
+// mustField is field for an element the page must have.
+func mustField(t *testing.T, page, id string) string {
+	t.Helper()
+	s, ok := field(page, id)
+	if !ok {
+		t.Fatalf("no #%s in page %s", id, page)
+	}
+	return s
 }
 
 func sessionCookie(t *testing.T, jar http.CookieJar, base string) string {
@@ -78,127 +119,593 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// newBrowser returns a client with a cookie jar of its own.
+func newBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
+// demo is the example app served on a table of its own, with what a test
+// needs to look behind it.
+type demo struct {
+	URL    string
+	table  string
+	store  *dynamostore.DynamoStore
+	raw    *dynamodb.Client // a plain client, for the raw items
+	reader *sdkmetric.ManualReader
+	keys   *demoKeys
+}
+
 // newServer serves the example app on a table of its own.
-func newServer(t *testing.T, table string) (*httptest.Server, *dynamostore.DynamoStore) {
+func newServer(t *testing.T, table string) *demo {
 	t.Helper()
-	client := ddblocal.NewClient(endpoint)
-	tel, err := newTelemetry()
+	return newServerWith(t, table, hooks{})
+}
+
+// hooks are what a test puts between the app and what it talks to.
+type hooks struct {
+	client  func(dynamodb.HTTPClient) dynamodb.HTTPClient // the store's HTTP client to DynamoDB
+	handler func(http.Handler) http.Handler               // the app
+}
+
+// newServerWith is newServer with hooks, those that are not nil.
+func newServerWith(t *testing.T, table string, h hooks) *demo {
+	t.Helper()
+	d := &demo{table: table, raw: ddblocal.NewClient(endpoint), reader: sdkmetric.NewManualReader()}
+	storeClient := d.raw
+	if h.client != nil {
+		storeClient = dynamodb.New(d.raw.Options(), func(o *dynamodb.Options) { o.HTTPClient = h.client(o.HTTPClient) })
+	}
+	tel, err := newTelemetry(d.reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dynamostore.CreateTable(context.Background(), client, storeOptions(table, tel)); err != nil {
+	if d.keys, err = newDemoKeys(); err != nil {
 		t.Fatal(err)
 	}
-	store := dynamostore.NewWithCleanupInterval(costClient{client}, 0, storeOptions(table, tel))
-	srv := httptest.NewServer(newApp(store, client, table, tel))
+	if err := dynamostore.CreateTable(context.Background(), d.raw, storeOptions(table, tel, d.keys)); err != nil {
+		t.Fatal(err)
+	}
+	d.store = dynamostore.NewWithCleanupInterval(costClient{storeClient}, 0, storeOptions(table, tel, d.keys))
+	app := newApp(d.store, d.raw, table, tel, d.keys)
+	if h.handler != nil {
+		app = h.handler(app)
+	}
+	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
-	return srv, store
+	d.URL = srv.URL
+	return d
+}
+
+// capacity returns the read and write capacity units the store has
+// consumed so far, for every visitor, by its dynamostore.capacity metric.
+func (d *demo) capacity(t *testing.T) units {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := d.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var u units
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[float64])
+			if m.Name != "dynamostore.capacity" || !ok {
+				continue
+			}
+			for _, p := range sum.DataPoints {
+				if kind, _ := p.Attributes.Value("kind"); kind.AsString() == "read" {
+					u.Read += p.Value
+				} else {
+					u.Write += p.Value
+				}
+			}
+		}
+	}
+	return u
+}
+
+// rawItem reads the item of the session with token as DynamoDB holds it.
+func (d *demo) rawItem(t *testing.T, token string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := d.raw.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName:      &d.table,
+		Key:            map[string]types.AttributeValue{sessionitem.DefaultKeyAttribute: &types.AttributeValueMemberS{Value: storedKey(token)}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Item == nil {
+		t.Fatal("no item for the session")
+	}
+	return out.Item
 }
 
 func TestExampleApp(t *testing.T) {
-	srv, store := newServer(t, "example-app")
+	d := newServer(t, "example-app")
 
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	if g, v := get(t, browser, srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+	browser := newBrowser()
+	if g, v := get(t, browser, d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected a first visit", g, v)
 	}
-	if _, v := get(t, browser, srv.URL, "/", nil); v != "2" {
+	if _, v := get(t, browser, d.URL, "/", nil); v != "2" {
 		t.Fatalf("got %s visits: expected 2", v)
 	}
-	before := sessionCookie(t, jar, srv.URL)
-	if _, found, _ := store.Find(storedKey(before)); !found {
+	before := sessionCookie(t, browser.Jar, d.URL)
+	if _, found, _ := d.store.Find(storedKey(before)); !found {
 		t.Fatal("expected the session in DynamoDB")
 	}
 
-	g, v := get(t, browser, srv.URL, "/login", url.Values{"name": {"ann"}})
+	g, v := get(t, browser, d.URL, "/login", url.Values{"name": {"ann"}})
 	if g != "Hello, ann" || v != "3" {
 		t.Fatalf("got %q, %s: expected ann logged in, on her third visit", g, v)
 	}
-	loggedIn := sessionCookie(t, jar, srv.URL)
+	loggedIn := sessionCookie(t, browser.Jar, d.URL)
 	if loggedIn == before {
 		t.Fatal("expected login to renew the token")
 	}
-	if g, v := get(t, withCookie(before), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+	if g, v := get(t, withCookie(before), d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the pre-login token to be worthless", g, v)
 	}
 
-	if g, _ := get(t, browser, srv.URL, "/logout", url.Values{}); g != "Hello, visitor" {
+	page := fetch(t, browser, d.URL, "/logout", url.Values{})
+	if g := greetingRE.FindStringSubmatch(page)[1]; g != "Hello, visitor" {
 		t.Fatalf("got %q: expected logged out", g)
 	}
-	if g, v := get(t, withCookie(loggedIn), srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+	if f := mustField(t, page, "flash"); f != "Logged out: this browser's session is deleted." {
+		t.Fatalf("got flash %q: expected the logout said", f)
+	}
+	if g, v := get(t, withCookie(loggedIn), d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the logged-out cookie to be worthless", g, v)
 	}
-	if _, found, _ := store.Find(storedKey(loggedIn)); found {
+	if _, found, _ := d.store.Find(storedKey(loggedIn)); found {
 		t.Fatal("expected the destroyed session gone from DynamoDB")
 	}
 }
 
+// TestLoginBadName: a name the demo does not take is a 400 that says why,
+// and logs nobody in.
+func TestLoginBadName(t *testing.T) {
+	d := newServer(t, "example-bad-name")
+	for _, name := range []string{"", "  ", strings.Repeat("a", maxNameBytes+1), "\xff"} {
+		resp, err := newBrowser().PostForm(d.URL+"/login", url.Values{"name": {name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "name: give 1 to 64 bytes of UTF-8 text") {
+			t.Fatalf("name %q: got %d %q: expected 400 and what a name must be", name, resp.StatusCode, body)
+		}
+	}
+}
+
+// countUntil presses "Count my sessions" in browser until the page shows
+// want sessions, and returns that page. The owner index is eventually
+// consistent, so a count may lag a login.
+func countUntil(t *testing.T, browser *http.Client, base string, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(hangTimeout)
+	for {
+		page := fetch(t, browser, base, "/count", url.Values{})
+		if n := mustField(t, page, "sessions"); n == want {
+			return page
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page never showed %s sessions", want)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll of the index, not a wait for an event
+	}
+}
+
+// TestSessionCount: a view does not count the user's sessions, the button
+// does; the hint to log in from another browser shows with one session
+// and not with two.
+func TestSessionCount(t *testing.T) {
+	d := newServer(t, "example-count")
+	const hint = "log in from another browser to see two"
+	first := newBrowser()
+	page := fetch(t, first, d.URL, "/login", url.Values{"name": {"cy"}})
+	if _, ok := field(page, "sessions"); ok || !strings.Contains(page, `id="not-counted"`) {
+		t.Fatalf("got page %s: expected no count before the button", page)
+	}
+	page = countUntil(t, first, d.URL, "1")
+	if h, _ := field(page, "hint"); !strings.Contains(h, hint) {
+		t.Fatalf("got page %s: expected the hint with one session", page)
+	}
+	// The count is the one made, shown on later views without counting.
+	page = fetch(t, first, d.URL, "/", nil)
+	if n := mustField(t, page, "sessions"); n != "1" {
+		t.Fatalf("got %s sessions on a view after the count: expected 1", n)
+	}
+
+	fetch(t, newBrowser(), d.URL, "/login", url.Values{"name": {"cy"}})
+	page = countUntil(t, first, d.URL, "2")
+	if strings.Contains(page, hint) {
+		t.Fatalf("got page %s: expected no hint with two sessions", page)
+	}
+}
+
 // TestLogOutEverywhere: one user in two browsers sees two sessions, and
-// logging out everywhere in one logs the other out too.
+// logging out everywhere in one logs the other out too and says how many
+// sessions it ended.
 func TestLogOutEverywhere(t *testing.T) {
-	srv, _ := newServer(t, "example-everywhere")
+	d := newServer(t, "example-everywhere")
 	var browsers [2]*http.Client
 	for i := range browsers {
-		jar, _ := cookiejar.New(nil)
-		browsers[i] = &http.Client{Jar: jar}
-		if g, _ := get(t, browsers[i], srv.URL, "/login", url.Values{"name": {"bo"}}); g != "Hello, bo" {
+		browsers[i] = newBrowser()
+		if g, _ := get(t, browsers[i], d.URL, "/login", url.Values{"name": {"bo"}}); g != "Hello, bo" {
 			t.Fatalf("got %q: expected bo logged in", g)
 		}
 	}
-	// The owner index is eventually consistent: reload until it lists both.
-	hang := time.Now().Add(2 * time.Minute)
-	for sessionCount(t, browsers[0], srv.URL) != "2" {
-		if time.Now().After(hang) {
-			t.Fatal("expected the page to show 2 sessions")
-		}
-		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
-	}
-	if g, _ := get(t, browsers[0], srv.URL, "/logout-everywhere", url.Values{}); g != "Hello, visitor" {
+	countUntil(t, browsers[0], d.URL, "2")
+	page := fetch(t, browsers[0], d.URL, "/logout-everywhere", url.Values{})
+	if g := greetingRE.FindStringSubmatch(page)[1]; g != "Hello, visitor" {
 		t.Fatalf("got %q: expected logged out", g)
 	}
-	if g, v := get(t, browsers[1], srv.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+	if f := mustField(t, page, "flash"); f != "Logged out everywhere: 2 sessions deleted." {
+		t.Fatalf("got flash %q: expected the 2 sessions deleted said", f)
+	}
+	// The message shows once.
+	if page := fetch(t, browsers[0], d.URL, "/", nil); strings.Contains(page, `id="flash"`) {
+		t.Fatalf("got page %s: expected the message gone after it showed", page)
+	}
+	if g, v := get(t, browsers[1], d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
 		t.Fatalf("got %q, %s: expected the other browser logged out too", g, v)
 	}
 }
 
-// sessionCount returns the number of sessions the home page shows.
-func sessionCount(t *testing.T, c *http.Client, base string) string {
+// lastCost returns the page's "your previous request": what it was, and
+// its read and write units.
+func lastCost(t *testing.T, page string) (request, read, write string) {
 	t.Helper()
-	resp, err := c.Get(base + "/")
+	return mustField(t, page, "last-request"), mustField(t, page, "last-read"), mustField(t, page, "last-write")
+}
+
+// TestCostsPerVisitor: what a page says the previous request cost is this
+// browser's previous request, exactly as DynamoDB reported it, and never
+// another visitor's.
+func TestCostsPerVisitor(t *testing.T) {
+	d := newServer(t, "example-costs")
+	a, b := newBrowser(), newBrowser()
+	fetch(t, a, d.URL, "/", nil)
+	fetch(t, a, d.URL, "/login", url.Values{"name": {"ann"}})
+	if d.capacity(t).Write == 0 {
+		t.Fatal("expected ann's requests to have written")
+	}
+
+	before := d.capacity(t)
+	page := fetch(t, b, d.URL, "/", nil)
+	spent := d.capacity(t)
+	spent.Read -= before.Read
+	spent.Write -= before.Write
+	if _, ok := field(page, "last-request"); ok || !strings.Contains(page, `id="no-last"`) {
+		t.Fatalf("got page %s: expected no previous request on a first visit", page)
+	}
+	for _, id := range []string{"read-units", "write-units"} {
+		if u := mustField(t, page, id); u != "0.0" {
+			t.Fatalf("got %s %s on a first visit: expected 0.0, none of ann's", id, u)
+		}
+	}
+
+	page = fetch(t, b, d.URL, "/", nil)
+	req, read, write := lastCost(t, page)
+	if req != "GET /" || read != fmt.Sprintf("%.1f", spent.Read) || write != fmt.Sprintf("%.1f", spent.Write) {
+		t.Fatalf("got %s: %s read, %s write: expected GET /: %.1f, %.1f, what DynamoDB reported for it", req, read, write, spent.Read, spent.Write)
+	}
+	if spent.Write == 0 {
+		t.Fatal("expected the first visit to write its new session")
+	}
+
+	// ann's page shows her own login, redirect and all.
+	page = fetch(t, a, d.URL, "/", nil)
+	if req, _, _ := lastCost(t, page); req != "GET /" {
+		t.Fatalf("got %s as ann's previous request: expected her view", req)
+	}
+	if n := mustField(t, page, "requests"); n != "3" {
+		t.Fatalf("got %s requests for ann: expected 3 (a view, a login and its redirect)", n)
+	}
+}
+
+// TestCostsUnderConcurrency: two browsers at once; what each page says
+// they spent adds up to what the store spent, so no request's cost went to
+// the other browser or was lost.
+func TestCostsUnderConcurrency(t *testing.T) {
+	d := newServer(t, "example-costs-concurrent")
+	browsers := []*http.Client{newBrowser(), newBrowser()}
+	names := []string{"ann", "bo"}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(browsers))
+	for i, c := range browsers {
+		wg.Go(func() {
+			paths := []string{"/", "/login", "/", "/count", "/", "/logout", "/"}
+			for _, p := range paths {
+				var resp *http.Response
+				var err error
+				if p == "/" {
+					resp, err = c.Get(d.URL + p)
+				} else {
+					resp, err = c.PostForm(d.URL+p, url.Values{"name": {names[i]}})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("%s: status %d", p, resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	spent := d.capacity(t)
+	var shown units
+	for _, c := range browsers {
+		page := fetch(t, c, d.URL, "/", nil)
+		for id, u := range map[string]*float64{"read-units": &shown.Read, "write-units": &shown.Write} {
+			f, err := strconv.ParseFloat(mustField(t, page, id), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			*u += f
+		}
+	}
+	if math.Abs(shown.Read-spent.Read) > 0.11 || math.Abs(shown.Write-spent.Write) > 0.11 {
+		t.Fatalf("got %.1f read, %.1f write units on the two pages: expected %.1f, %.1f, what the store spent", shown.Read, shown.Write, spent.Read, spent.Write)
+	}
+	if spent.Read == 0 || spent.Write == 0 {
+		t.Fatalf("got %.1f read, %.1f write units: expected the counts to read and the views to write", spent.Read, spent.Write)
+	}
+}
+
+// gate holds the store's next PutItem, once armed, until released.
+type gate struct {
+	next    dynamodb.HTTPClient
+	armed   atomic.Bool
+	held    chan struct{} // closed when it holds one
+	release chan struct{}
+	once    sync.Once
+}
+
+// open releases what the gate holds, and all it will hold.
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+func (g *gate) Do(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutItem") && g.armed.CompareAndSwap(true, false) {
+		close(g.held)
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return g.next.Do(r)
+}
+
+// TestCostsOverlapping: while ann's view waits for its Commit, bo's view
+// runs from start to end; each page then shows its own request's cost,
+// exactly what DynamoDB reported for it, none of the other's.
+func TestCostsOverlapping(t *testing.T) {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	d := newServerWith(t, "example-costs-overlap", hooks{client: func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
+		g.next = next
+		return g
+	}})
+	t.Cleanup(g.open) // before the server closes: it waits for ann's view
+	ann, bo := newBrowser(), newBrowser()
+	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}})
+	fetch(t, bo, d.URL, "/", nil)
+
+	diff := func(a, b units) units { return units{b.Read - a.Read, b.Write - a.Write} }
+	c0 := d.capacity(t)
+	g.armed.Store(true)
+	annDone := make(chan error, 1)
+	go func() {
+		resp, err := ann.Get(d.URL + "/")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		annDone <- err
+	}()
+	select {
+	case <-g.held:
+	case <-time.After(hangTimeout):
+		t.Fatal("ann's Commit never came")
+	}
+	c1 := d.capacity(t)
+	fetch(t, bo, d.URL, "/", nil)
+	c2 := d.capacity(t)
+	g.open()
+	select {
+	case err := <-annDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("ann's view never ended")
+	}
+	c3 := d.capacity(t)
+	boCost, annCost := diff(c1, c2), diff(c0, c1)
+	annCost.Read += diff(c2, c3).Read
+	annCost.Write += diff(c2, c3).Write
+	if annCost.Write == 0 || boCost.Write == 0 {
+		t.Fatalf("got %v for ann and %v for bo: expected each view to write", annCost, boCost)
+	}
+	for _, v := range []struct {
+		name    string
+		browser *http.Client
+		want    units
+	}{{"ann", ann, annCost}, {"bo", bo, boCost}} {
+		req, read, write := lastCost(t, fetch(t, v.browser, d.URL, "/", nil))
+		if req != "GET /" || read != fmt.Sprintf("%.1f", v.want.Read) || write != fmt.Sprintf("%.1f", v.want.Write) {
+			t.Fatalf("%s: got %s: %s read, %s write: expected GET /: %.1f, %.1f", v.name, req, read, write, v.want.Read, v.want.Write)
+		}
+	}
+}
+
+// stall is a ResponseWriter that, once armed, sends what its request
+// wrote first and then holds the request until released, as a busy
+// server may between a response's start and its handler's return.
+type stall struct {
+	http.ResponseWriter
+	g *gate // armed, held and released as the gate of a PutItem is
+}
+
+func (s stall) Write(b []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(b)
+	if s.g.armed.CompareAndSwap(true, false) {
+		http.NewResponseController(s.ResponseWriter).Flush()
+		close(s.g.held)
+		<-s.g.release
+	}
+	return n, err
+}
+
+// TestCostRecordedAsResponseStarts: a browser that sends its next request
+// as soon as the previous one's response starts, while that one's handler
+// has yet to return, sees that request's cost.
+func TestCostRecordedAsResponseStarts(t *testing.T) {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	d := newServerWith(t, "example-costs-early", hooks{handler: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { next.ServeHTTP(stall{w, g}, r) })
+	}})
+	t.Cleanup(g.open)
+	ann := newBrowser()
+	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}}) // two requests, with the redirect
+	g.armed.Store(true)
+	annDone := make(chan error, 1)
+	go func() {
+		resp, err := ann.Get(d.URL + "/") // returns at the headers, cookies in the jar
+		if err == nil {
+			resp.Body.Close()
+		}
+		annDone <- err
+	}()
+	select {
+	case <-g.held:
+	case <-time.After(hangTimeout):
+		t.Fatal("the view never started its response")
+	}
+	select {
+	case err := <-annDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("the view's response never reached the browser")
+	}
+	page := fetch(t, ann, d.URL, "/", nil)
+	g.open()
+	if n := mustField(t, page, "requests"); n != "3" {
+		t.Fatalf("got %s requests before this one: expected 3, the held view's cost recorded", n)
+	}
+	if req, _, write := lastCost(t, page); req != "GET /" || write == "0.0" {
+		t.Fatalf("got %s: %s write units: expected the held view's Commit", req, write)
+	}
+}
+
+// TestCacheHitReadsNothing: a logged-in view that the cache answers costs
+// no read units, as the page says, and the page says so.
+func TestCacheHitReadsNothing(t *testing.T) {
+	d := newServer(t, "example-cache-hit")
+	browser := newBrowser()
+	fetch(t, browser, d.URL, "/login", url.Values{"name": {"ann"}})
+	prev := countUntil(t, browser, d.URL, "1") // a count on record: views show it
+	deadline := time.Now().Add(hangTimeout)
+	var page string
+	for {
+		// The cache's counts on a page include its own Find: one more hit
+		// and no more misses than the page before means a hit.
+		before := d.capacity(t)
+		page = fetch(t, browser, d.URL, "/", nil)
+		spent := d.capacity(t)
+		hit := mustField(t, page, "misses") == mustField(t, prev, "misses") &&
+			atoi(t, mustField(t, page, "hits")) == atoi(t, mustField(t, prev, "hits"))+1
+		prev = page
+		if !hit {
+			if time.Now().After(deadline) {
+				t.Fatal("no view was a cache hit")
+			}
+			continue // the copy outlived MaxStale on a busy machine: try again
+		}
+		if spent.Read != before.Read {
+			t.Fatalf("got %.1f read units for a view the cache answered: expected none", spent.Read-before.Read)
+		}
+		next := fetch(t, browser, d.URL, "/", nil)
+		if req, read, _ := lastCost(t, next); req != "GET /" || read != "0.0" {
+			t.Fatalf("got %s: %s read units for a cached view: expected 0.0", req, read)
+		}
+		if !strings.Contains(next, `A Find the cache answers costs no read units`) {
+			t.Fatalf("got page %s: expected it to say what a cache hit costs", next)
+		}
+		return
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := sessionsRE.FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no session count in %s", body)
+	return n
+}
+
+// TestSealedOpaqueOwner: the item holds sealed data, and an owner that is
+// the user's opaque ID, not the name typed; the page shows both.
+func TestSealedOpaqueOwner(t *testing.T) {
+	d := newServer(t, "example-sealed")
+	browser := newBrowser()
+	const name = "annabel"
+	fetch(t, browser, d.URL, "/login", url.Values{"name": {name}})
+	page := fetch(t, browser, d.URL, "/", nil)
+	item := d.rawItem(t, sessionCookie(t, browser.Jar, d.URL))
+
+	owner, _ := item[sessionitem.DefaultOwnerAttribute].(*types.AttributeValueMemberS)
+	if owner == nil || owner.Value != d.keys.userID(name) || strings.Contains(owner.Value, name) {
+		t.Fatalf("got owner %v: expected the opaque ID %s, not the name", item[sessionitem.DefaultOwnerAttribute], d.keys.userID(name))
 	}
-	return string(m[1])
+	if id := mustField(t, page, "user-id"); id != owner.Value || mustField(t, page, "owner") != owner.Value {
+		t.Fatalf("got page %s: expected the owner %s shown", page, owner.Value)
+	}
+	data, f, err := sessionitem.Data(item, sessionitem.DefaultDataAttribute)
+	if err != nil || !f.Sealed {
+		t.Fatalf("got format %+v, %v: expected sealed data", f, err)
+	}
+	if bytes.Contains(data, []byte(name)) {
+		t.Fatal("got the name in the stored data: expected it sealed")
+	}
+	if got := mustField(t, page, "format"); got != "sealed (AEAD)" {
+		t.Fatalf("got format %q on the page: expected sealed", got)
+	}
+	if !strings.Contains(page, "sealed with a key generated when this demo started") {
+		t.Fatalf("got page %s: expected it to say the key is the demo's, made at start", page)
+	}
 }
 
 // TestMetricsPage: after a few page views, /metrics shows the store's
 // instruments and the page shows the capacity and the hit rate.
 func TestMetricsPage(t *testing.T) {
-	srv, _ := newServer(t, "example-metrics")
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
+	d := newServer(t, "example-metrics")
+	browser := newBrowser()
 	for range 3 {
-		get(t, browser, srv.URL, "/", nil)
+		fetch(t, browser, d.URL, "/", nil)
 	}
-	resp, err := browser.Get(srv.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := fetch(t, browser, d.URL, "/", nil)
 	for _, re := range []string{`id="write-units">[1-9][0-9.]*<`, `id="read-units">[0-9.]+<`, `id="hit-rate">[0-9]+%<`} {
-		if !regexp.MustCompile(re).Match(body) {
+		if !regexp.MustCompile(re).MatchString(body) {
 			t.Fatalf("got page %s: expected %s", body, re)
 		}
 	}
-	resp, err = http.Get(srv.URL + "/metrics")
+	resp, err := http.Get(d.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
