@@ -162,7 +162,7 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		t.Fatalf("got stdout %q, stderr %q: expected the notice on stderr alone", out, errOut)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
-	if code != 0 || !strings.Contains(out, "dry run: 7 expired sessions would be deleted") {
+	if code != 0 || !strings.HasPrefix(out, "would delete 7 expired sessions of 11 items scanned in ") {
 		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--segments", "3", "--read-rate", "1000")
@@ -267,14 +267,14 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "--help"}, code: 0, out: "-key-prefix"},
 		{args: []string{"delete-expired", "--help"}, code: 0, out: "-dry-run"},
 		{args: []string{"delete-expired", "-h"}, code: 0, out: "-read-rate"},
-		{args: []string{"delete-expired", "--segments", "x"}, code: 2, err: `invalid value "x" for flag -segments`, oneLineErr: true},
-		{args: []string{"check", "--bogus"}, code: 2, err: "flag provided but not defined: -bogus; run 'dynamostore check --help'", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "0"}, code: 2, err: "--segments 0: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "-3"}, code: 2, err: "--segments -3: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "1000000"}, code: 2, err: "--segments 1000000: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--read-rate", "-5"}, code: 2, err: "--read-rate -5: want 0 (no cap) or more", oneLineErr: true},
-		{args: []string{"delete-expired", "--read-rate", "NaN"}, code: 2, err: "--read-rate NaN: want 0 (no cap) or more", oneLineErr: true},
-		{args: []string{"delete-expired", "--grace", "-5m"}, code: 2, err: "--grace -5m0s: want 0 or more", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "x"}, code: 2, err: "--segments x: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"check", "--bogus"}, code: 2, err: "flag provided but not defined: --bogus; run 'dynamostore check --help'", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "0"}, code: 2, err: "--segments 0: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "-3"}, code: 2, err: "--segments -3: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "1000000"}, code: 2, err: "--segments 1000000: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "-5"}, code: 2, err: "--read-rate -5: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "NaN"}, code: 2, err: "--read-rate NaN: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--grace", "-5m"}, code: 2, err: "--grace -5m: want a duration such as 90s or 5m, 0 or more", oneLineErr: true},
 		{args: []string{"stats", "--key-prefix", "app"}, code: 2, err: "KeyPrefix \"app\" ends with a character a token may hold", oneLineErr: true},
 		{args: []string{"stats", "--data-attribute", "expires"}, code: 2, err: "named twice", oneLineErr: true},
 		{args: []string{"check", "--key-attribute", ""}, code: 2, err: "--key-attribute must not be empty", oneLineErr: true},
@@ -389,7 +389,7 @@ func TestSessionsAndRevoke(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("got %d, %q, %q: expected a count", code, out, errOut)
 		}
-		if out == "live sessions: 2\n" {
+		if out == "live sessions: 2\nexpired sessions: 0\n" {
 			break
 		}
 		if time.Now().After(hang) {
@@ -398,17 +398,17 @@ func TestSessionsAndRevoke(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
 	}
 	code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1", "--show-tokens")
-	if code != 0 || out != "live sessions: 2\nt1\nt2\n" {
+	if code != 0 || out != "live sessions: 2\nexpired sessions: 0\nt1\nt2\n" {
 		t.Fatalf("got %d, %q: expected the count and the tokens", code, out)
 	}
 	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--key-prefix", "app:", "--owner", "user 1")
-	if code != 0 || out != "revoked 2 sessions\n" {
+	if code != 0 || out != "revoked 2 sessions: 2 live, 0 expired\n" {
 		t.Fatalf("got %d, %q, %q: expected 2 sessions revoked", code, out, errOut)
 	}
 	if _, found, err := store.Find("t3"); !found || err != nil {
 		t.Fatalf("got %v, %v: expected the other owner's session kept", found, err)
 	}
-	if code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1"); out != "live sessions: 0\n" {
+	if code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1"); code != 0 || out != "live sessions: 0\nexpired sessions: 0\n" {
 		t.Fatalf("got %d, %q: expected none left", code, out)
 	}
 
@@ -500,10 +500,10 @@ func TestSessionsEncrypted(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
 	}
 	code, out, errOut := dynamostoreCmd(t, "sessions", "--table", name, "--owner", "user1")
-	if code != 0 || out != "live sessions: 2\n" || strings.Contains(errOut, "cannot be read") {
+	if code != 0 || out != "live sessions: 2\nexpired sessions: 0\n" || strings.Contains(errOut, "cannot be read") {
 		t.Fatalf("got %d, %q, %q: expected the owner's 2 live sealed sessions counted without the key", code, out, errOut)
 	}
-	if code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "user1"); code != 0 || out != "revoked 2 sessions\n" {
+	if code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "user1"); code != 0 || out != "revoked 2 sessions: 2 live, 0 expired\n" {
 		t.Fatalf("got %d, %q, %q: expected both revoked", code, out, errOut)
 	}
 }

@@ -181,8 +181,10 @@ func TestInterruptOnTerminal(t *testing.T) {
 		code := <-done
 		screen := term.close()
 		checkProgress(t, screen, 40)
-		if code != 1 || !regexp.MustCompile("\r\x1b\\[Kdynamostore "+args[0]+": [^\r\n]*context canceled\r\n$").MatchString(screen) {
-			t.Fatalf("%v: got %d, screen %q: expected the line cleared and the interruption on a line of its own", args, code, screen)
+		// The line cleared, what it had counted, and then why it stopped,
+		// each on a line of its own.
+		if code != 1 || !regexp.MustCompile("\r\x1b\\[Kstopped early: [^\x1b]*\r\ndynamostore "+args[0]+": interrupted: [^\r\n]*context canceled\r\n$").MatchString(screen) {
+			t.Fatalf("%v: got %d, screen %q: expected the line cleared, the counts so far, and the interruption on a line of its own", args, code, screen)
 		}
 	}
 }
