@@ -62,7 +62,13 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stop := f.progress.start(func() string {
+		oc.mu.Lock()
+		defer oc.mu.Unlock()
+		return fmt.Sprintf("revoke in %s: revoked %d sessions (%d expired)", f.opts.TableName, oc.revoked, oc.expired)
+	})
 	n, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).DeleteOwner(ctx, f.owner)
+	stop()
 	oc.mu.Lock()
 	expired := oc.expired
 	oc.mu.Unlock()
@@ -109,7 +115,8 @@ type ownerWatch struct {
 	indexed int               // items the owner index read for the owner, under any prefix
 	listed  []string          // keys it returned under the prefix
 	read    map[string]expiry // the owner's sessions BatchGetItem read
-	expired int               // revoked sessions that had expired
+	revoked int               // revocations put, for the progress line
+	expired int               // of them, sessions that had expired
 }
 
 type expiry struct {
@@ -165,11 +172,13 @@ func (w *ownerWatch) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opt
 		return out, err
 	}
 	// DeleteOwner's condition held: the old item was the owner's session.
-	if ms, err := sessionitem.ExpiryMillis(out.Attributes, w.f.opts.ExpiryAttribute); err == nil && sessionitem.Expired(ms, time.Now()) {
-		w.mu.Lock()
+	ms, merr := sessionitem.ExpiryMillis(out.Attributes, w.f.opts.ExpiryAttribute)
+	w.mu.Lock()
+	w.revoked++
+	if merr == nil && sessionitem.Expired(ms, time.Now()) {
 		w.expired++
-		w.mu.Unlock()
 	}
+	w.mu.Unlock()
 	out.Attributes = nil // the session's data goes no further
 	return out, err
 }
