@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -280,6 +281,18 @@ func TestUsage(t *testing.T) {
 		{args: []string{"check", "--key-attribute", ""}, code: 2, err: "--key-attribute must not be empty", oneLineErr: true},
 		{args: []string{"revoke"}, code: 2, err: "--owner is required; run 'dynamostore revoke --help'", oneLineErr: true},
 		{args: []string{"stats", "extra"}, code: 2, err: `unexpected argument "extra"`, oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "Inf"}, code: 2, err: "--read-rate Inf: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "-inf"}, code: 2, err: "--read-rate -inf: want a number", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "1e400"}, code: 2, err: "--read-rate 1e400: want a number", oneLineErr: true},
+		{args: []string{"delete-expired", "--grace", "5"}, code: 2, err: "--grace 5: want a duration such as 90s or 5m, 0 or more; run 'dynamostore delete-expired --help'", oneLineErr: true},
+		{args: []string{"revoke", "--owner", "u1", "--timeout", "soon"}, code: 2, err: "--timeout soon: want a duration such as 90s or 5m, 0 or more", oneLineErr: true},
+		{args: []string{"check", "--timeout", ""}, code: 2, err: `--timeout "": want a duration`, oneLineErr: true},
+		{args: []string{"check", "--grace", "1m"}, code: 2, err: "flag provided but not defined: --grace", oneLineErr: true},
+		{args: []string{"check", "--endpoint", "not-a-url"}, code: 2, err: `--endpoint "not-a-url": want an http or https URL with a host, such as http://127.0.0.1:8000`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "127.0.0.1:8000"}, code: 2, err: `--endpoint "127.0.0.1:8000": want an http or https URL`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "ftp://127.0.0.1:8000"}, code: 2, err: `--endpoint "ftp://127.0.0.1:8000": want`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "http://"}, code: 2, err: `--endpoint "http://": want`, oneLineErr: true},
+		{args: []string{"delete-expired", "--timeout"}, code: 2, err: "flag needs an argument: --timeout", oneLineErr: true},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errOut)
@@ -294,6 +307,54 @@ func TestUsage(t *testing.T) {
 	max := strconv.Itoa(sessionitem.MaxSweepSegments())
 	if f, err := parseFlags("delete-expired", []string{"--segments", max}, io.Discard); err != nil || f.segments != sessionitem.MaxSweepSegments() {
 		t.Fatalf("got %v: expected --segments %s accepted", err, max)
+	}
+}
+
+// TestHelp: each subcommand's --help lists its flags with two dashes, as
+// the README writes them, with what each takes and its default, --timeout
+// among them; one dash or two are both accepted.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for name, timeout := range defaultTimeouts {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{name, "--help"}, &out, &errOut); code != 0 || errOut.Len() != 0 {
+			t.Fatalf("%s: got %d, %q: expected help", name, code, errOut.String())
+		}
+		help := out.String()
+		for _, want := range []string{"usage: dynamostore " + name + " [flags]\n", "\n  --table name\n", "\n  --key-prefix prefix\n", "\n  --endpoint URL\n",
+			"\n  --timeout duration\n", "(default " + formatDuration(timeout) + ")\n"} {
+			if !strings.Contains(help, want) {
+				t.Fatalf("%s: got %q: expected %q", name, help, want)
+			}
+		}
+		for _, line := range strings.Split(help, "\n") {
+			if strings.HasPrefix(line, "  -") && !strings.HasPrefix(line, "  --") {
+				t.Fatalf("%s: got flag line %q: expected two dashes", name, line)
+			}
+		}
+	}
+	var out bytes.Buffer
+	run(context.Background(), []string{"delete-expired", "-help"}, &out, io.Discard)
+	for _, want := range []string{"\n  --dry-run\n", "\n  --segments 1 to ", "(default 1)", "\n  --read-rate units\n", "\n  --force\n", "\n  --grace duration\n", "(default 1m)", "(default 12h)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("got %q: expected %q", out.String(), want)
+		}
+	}
+	if f, err := parseFlags("delete-expired", []string{"-grace", "90s", "--timeout", "5m"}, io.Discard); err != nil || f.opts.SweepGrace != 90*time.Second || f.timeout != 5*time.Minute {
+		t.Fatalf("got %v: expected one dash or two accepted", err)
+	}
+}
+
+// TestVersion: --version and version print the module version, "(devel)"
+// in a build from a clone such as the test's, and the Go version.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--version", "-version", "version"} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{arg}, &out, &errOut)
+		if code != 0 || !strings.HasPrefix(out.String(), "dynamostore (devel)") || !strings.Contains(out.String(), ", "+runtime.Version()+" ") || errOut.Len() != 0 {
+			t.Fatalf("%s: got %d, %q, %q: expected the version", arg, code, out.String(), errOut.String())
+		}
 	}
 }
 
