@@ -91,7 +91,7 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	// One limiter for all segments: the cap is on the sweep's total reads.
 	var limiter *rate.Limiter
 	if s.readRate > 0 {
-		limiter = rate.NewLimiter(rate.Limit(s.readRate), maxPageReadUnits)
+		limiter = rate.NewLimiter(rate.Limit(s.readRate), sessionitem.MaxPageReadUnits)
 	}
 
 	// The first error cancels the rest of the sweep and is the one returned.
@@ -147,10 +147,6 @@ func (s *DynamoStore) DeleteExpired(ctx context.Context) (deleted int, err error
 	return int(count.Load()), err
 }
 
-// maxPageReadUnits is the most read capacity one Scan page can consume: 1 MB
-// read with eventual consistency, at 0.5 units per 4 KB.
-const maxPageReadUnits = 128
-
 // sweptKey is the key of an expired item, and whether it is a revocation.
 type sweptKey struct {
 	key     string
@@ -171,8 +167,8 @@ func (s *DynamoStore) scanExpired(ctx context.Context, input *dynamodb.ScanInput
 		s.metrics.consumed(ctx, opDeleteExpired, kindRead, page.ConsumedCapacity)
 		if limiter != nil && page.ConsumedCapacity != nil {
 			// WaitN refuses more than the burst at once, so wait in bursts.
-			for units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits))); units > 0; units -= maxPageReadUnits {
-				if err := limiter.WaitN(ctx, min(units, maxPageReadUnits)); err != nil {
+			for units := int(math.Ceil(aws.ToFloat64(page.ConsumedCapacity.CapacityUnits))); units > 0; units -= sessionitem.MaxPageReadUnits {
+				if err := limiter.WaitN(ctx, min(units, sessionitem.MaxPageReadUnits)); err != nil {
 					return s.opError("delete expired", err)
 				}
 			}

@@ -257,9 +257,9 @@ func TestDeleteExpiredReadRate(t *testing.T) {
 	if aws.ToString((*string)(&spy.lastScan.ReturnConsumedCapacity)) != "TOTAL" || spy.readUnits == 0 {
 		t.Fatalf("got %v units reported: expected the Scan to ask for consumed capacity", spy.readUnits)
 	}
-	// The first page's units up to maxPageReadUnits pass at once; the rest
+	// The first page's units up to sessionitem.MaxPageReadUnits pass at once; the rest
 	// wait at the rate.
-	if minWait := time.Duration((spy.readUnits - maxPageReadUnits) / rate * float64(time.Second)); time.Since(start) < minWait {
+	if minWait := time.Duration((spy.readUnits - sessionitem.MaxPageReadUnits) / rate * float64(time.Second)); time.Since(start) < minWait {
 		t.Fatalf("swept %v units in %v: expected at least %v at %d units a second", spy.readUnits, time.Since(start), minWait, rate)
 	}
 	t.Logf("%v read units in %v", spy.readUnits, time.Since(start))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -162,7 +163,7 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		t.Fatalf("got stdout %q, stderr %q: expected the notice on stderr alone", out, errOut)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
-	if code != 0 || !strings.Contains(out, "dry run: 7 expired sessions would be deleted") {
+	if code != 0 || !strings.HasPrefix(out, "would delete 7 expired sessions of 11 items scanned in ") {
 		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--segments", "3", "--read-rate", "1000")
@@ -267,19 +268,31 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "--help"}, code: 0, out: "-key-prefix"},
 		{args: []string{"delete-expired", "--help"}, code: 0, out: "-dry-run"},
 		{args: []string{"delete-expired", "-h"}, code: 0, out: "-read-rate"},
-		{args: []string{"delete-expired", "--segments", "x"}, code: 2, err: `invalid value "x" for flag -segments`, oneLineErr: true},
-		{args: []string{"check", "--bogus"}, code: 2, err: "flag provided but not defined: -bogus; run 'dynamostore check --help'", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "0"}, code: 2, err: "--segments 0: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "-3"}, code: 2, err: "--segments -3: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--segments", "1000000"}, code: 2, err: "--segments 1000000: want 1 to", oneLineErr: true},
-		{args: []string{"delete-expired", "--read-rate", "-5"}, code: 2, err: "--read-rate -5: want 0 (no cap) or more", oneLineErr: true},
-		{args: []string{"delete-expired", "--read-rate", "NaN"}, code: 2, err: "--read-rate NaN: want 0 (no cap) or more", oneLineErr: true},
-		{args: []string{"delete-expired", "--grace", "-5m"}, code: 2, err: "--grace -5m0s: want 0 or more", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "x"}, code: 2, err: "--segments x: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"check", "--bogus"}, code: 2, err: "flag provided but not defined: --bogus; run 'dynamostore check --help'", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "0"}, code: 2, err: "--segments 0: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "-3"}, code: 2, err: "--segments -3: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--segments", "1000000"}, code: 2, err: "--segments 1000000: want a whole number from 1 to", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "-5"}, code: 2, err: "--read-rate -5: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "NaN"}, code: 2, err: "--read-rate NaN: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--grace", "-5m"}, code: 2, err: "--grace -5m: want a duration such as 90s or 5m, 0 or more", oneLineErr: true},
 		{args: []string{"stats", "--key-prefix", "app"}, code: 2, err: "KeyPrefix \"app\" ends with a character a token may hold", oneLineErr: true},
 		{args: []string{"stats", "--data-attribute", "expires"}, code: 2, err: "named twice", oneLineErr: true},
 		{args: []string{"check", "--key-attribute", ""}, code: 2, err: "--key-attribute must not be empty", oneLineErr: true},
 		{args: []string{"revoke"}, code: 2, err: "--owner is required; run 'dynamostore revoke --help'", oneLineErr: true},
 		{args: []string{"stats", "extra"}, code: 2, err: `unexpected argument "extra"`, oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "Inf"}, code: 2, err: "--read-rate Inf: want a number of read units per second such as 100, or 0 for no cap", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "-inf"}, code: 2, err: "--read-rate -inf: want a number", oneLineErr: true},
+		{args: []string{"delete-expired", "--read-rate", "1e400"}, code: 2, err: "--read-rate 1e400: want a number", oneLineErr: true},
+		{args: []string{"delete-expired", "--grace", "5"}, code: 2, err: "--grace 5: want a duration such as 90s or 5m, 0 or more; run 'dynamostore delete-expired --help'", oneLineErr: true},
+		{args: []string{"revoke", "--owner", "u1", "--timeout", "soon"}, code: 2, err: "--timeout soon: want a duration such as 90s or 5m, 0 or more", oneLineErr: true},
+		{args: []string{"check", "--timeout", ""}, code: 2, err: `--timeout "": want a duration`, oneLineErr: true},
+		{args: []string{"check", "--grace", "1m"}, code: 2, err: "flag provided but not defined: --grace", oneLineErr: true},
+		{args: []string{"check", "--endpoint", "not-a-url"}, code: 2, err: `--endpoint "not-a-url": want an http or https URL with a host, such as http://127.0.0.1:8000`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "127.0.0.1:8000"}, code: 2, err: `--endpoint "127.0.0.1:8000": want an http or https URL`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "ftp://127.0.0.1:8000"}, code: 2, err: `--endpoint "ftp://127.0.0.1:8000": want`, oneLineErr: true},
+		{args: []string{"stats", "--endpoint", "http://"}, code: 2, err: `--endpoint "http://": want`, oneLineErr: true},
+		{args: []string{"delete-expired", "--timeout"}, code: 2, err: "flag needs an argument: --timeout", oneLineErr: true},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errOut)
@@ -294,6 +307,54 @@ func TestUsage(t *testing.T) {
 	max := strconv.Itoa(sessionitem.MaxSweepSegments())
 	if f, err := parseFlags("delete-expired", []string{"--segments", max}, io.Discard); err != nil || f.segments != sessionitem.MaxSweepSegments() {
 		t.Fatalf("got %v: expected --segments %s accepted", err, max)
+	}
+}
+
+// TestHelp: each subcommand's --help lists its flags with two dashes, as
+// the README writes them, with what each takes and its default, --timeout
+// among them; one dash or two are both accepted.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for name, timeout := range defaultTimeouts {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{name, "--help"}, &out, &errOut); code != 0 || errOut.Len() != 0 {
+			t.Fatalf("%s: got %d, %q: expected help", name, code, errOut.String())
+		}
+		help := out.String()
+		for _, want := range []string{"usage: dynamostore " + name + " [flags]\n", "\n  --table name\n", "\n  --key-prefix prefix\n", "\n  --endpoint URL\n",
+			"\n  --timeout duration\n", "(default " + formatDuration(timeout) + ")\n"} {
+			if !strings.Contains(help, want) {
+				t.Fatalf("%s: got %q: expected %q", name, help, want)
+			}
+		}
+		for _, line := range strings.Split(help, "\n") {
+			if strings.HasPrefix(line, "  -") && !strings.HasPrefix(line, "  --") {
+				t.Fatalf("%s: got flag line %q: expected two dashes", name, line)
+			}
+		}
+	}
+	var out bytes.Buffer
+	run(context.Background(), []string{"delete-expired", "-help"}, &out, io.Discard)
+	for _, want := range []string{"\n  --dry-run\n", "\n  --segments 1 to ", "(default 1)", "\n  --read-rate units\n", "\n  --force\n", "\n  --grace duration\n", "(default 1m)", "(default 12h)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("got %q: expected %q", out.String(), want)
+		}
+	}
+	if f, err := parseFlags("delete-expired", []string{"-grace", "90s", "--timeout", "5m"}, io.Discard); err != nil || f.opts.SweepGrace != 90*time.Second || f.timeout != 5*time.Minute {
+		t.Fatalf("got %v: expected one dash or two accepted", err)
+	}
+}
+
+// TestVersion: --version and version print the module version, "(devel)"
+// in a build from a clone such as the test's, and the Go version.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--version", "-version", "version"} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{arg}, &out, &errOut)
+		if code != 0 || !strings.HasPrefix(out.String(), "dynamostore (devel)") || !strings.Contains(out.String(), ", "+runtime.Version()+" ") || errOut.Len() != 0 {
+			t.Fatalf("%s: got %d, %q, %q: expected the version", arg, code, out.String(), errOut.String())
+		}
 	}
 }
 
@@ -389,7 +450,7 @@ func TestSessionsAndRevoke(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("got %d, %q, %q: expected a count", code, out, errOut)
 		}
-		if out == "live sessions: 2\n" {
+		if out == "live sessions: 2\nexpired sessions: 0\n" {
 			break
 		}
 		if time.Now().After(hang) {
@@ -398,17 +459,17 @@ func TestSessionsAndRevoke(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
 	}
 	code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1", "--show-tokens")
-	if code != 0 || out != "live sessions: 2\nt1\nt2\n" {
+	if code != 0 || out != "live sessions: 2\nexpired sessions: 0\nt1\nt2\n" {
 		t.Fatalf("got %d, %q: expected the count and the tokens", code, out)
 	}
 	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--key-prefix", "app:", "--owner", "user 1")
-	if code != 0 || out != "revoked 2 sessions\n" {
+	if code != 0 || out != "revoked 2 sessions: 2 live, 0 expired\n" {
 		t.Fatalf("got %d, %q, %q: expected 2 sessions revoked", code, out, errOut)
 	}
 	if _, found, err := store.Find("t3"); !found || err != nil {
 		t.Fatalf("got %v, %v: expected the other owner's session kept", found, err)
 	}
-	if code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1"); out != "live sessions: 0\n" {
+	if code, out, _ = dynamostoreCmd(t, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "user 1"); code != 0 || out != "live sessions: 0\nexpired sessions: 0\n" {
 		t.Fatalf("got %d, %q: expected none left", code, out)
 	}
 
@@ -500,10 +561,10 @@ func TestSessionsEncrypted(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
 	}
 	code, out, errOut := dynamostoreCmd(t, "sessions", "--table", name, "--owner", "user1")
-	if code != 0 || out != "live sessions: 2\n" || strings.Contains(errOut, "cannot be read") {
+	if code != 0 || out != "live sessions: 2\nexpired sessions: 0\n" || strings.Contains(errOut, "cannot be read") {
 		t.Fatalf("got %d, %q, %q: expected the owner's 2 live sealed sessions counted without the key", code, out, errOut)
 	}
-	if code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "user1"); code != 0 || out != "revoked 2 sessions\n" {
+	if code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "user1"); code != 0 || out != "revoked 2 sessions: 2 live, 0 expired\n" {
 		t.Fatalf("got %d, %q, %q: expected both revoked", code, out, errOut)
 	}
 }

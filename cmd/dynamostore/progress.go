@@ -90,3 +90,8 @@ func (p *progress) clear() {
 		p.shown = false
 	}
 }
+
+// on reports whether p shows a progress line: stderr is a terminal.
+func (p *progress) on() bool {
+	return p != nil && p.w != nil
+}

@@ -181,8 +181,10 @@ func TestInterruptOnTerminal(t *testing.T) {
 		code := <-done
 		screen := term.close()
 		checkProgress(t, screen, 40)
-		if code != 1 || !regexp.MustCompile("\r\x1b\\[Kdynamostore "+args[0]+": [^\r\n]*context canceled\r\n$").MatchString(screen) {
-			t.Fatalf("%v: got %d, screen %q: expected the line cleared and the interruption on a line of its own", args, code, screen)
+		// The line cleared, what it had counted, and then why it stopped,
+		// each on a line of its own.
+		if code != 1 || !regexp.MustCompile("\r\x1b\\[Kstopped early: [^\x1b]*\r\ndynamostore "+args[0]+": interrupted: [^\r\n]*context canceled\r\n$").MatchString(screen) {
+			t.Fatalf("%v: got %d, screen %q: expected the line cleared, the counts so far, and the interruption on a line of its own", args, code, screen)
 		}
 	}
 }
@@ -199,5 +201,63 @@ func TestNoProgressOffTerminal(t *testing.T) {
 	}
 	if errOut.Len() != 0 || strings.ContainsAny(out.String(), "\r\x1b") {
 		t.Fatalf("got stdout %q, stderr %q: expected the summary alone", out.String(), errOut.String())
+	}
+}
+
+// TestStoppedEarlyOnTerminal: a real delete-expired and a revoke,
+// interrupted once their progress shows what they did, print it before the
+// interruption: the deletes that were done are counted.
+func TestStoppedEarlyOnTerminal(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	fillSweepTable(t, name, 10, 0, 0)
+	owned := tableName(t)
+	ownedTable(t, owned)
+	for _, c := range []struct {
+		args     []string
+		progress string
+		want     string
+	}{
+		{[]string{"delete-expired", "--table", name, "--key-prefix", "app:"}, "deleted 5 ", "stopped early: deleted 5 expired sessions of 5 items scanned in "},
+		{[]string{"revoke", "--table", owned, "--key-prefix", "app:", "--owner", "u6"}, "revoked 2 sessions", "stopped early: revoked 2 sessions: "},
+	} {
+		p := newProxy(t)
+		held := stallSecondPage(p)
+		p.request = func(op string, body map[string]any) {
+			if op == "Scan" || op == "Query" {
+				body["Limit"] = map[string]int{"Scan": 5, "Query": 2}[op]
+			}
+		}
+		held2 := make(chan struct{}, 1)
+		hold := p.hold
+		p.hold = func(ctx context.Context, op string, body map[string]any) bool {
+			if op == "Query" && body["ExclusiveStartKey"] != nil {
+				held2 <- struct{}{}
+				<-ctx.Done()
+				return false
+			}
+			return hold(ctx, op, body)
+		}
+		term := newTerminal(t, 200)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() { done <- run(ctx, append(c.args, "--endpoint", p.url), term.tty, term.tty) }()
+		select {
+		case <-held:
+		case <-held2:
+		case <-time.After(2 * time.Minute): // only a hang reaches it
+			t.Fatalf("%v: waited 2m for the second page", c.args)
+		}
+		term.waitFor(t, regexp.MustCompile(regexp.QuoteMeta(c.progress)))
+		cancel()
+		code := <-done
+		screen := term.close()
+		if code != 1 || !regexp.MustCompile("\r\x1b\\[K"+regexp.QuoteMeta(c.want)+"[^\r\n]*\r\ndynamostore "+c.args[0]+": interrupted: [^\r\n]*context canceled\r\n$").MatchString(screen) {
+			t.Fatalf("%v: got %d, screen %q: expected %q, then the interruption", c.args, code, screen, c.want)
+		}
+		if c.args[0] == "revoke" && !regexp.MustCompile(`revoked 2 sessions: (2 live, 0|1 live, 1|0 live, 2) expired\r\n`).MatchString(screen) {
+			t.Fatalf("got screen %q: expected the 2 revoked counted as live or expired", screen)
+		}
 	}
 }

@@ -181,11 +181,11 @@ func testItemShapes(t *testing.T, prefix string) {
 		t.Fatalf("got %d, %q, %q: expected stats to begin %q", code, out, errOut, wantStats)
 	}
 	// The dry run counts what the real run deletes, and deletes nothing.
-	wantDry := fmt.Sprintf("dry run: %d expired sessions would be deleted", len(want[expired]))
+	wantDry := fmt.Sprintf("would delete %d expired sessions of %d items scanned in ", len(want[expired]), len(shapes))
 	if code, out, errOut := dynamostoreCmd(t, append([]string{"delete-expired", "--dry-run"}, args...)...); code != 0 || !strings.HasPrefix(out, wantDry) {
 		t.Fatalf("got %d, %q, %q: expected %q", code, out, errOut, wantDry)
 	}
-	wantReal := fmt.Sprintf("deleted %d expired sessions", len(want[expired]))
+	wantReal := fmt.Sprintf("deleted %d expired sessions of %d items scanned in ", len(want[expired]), len(shapes))
 	if code, out, errOut := dynamostoreCmd(t, append([]string{"delete-expired"}, args...)...); code != 0 || !strings.HasPrefix(out, wantReal) {
 		t.Fatalf("got %d, %q, %q: expected %q", code, out, errOut, wantReal)
 	}

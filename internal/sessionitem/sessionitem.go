@@ -74,6 +74,32 @@ func MaxSweepSegments() int {
 	return min(16*runtime.NumCPU(), 1_000_000)
 }
 
+// ScanBytesPerReadUnit is how many bytes of items an eventually consistent
+// Scan reads per read capacity unit, as DynamoDB bills it: 0.5 units per 4
+// KB.
+const ScanBytesPerReadUnit = 8 << 10
+
+// MaxPageReadUnits is the most read capacity one Scan page consumes: the 1
+// MB a page reads at most. A sweep's SweepReadRate limiter lets this much
+// through at once (its burst) and the rest at its rate.
+const MaxPageReadUnits = (1 << 20) / ScanBytesPerReadUnit
+
+// SweepReadTime returns about how long a sweep capped at readRate read
+// units per second, as SweepReadRate caps it, takes to scan tableBytes of
+// items: the first MaxPageReadUnits at once, the rest at readRate. A
+// readRate of 0 or less is no cap, and takes no time by this measure.
+func SweepReadTime(tableBytes int64, readRate float64) time.Duration {
+	if readRate <= 0 || math.IsNaN(readRate) {
+		return 0
+	}
+	units := math.Ceil(float64(max(tableBytes, 0)) / ScanBytesPerReadUnit)
+	seconds := max(units-MaxPageReadUnits, 0) / readRate
+	if seconds >= math.MaxInt64/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(seconds * float64(time.Second))
+}
+
 // CheckKeySchema returns an error unless the table's key is a single
 // partition key of type S named keyAttr, saying what the key is instead.
 func CheckKeySchema(t *types.TableDescription, keyAttr string) error {

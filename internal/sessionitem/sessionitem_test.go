@@ -94,3 +94,26 @@ func TestParseNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepReadTime: a 1 MB page is 128 read units, the limiter's burst;
+// what is beyond it takes units/readRate seconds.
+func TestSweepReadTime(t *testing.T) {
+	for _, c := range []struct {
+		bytes int64
+		rate  float64
+		want  time.Duration
+	}{
+		{bytes: 1 << 20, rate: 1, want: 0},                             // one page: the burst
+		{bytes: 2 << 20, rate: 1, want: 128 * time.Second},             // the second page at 1 unit/s
+		{bytes: 2<<20 + 1, rate: 2, want: 129 * time.Second / 2},       // a started unit counts whole
+		{bytes: 10 << 30, rate: 0, want: 0},                            // no cap
+		{bytes: 1 << 62, rate: 1e-300, want: time.Duration(1<<63 - 1)}, // clamped
+	} {
+		if got := SweepReadTime(c.bytes, c.rate); got != c.want {
+			t.Errorf("SweepReadTime(%d, %v): got %v: expected %v", c.bytes, c.rate, got, c.want)
+		}
+	}
+	if MaxPageReadUnits != 128 {
+		t.Errorf("got %d: expected 128 units in a 1 MB page", MaxPageReadUnits)
+	}
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/logging"
+
+	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// defaultTimeouts are each subcommand's --timeout: long enough for the work
+// on a large table (create-table waits while DynamoDB fills a new owner
+// index, which takes hours on a large table; stats and delete-expired scan
+// the whole table), short enough that a request nobody answers ends.
+var defaultTimeouts = map[string]time.Duration{
+	"create-table":   2 * time.Hour,
+	"check":          time.Minute,
+	"delete-expired": 12 * time.Hour,
+	"stats":          12 * time.Hour,
+	"sessions":       5 * time.Minute,
+	"revoke":         30 * time.Minute,
+}
+
+// maxScanTime is the longest a --read-rate may make delete-expired's scan
+// last, by the table's approximate size, unless --force.
+const maxScanTime = 24 * time.Hour
+
+// flags are the command line's settings, common and per subcommand, and
+// where the command writes notices and progress.
+type flags struct {
+	opts                      dynamostore.Options
+	endpoint, region, profile string
+	local                     bool // the endpoint is on this machine
+	timeout                   time.Duration
+	dryRun                    bool
+	segments                  int
+	readRate                  float64
+	force                     bool
+	owner                     string
+	showTokens                bool
+
+	stderr   io.Writer
+	progress *progress
+}
+
+func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
+	f := &flags{segments: 1, timeout: defaultTimeouts[name], opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
+	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
+	var bad error            // the first value a typed flag refused
+	fs.StringVar(&f.opts.TableName, "table", sessionitem.DefaultTableName, "DynamoDB table `name`")
+	fs.StringVar(&f.opts.KeyAttribute, "key-attribute", sessionitem.DefaultKeyAttribute, "partition key `attribute`, type S")
+	fs.StringVar(&f.opts.DataAttribute, "data-attribute", sessionitem.DefaultDataAttribute, "session data `attribute`, type B")
+	fs.StringVar(&f.opts.ExpiryAttribute, "expiry-attribute", sessionitem.DefaultExpiryAttribute, "expiry `attribute`, type N, Unix seconds; the TTL attribute")
+	fs.StringVar(&f.opts.KeyPrefix, "key-prefix", "", "`prefix` of this application's keys")
+	fs.StringVar(&f.opts.OwnerAttribute, "owner-attribute", sessionitem.DefaultOwnerAttribute, "owner `attribute`, type S; the owner index's partition key")
+	fs.StringVar(&f.opts.OwnerIndex, "owner-index", sessionitem.DefaultOwnerIndex, "global secondary `index` on the owner attribute")
+	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local (default: from the AWS configuration, such as AWS_ENDPOINT_URL_DYNAMODB)")
+	fs.StringVar(&f.region, "region", "", "AWS `region` (default: from the AWS configuration)")
+	fs.StringVar(&f.profile, "profile", "", "AWS shared config `profile`")
+	timeoutUse := "give up after this long, such as 90s or 5m; 0 for never"
+	if name == "create-table" {
+		timeoutUse += "; it covers the wait while DynamoDB fills a new owner index, which on a large table takes hours"
+	}
+	fs.Var(durationFlag("timeout", &f.timeout, &bad), "timeout", "`duration`: "+timeoutUse)
+	if name == "delete-expired" {
+		fs.BoolVar(&f.dryRun, "dry-run", false, "the same sweep (Scan, segments, read cap, grace and rule) without its deletes: count what a real run would delete")
+		fs.Var(segmentsFlag(&f.segments, &bad), "segments", fmt.Sprintf("parallel Scan segments, each with 8 deletes in flight: `1 to %d` on this machine", sessionitem.MaxSweepSegments()))
+		fs.Var(readRateFlag(&f.readRate, &bad), "read-rate", "cap on read capacity `units` per second for the Scan; 0 for none")
+		fs.BoolVar(&f.force, "force", false, "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
+		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "`duration`: delete only sessions expired at least this long, to allow for clock skew between instances")
+	}
+	if name == "sessions" || name == "revoke" {
+		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
+	}
+	if name == "sessions" {
+		fs.BoolVar(&f.showTokens, "show-tokens", false, "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
+	}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "usage: dynamostore %s [flags]\n\nFlags (one dash or two):\n", name)
+		printFlags(stdout, fs)
+		return nil, err
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	if err != nil {
+		// The flag package names flags with one dash; the tool's help and
+		// the README write two.
+		return nil, errors.New(strings.Replace(err.Error(), ": -", ": --", 1))
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, n := range []struct{ flag, value string }{
+		{"table", f.opts.TableName}, {"key-attribute", f.opts.KeyAttribute}, {"data-attribute", f.opts.DataAttribute},
+		{"expiry-attribute", f.opts.ExpiryAttribute}, {"owner-attribute", f.opts.OwnerAttribute}, {"owner-index", f.opts.OwnerIndex},
+	} {
+		if n.value == "" {
+			return nil, fmt.Errorf("--%s must not be empty", n.flag)
+		}
+	}
+	if (name == "sessions" || name == "revoke") && f.owner == "" {
+		return nil, errors.New("--owner is required")
+	}
+	if err := checkEndpoint(f.endpoint); err != nil {
+		return nil, err
+	}
+	// The library's own check of its options, before any request.
+	if err := dynamostore.CheckOptions(f.names); err != nil {
+		return nil, fmt.Errorf("%w (--key-prefix and the --*-attribute flags set these options)", err)
+	}
+	return f, nil
+}
+
+// checkEndpoint refuses an --endpoint that is no http or https URL with a
+// host, before any request: the SDK would retry it, and fail, as a network
+// error.
+func checkEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("--endpoint %q: want an http or https URL with a host, such as http://127.0.0.1:8000 or https://dynamodb.eu-west-1.amazonaws.com", endpoint)
+	}
+	return nil
+}
+
+// printFlags lists the flags of fs as the README writes them, with two
+// dashes; the flag package accepts one or two.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(fl *flag.Flag) {
+		arg, use := flag.UnquoteUsage(fl)
+		line := "  --" + fl.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, use)
+		switch fl.DefValue {
+		case "", "0", "false":
+		default:
+			fmt.Fprintf(w, " (default %s)", fl.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// typedFlag is a flag whose value parse reads and checks. It says what it
+// wants, with an example, where the flag package would say "parse error",
+// and records the first refusal in bad for parseFlags to report as it is.
+type typedFlag[T any] struct {
+	name  string
+	p     *T
+	parse func(string) (T, bool)
+	want  string
+	show  func(T) string
+	bad   *error
+}
+
+func (v *typedFlag[T]) String() string {
+	if v == nil || v.p == nil { // the flag package's zero Value
+		return ""
+	}
+	return v.show(*v.p)
+}
+
+func (v *typedFlag[T]) Set(s string) error {
+	x, ok := v.parse(s)
+	if !ok {
+		shown := s
+		if s == "" || strings.ContainsAny(s, " \t\r\n") {
+			shown = strconv.Quote(s)
+		}
+		*v.bad = fmt.Errorf("--%s %s: want %s", v.name, shown, v.want)
+		return *v.bad
+	}
+	*v.p = x
+	return nil
+}
+
+// durationFlag is a flag of 0 or more, such as 90s or 5m.
+func durationFlag(name string, p *time.Duration, bad *error) flag.Value {
+	return &typedFlag[time.Duration]{name: name, p: p, bad: bad, show: formatDuration,
+		want: "a duration such as 90s or 5m, 0 or more",
+		parse: func(s string) (time.Duration, bool) {
+			d, err := time.ParseDuration(s)
+			return d, err == nil && d >= 0
+		}}
+}
+
+// segmentsFlag is --segments: 1 to sessionitem.MaxSweepSegments.
+func segmentsFlag(p *int, bad *error) flag.Value {
+	return &typedFlag[int]{name: "segments", p: p, bad: bad, show: strconv.Itoa,
+		want: fmt.Sprintf("a whole number from 1 to %d (16 per CPU on this machine; each segment keeps 8 deletes in flight)", sessionitem.MaxSweepSegments()),
+		parse: func(s string) (int, bool) {
+			n, err := strconv.Atoi(s)
+			return n, err == nil && n >= 1 && n <= sessionitem.MaxSweepSegments()
+		}}
+}
+
+// readRateFlag is --read-rate: a finite number of read units per second, 0
+// for no cap. NaN and the infinities are refused: NaN would mean no cap.
+func readRateFlag(p *float64, bad *error) flag.Value {
+	return &typedFlag[float64]{name: "read-rate", p: p, bad: bad,
+		show: func(r float64) string { return strconv.FormatFloat(r, 'g', -1, 64) },
+		want: "a number of read units per second such as 100, or 0 for no cap",
+		parse: func(s string) (float64, bool) {
+			r, err := strconv.ParseFloat(s, 64)
+			return r, err == nil && !math.IsNaN(r) && !math.IsInf(r, 0) && r >= 0
+		}}
+}
+
+// formatDuration writes d as it would be typed: 1m rather than 1m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// names sets the names of the table and its attributes, and the key
+// prefix, that the flags give.
+func (f *flags) names(o *dynamostore.Options) {
+	o.TableName = f.opts.TableName
+	o.KeyAttribute = f.opts.KeyAttribute
+	o.DataAttribute = f.opts.DataAttribute
+	o.ExpiryAttribute = f.opts.ExpiryAttribute
+	o.KeyPrefix = f.opts.KeyPrefix
+	o.OwnerAttribute = f.opts.OwnerAttribute
+	o.OwnerIndex = f.opts.OwnerIndex
+}
+
+// itemNames are the names by which sessionitem's rules read an item.
+func (f *flags) itemNames() sessionitem.Names {
+	return sessionitem.Names{Prefix: f.opts.KeyPrefix, Key: f.opts.KeyAttribute, Data: f.opts.DataAttribute, Expiry: f.opts.ExpiryAttribute}
+}
+
+// options returns the store options the flags describe.
+func (f *flags) options(o *dynamostore.Options) {
+	f.names(o)
+	o.SweepSegments = f.segments
+	o.SweepReadRate = f.readRate
+	o.SweepGrace = f.opts.SweepGrace // set by delete-expired's --grace; only sweeps use it
+	o.Logger = slog.New(slog.NewTextHandler(f.stderr, nil))
+}
+
+// client builds a DynamoDB client from the AWS configuration chain and the
+// flags that override it.
+func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
+	var loads []func(*config.LoadOptions) error
+	if f.region != "" {
+		loads = append(loads, config.WithRegion(f.region))
+	}
+	if f.profile != "" {
+		loads = append(loads, config.WithSharedConfigProfile(f.profile))
+	}
+	// A sweep keeps 8 deletes per segment in flight; the SDK's default
+	// transport keeps only 10 idle connections per host, so more segments
+	// would open and close connections all the time.
+	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 256
+	})))
+	// The endpoint the SDK will use, as far as the flag and the environment
+	// tell it: --endpoint wins over both variables.
+	if isLocal(cmp.Or(f.endpoint, os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), os.Getenv("AWS_ENDPOINT_URL"))) {
+		// No instance metadata on a developer's machine: without
+		// credentials, say so at once rather than after IMDS times out.
+		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
+	// The SDK's own warnings go where the tool's notices go.
+	loads = append(loads, config.WithLogger(logging.NewStandardLogger(f.stderr)))
+	cfg, err := config.LoadDefaultConfig(ctx, loads...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region: pass --region or set AWS_REGION (DynamoDB Local takes any)")
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if f.endpoint != "" {
+			o.BaseEndpoint = aws.String(f.endpoint)
+		}
+		f.local = isLocal(aws.ToString(o.BaseEndpoint))
+		if f.local {
+			// DynamoDB Local's error responses carry a CRC32 header that
+			// does not match, and the SDK warns about it on stderr.
+			o.DisableValidateResponseChecksum = true
+		}
+	}), nil
+}
+
+// isLocal reports whether endpoint is on this machine, as DynamoDB Local is.
+func isLocal(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+func sessions(ctx context.Context, f *flags, out io.Writer) error {
+	client, oc, err := f.ownerClient(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).OwnerTokens(ctx, f.owner)
+	if err != nil {
+		return err
+	}
+	// The live sessions are the library's (OwnerTokens); the others it
+	// read, by sessionitem's rules, expired or unreadable.
+	live := map[string]bool{}
+	for _, t := range tokens {
+		live[f.opts.KeyPrefix+t] = true
+	}
+	now := time.Now()
+	var expired, unreadable int
+	oc.mu.Lock()
+	for key, expiry := range oc.read {
+		switch {
+		case live[key]:
+		case expiry.ok && sessionitem.Expired(expiry.millis, now):
+			expired++
+		default:
+			unreadable++
+		}
+	}
+	oc.mu.Unlock()
+	fmt.Fprintf(out, "live sessions: %d\nexpired sessions: %d\n", len(tokens), expired)
+	if unreadable > 0 {
+		fmt.Fprintf(out, "unreadable sessions: %d\n", unreadable)
+	}
+	if f.showTokens {
+		for _, t := range tokens {
+			fmt.Fprintln(out, t)
+		}
+	}
+	if len(tokens)+expired+unreadable > 0 {
+		return nil
+	}
+	return oc.nothingFound(ctx, client, "found no session")
+}
+
+func revoke(ctx context.Context, f *flags, out io.Writer) error {
+	client, oc, err := f.ownerClient(ctx)
+	if err != nil {
+		return err
+	}
+	stop := f.progress.start(func() string {
+		oc.mu.Lock()
+		defer oc.mu.Unlock()
+		return fmt.Sprintf("revoke in %s: revoked %d sessions (%d expired)", f.opts.TableName, oc.revoked, oc.expired)
+	})
+	n, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).DeleteOwner(ctx, f.owner)
+	stop()
+	oc.mu.Lock()
+	expired := oc.expired
+	oc.mu.Unlock()
+	// What DeleteOwner deleted, as each item was the moment it went.
+	summary := fmt.Sprintf("revoked %d sessions: %d live, %d expired", n, n-expired, expired)
+	if err != nil {
+		fmt.Fprintf(out, "stopped early: %s\n", summary)
+		return err
+	}
+	fmt.Fprintln(out, summary)
+	if n > 0 {
+		return nil
+	}
+	return oc.nothingFound(ctx, client, "revoked no session")
+}
+
+// ownerClient checks the table and its owner index, for sessions and
+// revoke, and returns the client and the ownerWatch around it.
+func (f *flags) ownerClient(ctx context.Context) (*dynamodb.Client, *ownerWatch, error) {
+	client, err := f.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := f.describeTable(ctx, client)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.checkOwnerIndex(t); err != nil {
+		return nil, nil, err
+	}
+	return client, &ownerWatch{Client: client, f: f, read: map[string]expiry{}}, nil
+}
+
+// ownerWatch is the client of sessions and revoke: it sees what the
+// library's OwnerTokens and DeleteOwner read and write, so the tool can say
+// what they counted and why they found nothing, without a rule of its own.
+// It asks DynamoDB for the item each revocation replaced (ReturnValues
+// ALL_OLD, which costs no more capacity), to tell live from expired.
+type ownerWatch struct {
+	*dynamodb.Client
+	f *flags
+
+	mu      sync.Mutex
+	indexed int               // items the owner index read for the owner, under any prefix
+	listed  []string          // keys it returned under the prefix
+	read    map[string]expiry // the owner's sessions BatchGetItem read
+	revoked int               // revocations put, for the progress line
+	expired int               // of them, sessions that had expired
+}
+
+type expiry struct {
+	millis int64
+	ok     bool // the expiry could be read
+}
+
+func (w *ownerWatch) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	out, err := w.Client.Query(ctx, in, optFns...)
+	if err != nil {
+		return out, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.indexed += int(out.ScannedCount)
+	for _, item := range out.Items {
+		if key, ok := item[w.f.opts.KeyAttribute].(*types.AttributeValueMemberS); ok {
+			w.listed = append(w.listed, key.Value)
+		}
+	}
+	return out, err
+}
+
+func (w *ownerWatch) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	out, err := w.Client.BatchGetItem(ctx, in, optFns...)
+	if err != nil {
+		return out, err
+	}
+	names := w.f.itemNames()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, item := range out.Responses[w.f.opts.TableName] {
+		if sessionitem.Classify(item, names) != sessionitem.Session {
+			continue
+		}
+		if o, ok := item[w.f.opts.OwnerAttribute].(*types.AttributeValueMemberS); !ok || o.Value != w.f.owner {
+			continue // it changed hands since the index listed it
+		}
+		ms, err := sessionitem.ExpiryMillis(item, w.f.opts.ExpiryAttribute)
+		w.read[item[w.f.opts.KeyAttribute].(*types.AttributeValueMemberS).Value] = expiry{ms, err == nil}
+	}
+	return out, err
+}
+
+func (w *ownerWatch) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if !sessionitem.Revoked(in.Item) {
+		return w.Client.PutItem(ctx, in, optFns...)
+	}
+	withOld := *in
+	withOld.ReturnValues = types.ReturnValueAllOld
+	out, err := w.Client.PutItem(ctx, &withOld, optFns...)
+	if err != nil {
+		return out, err
+	}
+	// DeleteOwner's condition held: the old item was the owner's session.
+	ms, merr := sessionitem.ExpiryMillis(out.Attributes, w.f.opts.ExpiryAttribute)
+	w.mu.Lock()
+	w.revoked++
+	if merr == nil && sessionitem.Expired(ms, time.Now()) {
+		w.expired++
+	}
+	w.mu.Unlock()
+	out.Attributes = nil // the session's data goes no further
+	return out, err
+}
+
+// nothingFound returns nil when the owner index lists nothing for the
+// owner, and otherwise an error that says which flag is likely wrong,
+// from the index's counts and a sample of the items it listed.
+func (w *ownerWatch) nothingFound(ctx context.Context, client *dynamodb.Client, what string) error {
+	w.mu.Lock()
+	indexed, listed := w.indexed, w.listed
+	w.mu.Unlock()
+	f := w.f
+	switch {
+	case indexed == 0:
+		return nil // the owner has no session in this table
+	case len(listed) == 0:
+		return fmt.Errorf("%s: index %s lists %d items for the owner, none with a key under --key-prefix %q; is --key-prefix right?",
+			what, f.opts.OwnerIndex, indexed, f.opts.KeyPrefix)
+	}
+	sample, err := f.sampleKeys(ctx, client, listed)
+	if err != nil {
+		return err
+	}
+	if m := f.misnamed(sample); m != nil {
+		return fmt.Errorf("%s: index %s lists %d items for the owner, and %s", what, f.opts.OwnerIndex, len(listed), m)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	t, err := f.describeTable(ctx, client)
+	if err != nil {
+		return err
+	}
+	if err := f.checkReadRate(t); err != nil {
+		return err
+	}
+	start := time.Now()
+	// A dry run is the real run, DeleteExpired itself, with a client that
+	// answers each conditional delete as if it held without sending it: the
+	// same Scan, segments, read cap, grace and rule, whose filter is the
+	// delete's condition, so it counts what a real run would delete at that
+	// moment.
+	counter := &countingClient{Client: client, dryRun: f.dryRun}
+	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
+	verb := "deleted"
+	if f.dryRun {
+		verb = "would delete"
+	}
+	stop := f.progress.start(func() string {
+		deleted := counter.deleted.Load()
+		return fmt.Sprintf("delete-expired %s: scanned %d items, %s %d (%.0f per second)",
+			f.opts.TableName, counter.scanned.Load(), verb, deleted, float64(deleted)/time.Since(start).Seconds())
+	})
+	n, err := store.DeleteExpired(ctx)
+	stop()
+	elapsed := time.Since(start)
+	summary := fmt.Sprintf("%s %d expired sessions of %d items scanned in %s (%.0f per second)",
+		verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	if err != nil {
+		fmt.Fprintf(out, "stopped early: %s\n", summary)
+		return err
+	}
+	fmt.Fprintln(out, summary)
+	if n > 0 || counter.scanned.Load() == 0 {
+		return nil
+	}
+	// Nothing to delete in a table that has items: see whether a name is
+	// wrong, by a sample of them.
+	sample, err := f.sampleScan(ctx, client)
+	if err != nil {
+		return err
+	}
+	if m := f.misnamed(sample); m != nil {
+		return fmt.Errorf("%s no expired session: %s", verb, m)
+	}
+	return nil
+}
+
+func stats(ctx context.Context, f *flags, out io.Writer) error {
+	client, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := f.describeTable(ctx, client); err != nil {
+		return err
+	}
+	fmt.Fprintf(f.stderr, "a full Scan of table %s: it reads, and is billed for, every item\n", f.opts.TableName)
+	st, err := scanTable(ctx, client, f, time.Now())
+	if err != nil {
+		fmt.Fprintf(out, "stopped early: the counts of the %d items scanned before it stopped\n", st.scanned)
+		st.print(out)
+		return err
+	}
+	st.print(out)
+	m := f.misnamed(st.sample)
+	switch {
+	case m == nil:
+	case st.live+st.expired+st.corrupt+st.revocations == 0:
+		return fmt.Errorf("no session found: %s", m)
+	case m.flag != "key-prefix":
+		// Some are sessions; others under the prefix have none of the
+		// names, which is worth a look.
+		fmt.Fprintf(f.stderr, "warning: of the items that are not this store's sessions, %s\n", m)
+	}
+	return nil
+}
+
+type tableStats struct {
+	scanned, live, expired, corrupt int
+	revocations, other              int
+	compressed, sealed              int
+	sizes                           []int                             // data bytes of sessions, live and expired
+	sample                          []map[string]types.AttributeValue // the first items that are no session, for misnamed
+}
+
+func (st *tableStats) print(out io.Writer) {
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
+		st.scanned, st.live, st.expired, st.compressed, st.sealed, st.corrupt, st.revocations, st.other)
+	if len(st.sizes) == 0 {
+		return
+	}
+	sizes := slices.Sorted(slices.Values(st.sizes))
+	pct := func(p int) int { return sizes[(len(sizes)-1)*p/100] }
+	fmt.Fprintf(out, "session data bytes as stored: min %d, p50 %d, p90 %d, p99 %d, max %d\n",
+		sizes[0], pct(50), pct(90), pct(99), sizes[len(sizes)-1])
+}
+
+// scanTable reads every item of the table and counts, by the store's rules
+// (package sessionitem), the sessions under the key prefix's fence, live or
+// expired at at, the revocations, and every other item apart. On error it
+// returns the counts so far.
+func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
+	var st tableStats
+	var read atomic.Int64
+	stop := f.progress.start(func() string {
+		return fmt.Sprintf("scanning %s: %d items read", f.opts.TableName, read.Load())
+	})
+	defer stop()
+	names := f.itemNames()
+	p := dynamodb.NewScanPaginator(client, &dynamodb.ScanInput{TableName: &f.opts.TableName})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return st, fmt.Errorf("scan table %s: %w", f.opts.TableName, err)
+		}
+		read.Add(int64(page.ScannedCount))
+		for _, item := range page.Items {
+			st.scanned++
+			switch sessionitem.Classify(item, names) {
+			case sessionitem.Other:
+				st.other++ // another application's, the sweeper lease, or no session
+				if len(st.sample) < sampleSize {
+					st.sample = append(st.sample, item)
+				}
+				continue
+			case sessionitem.Revocation:
+				st.revocations++ // what a Delete leaves: no session
+				continue
+			}
+			// Sized as stored: compressed, sealed or plain, as the
+			// attribute's name says; reading it needs no key.
+			data, format, err := sessionitem.Data(item, f.opts.DataAttribute)
+			if err != nil {
+				st.corrupt++
+				continue
+			}
+			expiry, err := sessionitem.ExpiryMillis(item, f.opts.ExpiryAttribute)
+			if err != nil {
+				st.corrupt++
+				continue
+			}
+			if format.Compressed && !format.Sealed {
+				// The store would refuse it; sealed data needs the key.
+				if _, err := sessionitem.Decompress(data); err != nil {
+					st.corrupt++
+					continue
+				}
+			}
+			if format.Compressed {
+				st.compressed++
+			}
+			if format.Sealed {
+				st.sealed++
+			}
+			st.sizes = append(st.sizes, len(data))
+			if sessionitem.Expired(expiry, at) {
+				st.expired++
+			} else {
+				st.live++
+			}
+		}
+	}
+	return st, nil
+}
+
+// countingClient counts the items a sweep scans and deletes, for the
+// progress line and the summary; with dryRun, it sends no DeleteItem and
+// answers each as if its condition held.
+type countingClient struct {
+	dynamostore.Client
+	dryRun           bool
+	scanned, deleted atomic.Int64
+}
+
+func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	out, err := c.Client.Scan(ctx, in, optFns...)
+	if err == nil {
+		c.scanned.Add(int64(out.ScannedCount))
+	}
+	return out, err
+}
+
+func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	if c.dryRun {
+		c.deleted.Add(1)
+		return &dynamodb.DeleteItemOutput{}, nil
+	}
+	out, err := c.Client.DeleteItem(ctx, in, optFns...)
+	if err == nil {
+		c.deleted.Add(1)
+	}
+	return out, err
+}
