@@ -163,9 +163,9 @@ func newServerWith(t *testing.T, table string, h hooks) *demo {
 	if d.keys, err = newDemoKeys(); err != nil {
 		t.Fatal(err)
 	}
-	if err := dynamostore.CreateTable(context.Background(), d.raw, storeOptions(table, tel, d.keys)); err != nil {
-		t.Fatal(err)
-	}
+	ddblocal.Setup(t, "CreateTable "+table, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, d.raw, storeOptions(table, tel, d.keys))
+	})
 	d.store = dynamostore.NewWithCleanupInterval(costClient{storeClient}, 0, storeOptions(table, tel, d.keys))
 	app := newApp(d.store, d.raw, table, tel, d.keys)
 	if h.handler != nil {

@@ -526,8 +526,8 @@ func start(t *testing.T, bin string, env []string, ports ...string) *program {
 	}
 }
 
-// fetch sends a request with c and returns the status and body.
-func fetch(t *testing.T, c *http.Client, method, url string) (int, string) {
+// request sends a request with c and returns the status and body.
+func request(t *testing.T, c *http.Client, method, url string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -554,7 +554,7 @@ func browser() *http.Client {
 // the session holds the message.
 func putAndGet(t *testing.T, b readmeBlock, c *http.Client, p *program) {
 	t.Helper()
-	if code, body := fetch(t, c, "GET", p.base+"/put"); code != http.StatusOK {
+	if code, body := request(t, c, "GET", p.base+"/put"); code != http.StatusOK {
 		t.Fatalf("%s: GET /put: got %d %q: expected 200; the program printed:\n%s", b, code, body, p.output)
 	}
 	getMessage(t, b, c, p)
@@ -562,7 +562,7 @@ func putAndGet(t *testing.T, b readmeBlock, c *http.Client, p *program) {
 
 func getMessage(t *testing.T, b readmeBlock, c *http.Client, p *program) {
 	t.Helper()
-	if code, body := fetch(t, c, "GET", p.base+"/get"); code != http.StatusOK || body != "Hello from a session!" {
+	if code, body := request(t, c, "GET", p.base+"/get"); code != http.StatusOK || body != "Hello from a session!" {
 		t.Fatalf("%s: GET /get: got %d %q: expected 200 and the message /put stored; the program printed:\n%s", b, code, body, p.output)
 	}
 }
@@ -654,7 +654,7 @@ func testChange(t *testing.T, bin string, s *snippet, env []string) {
 			t.Errorf("%s: the session is not stored sealed under the token's hash: %v", s.block, out.Item)
 		}
 	case "Telemetry":
-		code, body := fetch(t, http.DefaultClient, "GET", "http://"+p.ports["9464"]+"/metrics")
+		code, body := request(t, http.DefaultClient, "GET", "http://"+p.ports["9464"]+"/metrics")
 		if code != http.StatusOK || !strings.Contains(body, "dynamostore_operations_total{") || !strings.Contains(body, `operation="commit"`) {
 			t.Errorf("%s: GET /metrics: got %d, without the store's commits:\n%s", s.block, code, body)
 		}
@@ -668,7 +668,7 @@ func testLogOutEverywhere(t *testing.T, bin string, b readmeBlock, env []string)
 	p := start(t, bin, env, "4000")
 	whoami := func(c *http.Client) string {
 		t.Helper()
-		code, body := fetch(t, c, "GET", p.base+"/")
+		code, body := request(t, c, "GET", p.base+"/")
 		if code != http.StatusOK {
 			t.Fatalf("%s: GET /: got %d %q", b, code, body)
 		}
@@ -680,7 +680,7 @@ func testLogOutEverywhere(t *testing.T, bin string, b readmeBlock, env []string)
 		if who := whoami(browsers[i]); who != "not logged in" {
 			t.Fatalf("%s: got %q before login: expected not logged in", b, who)
 		}
-		if code, body := fetch(t, browsers[i], "POST", p.base+"/login"); code != http.StatusOK {
+		if code, body := request(t, browsers[i], "POST", p.base+"/login"); code != http.StatusOK {
 			t.Fatalf("%s: POST /login: got %d %q", b, code, body)
 		}
 		if who := whoami(browsers[i]); who != "logged in as user 42" {
@@ -703,7 +703,7 @@ func testLogOutEverywhere(t *testing.T, bin string, b readmeBlock, env []string)
 		<-time.After(50 * time.Millisecond) // a pause between reads, bounded by deadline
 	}
 
-	if code, body := fetch(t, browser(), "POST", p.base+"/logout-everywhere"); code != http.StatusUnauthorized && code != http.StatusForbidden {
+	if code, body := request(t, browser(), "POST", p.base+"/logout-everywhere"); code != http.StatusUnauthorized && code != http.StatusForbidden {
 		t.Fatalf("%s: a caller who is not logged in got %d %q: expected 401 or 403", b, code, body)
 	}
 	for i, c := range browsers {
@@ -711,7 +711,7 @@ func testLogOutEverywhere(t *testing.T, bin string, b readmeBlock, env []string)
 			t.Fatalf("%s: browser %d: got %q after a logged-out caller's log-out-everywhere: expected still logged in", b, i, who)
 		}
 	}
-	if code, body := fetch(t, browsers[0], "POST", p.base+"/logout-everywhere"); code != http.StatusOK || body != "logged out of 2 sessions" {
+	if code, body := request(t, browsers[0], "POST", p.base+"/logout-everywhere"); code != http.StatusOK || body != "logged out of 2 sessions" {
 		t.Fatalf("%s: POST /logout-everywhere: got %d %q: expected 200, logged out of 2 sessions", b, code, body)
 	}
 	for i, c := range browsers {
@@ -937,9 +937,9 @@ func TestREADMEIAM(t *testing.T) {
 	t.Run("web application", func(t *testing.T) {
 		t.Parallel()
 		const table = "readme-iam-web"
-		if err := dynamostore.CreateTable(ctx, direct, func(o *dynamostore.Options) { o.TableName = table }); err != nil {
-			t.Fatal(err)
-		}
+		ddblocal.Setup(t, "CreateTable "+table, func(ctx context.Context) error {
+			return dynamostore.CreateTable(ctx, direct, func(o *dynamostore.Options) { o.TableName = table })
+		})
 		proxy := newPolicyProxy(t, rows[0])
 		logs := newLogRecorder()
 		store := dynamostore.New(ddblocal.NewClient(proxy.url), func(o *dynamostore.Options) {

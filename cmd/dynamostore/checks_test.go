@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
 
 // ownedTable creates the table name with its owner index, and TTL (where
@@ -20,13 +21,13 @@ import (
 func ownedTable(t *testing.T, name string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := dynamostore.CreateTable(ctx, client(), func(o *dynamostore.Options) {
-		o.TableName = name
-		o.ExpiryAttribute = "no_ttl"
-		o.Logger = slog.New(slog.DiscardHandler)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ddblocal.Setup(t, "CreateTable "+name, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client(), func(o *dynamostore.Options) {
+			o.TableName = name
+			o.ExpiryAttribute = "no_ttl"
+			o.Logger = slog.New(slog.DiscardHandler)
+		})
+	})
 	t.Cleanup(func() { client().DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: &name}) })
 	store := dynamostore.NewWithCleanupInterval(client(), 0, func(o *dynamostore.Options) {
 		o.TableName = name

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -11,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/ddblocal"
 )
 
 // silentEndpoint is an endpoint that accepts connections and never
@@ -70,12 +73,12 @@ func TestTimeoutNoAnswer(t *testing.T) {
 // does while it fills a new index on a large table.
 func creatingIndex(t *testing.T, name string) *ddbProxy {
 	t.Helper()
-	if err := dynamostore.CreateTable(context.Background(), client(), func(o *dynamostore.Options) {
-		o.TableName = name
-		o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ddblocal.Setup(t, "CreateTable "+name, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client(), func(o *dynamostore.Options) {
+			o.TableName = name
+			o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
+		})
+	})
 	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
 	p := newProxy(t)
 	p.response = func(op string, body map[string]any) {
@@ -153,5 +156,25 @@ func TestCreateTableIndexInterrupted(t *testing.T) {
 	want := fmt.Sprintf("dynamostore create-table: interrupted: index owner-index of table %s did not become ACTIVE (it is CREATING after ", name)
 	if code != 1 || out.String() != "" || !strings.Contains(errOut.String(), want) || !strings.Contains(errOut.String(), "(--timeout 2h)") {
 		t.Fatalf("got %d, %q, %q: expected %q", code, out.String(), errOut.String(), want)
+	}
+}
+
+// TestRequestTimeout: each request has a deadline of its own, so a
+// subcommand with a --timeout of hours still ends soon against an endpoint
+// that stops answering.
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	f, err := parseFlags("stats", []string{"--endpoint", "http://127.0.0.1:1", "--region", "us-east-1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stderr = io.Discard
+	c, err := f.client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, ok := c.Options().HTTPClient.(*awshttp.BuildableClient)
+	if !ok || hc.GetTimeout() != requestTimeout {
+		t.Fatalf("got %T: expected a BuildableClient with a timeout of %v", c.Options().HTTPClient, requestTimeout)
 	}
 }

@@ -41,6 +41,13 @@ var defaultTimeouts = map[string]time.Duration{
 	"revoke":         30 * time.Minute,
 }
 
+// requestTimeout bounds each request to DynamoDB, whatever --timeout says.
+// One request (a Scan page of at most 1 MB, a conditional delete) takes well
+// under a second; an endpoint that has not answered one in a minute is not
+// answering, so a long run against it ends after the SDK's attempts (three)
+// rather than at a --timeout of hours.
+const requestTimeout = time.Minute
+
 // maxScanTime is the longest a --read-rate may make delete-expired's scan
 // last, by the table's approximate size, unless --force.
 const maxScanTime = 24 * time.Hour
@@ -283,7 +290,7 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 	// A sweep keeps 8 deletes per segment in flight; the SDK's default
 	// transport keeps only 10 idle connections per host, so more segments
 	// would open and close connections all the time.
-	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(requestTimeout).WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 256
 	})))

@@ -25,9 +25,9 @@ func TestREADMESamples(t *testing.T) {
 		t.Fatal("no sample block in the README")
 	}
 	block, _, _ = strings.Cut(block, "```")
-	if err := dynamostore.CreateTable(context.Background(), client()); err != nil { // the table make demo makes
-		t.Fatal(err)
-	}
+	ddblocal.Setup(t, "CreateTable", func(ctx context.Context) error { // the table make demo makes
+		return dynamostore.CreateTable(ctx, client())
+	})
 	samples := strings.Split(block, "\n$ ")[1:] // the first is the export line
 	if len(samples) < 2 {
 		t.Fatalf("got %d samples: expected at least check and a missing table", len(samples))
