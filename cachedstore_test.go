@@ -526,12 +526,12 @@ func TestCachedRace(t *testing.T) {
 	}
 }
 
-// TestCachedBoundedInBytes: 1,000 sessions of 1 MB in memory (compressible,
-// so that DynamoDB can store them with CompressAbove) through a CachedStore
-// with MaxBytes 16 MiB leave the heap within 16 MiB and a little more. Not
-// parallel: it measures the process's heap.
+// TestCachedBoundedInBytes: 256 sessions of 256 KiB in memory, 64 MiB in
+// all (compressible, so that DynamoDB can store them with CompressAbove),
+// through a CachedStore with MaxBytes 4 MiB leave the heap within 4 MiB and a
+// little more. Not parallel: it measures the process's heap.
 func TestCachedBoundedInBytes(t *testing.T) {
-	const maxBytes, sessions, size = 16 << 20, 1000, 1 << 20
+	const maxBytes, sessions, size = 4 << 20, 256, 256 << 10
 	s := newStore(t, nil, func(o *Options) { o.CompressAbove = 1024 })
 	c := NewCached(s, func(o *CacheOptions) { o.MaxBytes = maxBytes })
 	session := func(i int) []byte {
@@ -543,8 +543,7 @@ func TestCachedBoundedInBytes(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return int64(ms.HeapAlloc)
 	}
-	// Warm the codec's buffers, which the store keeps whatever the cache:
-	// 18 MB, after the second session.
+	// Warm the codec's buffers, which the store keeps whatever the cache.
 	expiry := time.Now().Add(time.Hour)
 	for i := range 3 {
 		if err := s.Commit("warm", session(-i), expiry); err != nil {
@@ -555,9 +554,9 @@ func TestCachedBoundedInBytes(t *testing.T) {
 		}
 	}
 	base := heap()
-	// The slack is for otter's own structures, sized for the 65,000
-	// entries a 16 MiB cache of the smallest sessions could hold.
-	const slack = 4 << 20
+	// The slack is for otter's own structures, sized for the 16,000
+	// entries a 4 MiB cache of the smallest sessions could hold.
+	const slack = 2 << 20
 	m := c.cache.(*memCache)
 	check := func(phase string) {
 		t.Helper()
@@ -574,8 +573,8 @@ func TestCachedBoundedInBytes(t *testing.T) {
 		}
 	}
 	// Committed: the cache holds the caller's slices, here cut from
-	// arrays of 2 MB, as an encoder's buffer may be: it must count what
-	// they hold, not their length.
+	// arrays twice their length, as an encoder's buffer may be: it must
+	// count what they hold, not their length.
 	for i := range sessions {
 		if err := c.Commit(fmt.Sprintf("token-%d", i), session(i), expiry); err != nil {
 			t.Fatal(err)
@@ -623,14 +622,14 @@ func TestCachedBounded(t *testing.T) {
 	if overhead > entryOverhead {
 		t.Fatalf("got %d bytes per entry beyond its token and data: expected at most entryOverhead, %d, which MaxBytes counts", overhead, entryOverhead)
 	}
-	for i := range 1_000_000 {
+	for i := range 200_000 {
 		memSet(m, fmt.Sprintf("token-%d", i), bytes.Clone(data), until) // scs encodes anew each time
 	}
 	m.c.CleanUp() // otter evicts in the background; finish now
 	if n := m.c.EstimatedSize(); n > 10_000 {
 		t.Fatalf("got %d entries: expected at most the bound, 10000", n)
 	}
-	// 990,000 more entries of 100 bytes would be over 100 MB.
+	// 190,000 more entries of 100 bytes would be over 40 MB.
 	if after := heap(); after > warm+10<<20 {
 		t.Fatalf("heap grew from %d to %d bytes: expected it flat", warm, after)
 	}
