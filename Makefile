@@ -28,7 +28,7 @@ STRESS_RUNS       ?= 5
 # bound minimization so a new input does not stall a short run.
 FUZZFLAGS          = -race -run '^$$' -fuzzminimizetime 100x
 
-.PHONY: test lint stress fuzz soak bench demo ddb-local redis-server chromium
+.PHONY: test test-dynamodb-local test-dynalite lint stress fuzz soak bench demo ddb-local redis-server chromium
 
 ## demo: start DynamoDB Local, create the table and serve the example app
 demo: $(DDB_JAR_STAMP)
@@ -38,13 +38,24 @@ demo: $(DDB_JAR_STAMP)
 test: $(DDB_JAR_STAMP) redis-server chromium
 	$(MAKE) --no-print-directory lint
 	rm -rf .artifacts && mkdir -p .artifacts
-	failed=; for m in $(MODULES); do $(GO) -C $$m test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./... || failed="$$failed $$m"; done; \
-		test -z "$$failed" || { echo "FAIL in module(s):$$failed"; exit 1; }  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
-	failed=; for m in $(MODULES); do DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) -C $$m test -race -count=1 ./... || failed="$$failed $$m"; done; \
-		test -z "$$failed" || { echo "FAIL on dynalite in module(s):$$failed"; exit 1; }
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-dynamodb-local test-dynalite
 	DYNAMOSTORE_BENCH_SWEEP_ITEMS=200 $(GO) test -run '^$$' -bench . -benchtime 1x .  # every benchmark still runs
 	$(MAKE) --no-print-directory fuzz FUZZ_DECODE_TIME=4000x FUZZ_TOKEN_TIME=300x
 	$(MAKE) --no-print-directory soak SOAK_DURATION=20s
+
+# `make test` runs the two backends' passes at once, each printing when it
+# ends: a pass spends much of its time waiting on its server, so together
+# they take little longer than the slower alone.
+
+## test-dynamodb-local: every module's tests with the race detector on DynamoDB Local
+test-dynamodb-local: $(DDB_JAR_STAMP) redis-server chromium
+	failed=; for m in $(MODULES); do $(GO) -C $$m test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./... || failed="$$failed $$m"; done; \
+		test -z "$$failed" || { echo "FAIL on DynamoDB Local in module(s):$$failed"; exit 1; }  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
+
+## test-dynalite: every module's tests with the race detector on dynalite
+test-dynalite: $(DDB_JAR_STAMP) redis-server chromium
+	failed=; for m in $(MODULES); do DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) -C $$m test -race -count=1 ./... || failed="$$failed $$m"; done; \
+		test -z "$$failed" || { echo "FAIL on dynalite in module(s):$$failed"; exit 1; }
 
 ## lint: in every module, gofmt -l prints nothing and go vet, staticcheck and go mod tidy -diff find nothing
 lint:
