@@ -100,9 +100,9 @@ func TestCreateTableIndexNeverActive(t *testing.T) {
 	t.Parallel()
 	name := tableName(t)
 	p := creatingIndex(t, name)
-	code, out, errOut := proxyCmd(context.Background(), p, "create-table", "--table", name, "--timeout", "2s")
+	code, out, errOut := proxyCmd(context.Background(), p, "create-table", "--table", name, "--timeout", "10s")
 	notice := fmt.Sprintf("create-table %s: waiting for index owner-index to become ACTIVE: CREATING, 0 items so far, ", name)
-	want := fmt.Sprintf("dynamostore create-table: timed out: no result within --timeout 2s (pass a longer one, or 0 for none): index owner-index of table %s did not become ACTIVE (it is CREATING after ", name)
+	want := fmt.Sprintf("dynamostore create-table: timed out: no result within --timeout 10s (pass a longer one, or 0 for none): index owner-index of table %s did not become ACTIVE (it is CREATING after ", name)
 	// The deadline may end the pause between polls or a DescribeTable in
 	// flight: either way the cause is the deadline.
 	if code != 1 || out != "" || !strings.HasPrefix(errOut, notice) || !strings.Contains(errOut, "\n"+want) || !strings.HasSuffix(errOut, "context deadline exceeded\n") {
