@@ -291,7 +291,8 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 // for op. The PutItem's condition is cond's when cond is not nil, and
 // otherwise that the token is not revoked; a failed condition is returned
 // as the SDK's *types.ConditionalCheckFailedException, wrapped. The owner
-// is keep's when keep is not nil, and otherwise Options.Owner's.
+// and the time of the last write are keep's when keep is not nil, and
+// otherwise Options.Owner's and now.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
 	owner, hasOwner, invalid := s.owner(b)
@@ -301,10 +302,11 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 				"table", s.tableName)
 		})
 	}
+	var lastWrite string
 	if keep != nil {
-		owner, hasOwner = keep.owner, keep.ok
+		owner, hasOwner, lastWrite = keep.owner, keep.ok, keep.lastWrite
 	}
-	item, err := s.encode(key, b, expiry, owner, hasOwner)
+	item, err := s.encode(key, b, expiry, owner, hasOwner, lastWrite)
 	if err != nil {
 		return s.opError(op, err)
 	}
