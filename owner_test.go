@@ -818,6 +818,22 @@ func newHeldApp(t *testing.T, cached *CachedStore) *heldApp {
 		}
 		fmt.Fprint(w, n)
 	})
+	mux.HandleFunc("POST /logout-others", func(w http.ResponseWriter, r *http.Request) {
+		n, err := cached.DeleteOwnerExcept(r.Context(), sm.GetString(r.Context(), "user_id"), cached.CurrentSessionID(r.Context(), sm))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /limit-one", func(w http.ResponseWriter, r *http.Request) {
+		n, err := cached.LimitOwner(r.Context(), sm.GetString(r.Context(), "user_id"), 1)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
 	app.Server = httptest.NewServer(sm.LoadAndSave(mux))
 	t.Cleanup(app.Close)
 	return app
