@@ -29,7 +29,9 @@
 //   - CreateTable makes the table, with its owner index and TTL, or adds what
 //     an existing table lacks.
 //   - DeleteExpired sweeps on your own schedule; DeleteOwner logs a user out
-//     everywhere; Reseal seals every session under Options.Encryption.
+//     everywhere; OwnerSessions, CurrentSessionID, DeleteOwnerSession,
+//     DeleteOwnerExcept and LimitOwner make a "your devices" page and cap a
+//     user's sessions; Reseal seals every session under Options.Encryption.
 //   - The command-line tool, github.com/dynamostore/dynamostore/cmd/dynamostore,
 //     does the same from a shell: create-table, check, delete-expired, stats,
 //     sessions and revoke.
@@ -67,8 +69,9 @@ type Client interface {
 // TTL deletes expired sessions (see Options.SweepWithTTL).
 // *dynamodb.Client has it; a DAX client does not, and sweeps regardless.
 //
-// The other optional methods are the SDK's: DeleteOwner and OwnerTokens
-// need dynamodb.QueryAPIClient, and OwnerTokens also
+// The other optional methods are the SDK's: DeleteOwner, OwnerTokens and
+// the methods of OwnerSessionStore need dynamodb.QueryAPIClient, and
+// OwnerTokens, OwnerSessions and LimitOwner also
 // dynamodb.BatchGetItemAPIClient. New logs at Error when Options.Owner is
 // set and the Client lacks one of them.
 type DescribeTimeToLiveAPIClient interface {
@@ -178,7 +181,7 @@ func newDynamoStore(client Client, interval time.Duration, h hooks, optFns []fun
 			missing bool
 		}{{"Query", s.query == nil}, {"BatchGetItem", s.batchGet == nil}} {
 			if m.missing {
-				s.logger.Error("dynamostore: New: Options.Owner is set, but the Client has no "+m.name+" method, so DeleteOwner and OwnerTokens will fail with ErrClientMethod; use a *dynamodb.Client or a wrapper that has it",
+				s.logger.Error("dynamostore: New: Options.Owner is set, but the Client has no "+m.name+" method, so DeleteOwner, OwnerTokens, OwnerSessions and the other owner methods will fail with ErrClientMethod; use a *dynamodb.Client or a wrapper that has it",
 					"table", o.TableName, "client", fmt.Sprintf("%T", client))
 			}
 		}
