@@ -450,23 +450,26 @@ func TestLimitOwner(t *testing.T) {
 }
 
 // TestOwnerSessionsSealed: sealed sessions are listed with their data
-// opened; a store without the key (the command-line tool's) lists them
-// with nil Data; a store that cannot open them and requires sealing lists
-// no planted unsealed item.
+// opened, and Reseal keeps their last write; a store without the key (the
+// command-line tool's) lists them with nil Data.
 func TestOwnerSessionsSealed(t *testing.T) {
 	t.Parallel()
 	a := newAEAD(t)
 	fns := newTable(t, withOwner, withEncryption(a))
-	s := NewWithCleanupInterval(newClient(t), 0, fns...)
-	if err := s.Commit("tok", []byte("u1|secret"), time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	var clock steppedClock
+	s := newDynamoStore(newClient(t), 0, clock.hooks(), fns)
+	wrote := commitAt(t, s, &clock, "tok", "u1|secret", liveAt())
+	// Resealing is no use of the session: its last write stays.
+	clock.steps.Add(1)
+	if n, err := s.Reseal(context.Background()); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected the session resealed", n, err)
 	}
 	if _, ok := rawItem(t, s, "tok")["data_sealed"]; !ok {
 		t.Fatal("expected the session sealed")
 	}
 	got := waitOwnerSessions(t, s, "u1", 1)
-	if string(got[0].Data) != "u1|secret" || got[0].ID != sessionID("tok") {
-		t.Fatalf("got %q, %s: expected the data opened", got[0].Data, got[0].ID)
+	if string(got[0].Data) != "u1|secret" || got[0].ID != sessionID("tok") || !got[0].LastWrite.Equal(wrote) {
+		t.Fatalf("got %q, %s, %v: expected the data opened, last written %v", got[0].Data, got[0].ID, got[0].LastWrite, wrote)
 	}
 	keyless := NewWithCleanupInterval(newClient(t), 0, append(fns[:1:1], withOwner, quietLog)...)
 	got = waitOwnerSessions(t, keyless, "u1", 1)
