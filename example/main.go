@@ -283,6 +283,7 @@ td:first-child { color: #5a6472; white-space: nowrap; } code { font: 13px ui-mon
 .big { font-size: 1.5rem; font-weight: 600; } .muted { color: #5a6472; font-size: .9rem; }
 .flash { background: #e6f4ea; border: 1px solid #b7dfc2; border-radius: .6rem; padding: .6rem 1rem; margin: 0 0 1rem; }
 form { display: inline-block; margin: .4rem .4rem 0 0; } input { padding: .35rem .5rem; border: 1px solid #c3c9d1; border-radius: .35rem; }
+tr.device td { white-space: normal; color: inherit; padding-bottom: .5rem; overflow-wrap: anywhere; }
 button { padding: .4rem .9rem; border: 0; border-radius: .35rem; background: #2456c8; color: #fff; cursor: pointer; } button.quiet { background: #5a6472; }
 </style>
 <header>
@@ -317,8 +318,8 @@ Sessions are sealed with a key generated when this demo started and kept in its 
 <p>Your sessions: <strong id="sessions">{{len .List}}</strong> <span class="muted">listed at {{.ListedAt}}, for <strong id="list-read">{{printf "%.1f" .Read}}</strong> read units</span>{{if eq (len .List) 1}} <span class="muted" id="hint">(log in from another browser to see two)</span>{{end}}</p>
 <table>
 {{range .List}}<tr class="device" data-id="{{.ID}}"><td><span class="agent">{{.Agent}}</span>{{if .Current}} <strong id="this-device">(this device)</strong>{{end}}
-<div class="muted">last active <span class="last-active">{{.LastActive}}</span>{{with .SignedIn}}, signed in at {{.}}{{end}}</div></td>
-<td>{{if not .Current}}<form method="post" action="/devices/revoke"><input type="hidden" name="id" value="{{.ID}}"><button class="revoke quiet">Log out</button></form>{{end}}</td></tr>
+<div class="muted">last active <span class="last-active">{{.LastActive}}</span>{{with .SignedIn}}, signed in at {{.}}{{end}}</div>
+{{if not .Current}}<form method="post" action="/devices/revoke"><input type="hidden" name="id" value="{{.ID}}"><button class="revoke quiet">Log out this device</button></form>{{end}}</td></tr>
 {{end}}</table>
 <form method="post" action="/devices/others"><button id="logout-others" class="quiet">Log out other devices</button></form>
 {{else}}
