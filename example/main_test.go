@@ -350,8 +350,8 @@ func TestDevicesOnDemand(t *testing.T) {
 	}})
 	const hint = "log in from another browser to see two"
 	first := newBrowser()
-	page := fetch(t, first, d.URL, "/login", url.Values{"name": {"cy"}})
-	page = fetch(t, first, d.URL, "/", nil)
+	fetch(t, first, d.URL, "/login", url.Values{"name": {"cy"}})
+	page := fetch(t, first, d.URL, "/", nil)
 	if _, ok := field(page, "sessions"); ok || !strings.Contains(page, `id="not-listed"`) || !strings.Contains(page, `id="list-devices"`) {
 		t.Fatalf("got page %s: expected no list before the button, and the button", page)
 	}
