@@ -49,6 +49,12 @@ var (
 	_ func(*dynamostore.DynamoStore, context.Context, string) (int, error)                                     = (*dynamostore.DynamoStore).DeleteOwner
 	_ func(*dynamostore.DynamoStore, context.Context, string) ([]string, error)                                = (*dynamostore.DynamoStore).OwnerTokens
 	_ func(*dynamostore.DynamoStore, context.Context) (int, error)                                             = (*dynamostore.DynamoStore).Reseal
+	_ func(*dynamostore.DynamoStore, context.Context, string) ([]dynamostore.OwnerSession, error)              = (*dynamostore.DynamoStore).OwnerSessions
+	_ func(*dynamostore.DynamoStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.DynamoStore).CurrentSessionID
+	_ func(*dynamostore.DynamoStore, context.Context, string, string) (bool, error)                            = (*dynamostore.DynamoStore).DeleteOwnerSession
+	_ func(*dynamostore.DynamoStore, context.Context, string, string) (int, error)                             = (*dynamostore.DynamoStore).DeleteOwnerExcept
+	_ func(*dynamostore.DynamoStore, context.Context, string, int) (int, error)                                = (*dynamostore.DynamoStore).LimitOwner
+	_ dynamostore.OwnerSessionStore                                                                            = (*dynamostore.DynamoStore)(nil)
 	_ func(*dynamostore.DynamoStore)                                                                           = (*dynamostore.DynamoStore).StopCleanup
 	_ scs.IterableCtxStore                                                                                     = (*dynamostore.DynamoStore)(nil)
 	_ scs.IterableStore                                                                                        = (*dynamostore.DynamoStore)(nil)
@@ -66,6 +72,11 @@ var (
 	_ func(*dynamostore.CachedStore, context.Context) (map[string][]byte, error)                               = (*dynamostore.CachedStore).AllCtx
 	_ func(*dynamostore.CachedStore, context.Context, string) (int, error)                                     = (*dynamostore.CachedStore).DeleteOwner
 	_ func(*dynamostore.CachedStore) dynamostore.CacheStats                                                    = (*dynamostore.CachedStore).Stats
+	_ func(*dynamostore.CachedStore, context.Context, string) ([]dynamostore.OwnerSession, error)              = (*dynamostore.CachedStore).OwnerSessions
+	_ func(*dynamostore.CachedStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.CachedStore).CurrentSessionID
+	_ func(*dynamostore.CachedStore, context.Context, string, string) (bool, error)                            = (*dynamostore.CachedStore).DeleteOwnerSession
+	_ func(*dynamostore.CachedStore, context.Context, string, string) (int, error)                             = (*dynamostore.CachedStore).DeleteOwnerExcept
+	_ func(*dynamostore.CachedStore, context.Context, string, int) (int, error)                                = (*dynamostore.CachedStore).LimitOwner
 	_ scs.IterableCtxStore                                                                                     = (*dynamostore.CachedStore)(nil)
 	_ dynamostore.Client                                                                                       = (*dynamodb.Client)(nil)
 	_ dynamostore.CreateTableAPIClient                                                                         = (*dynamodb.Client)(nil)
@@ -90,6 +101,7 @@ var (
 		Cache: scs.Store(nil), MaxBytes: int64(0), MaxEntries: 0, MaxStale: time.Duration(0),
 		SkipWriteWithin: time.Duration(0), MeterProvider: metric.MeterProvider(nil), Logger: (*slog.Logger)(nil),
 	}
+	_ = dynamostore.OwnerSession{ID: "", Data: []byte(nil), Expiry: time.Time{}, LastWrite: time.Time{}, Size: 0}
 	_ = dynamostore.CacheEntry{Data: []byte(nil), Expiry: time.Time{}}
 	_ = dynamostore.CacheLookup{Entry: dynamostore.CacheEntry{}, Found: false, Lease: uint64(0), Granted: false}
 	_ = dynamostore.CacheStats{Hits: uint64(0), Misses: uint64(0), SkippedWrites: uint64(0), CacheErrors: uint64(0)}

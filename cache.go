@@ -188,3 +188,24 @@ type OwnerStore interface {
 	// each delete (see DynamoStore.DeleteOwnerFunc).
 	DeleteOwnerFunc(ctx context.Context, owner string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (deleted int, err error)
 }
+
+// OwnerSessionStore is a backing store that lists an owner's sessions and
+// revokes some of them, through which a CachedStore's OwnerSessions,
+// CurrentSessionID, DeleteOwnerSession, DeleteOwnerExcept and LimitOwner
+// work, dropping each cached copy as they revoke the session. DynamoStore
+// is one; a wrapper around a DynamoStore must forward these methods for
+// them to work.
+type OwnerSessionStore interface {
+	// OwnerSessions lists the owner's live sessions (see
+	// DynamoStore.OwnerSessions).
+	OwnerSessions(ctx context.Context, owner string) ([]OwnerSession, error)
+	// CurrentSessionID returns the ID of the request's own session (see
+	// DynamoStore.CurrentSessionID).
+	CurrentSessionID(ctx context.Context, sm *scs.SessionManager) string
+	// DeleteOwnerSessionFunc, DeleteOwnerExceptFunc and LimitOwnerFunc
+	// revoke sessions of the owner, calling fn around each delete (see
+	// DynamoStore.DeleteOwnerFunc).
+	DeleteOwnerSessionFunc(ctx context.Context, owner, id string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (bool, error)
+	DeleteOwnerExceptFunc(ctx context.Context, owner, keepID string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error)
+	LimitOwnerFunc(ctx context.Context, owner string, keep int, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error)
+}

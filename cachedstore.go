@@ -70,6 +70,7 @@ var (
 	_ CacheableStore       = (*DynamoStore)(nil)
 	_ TableStore           = (*DynamoStore)(nil)
 	_ OwnerStore           = (*DynamoStore)(nil)
+	_ OwnerSessionStore    = (*DynamoStore)(nil)
 	_ SharedCache          = (*memCache)(nil)
 )
 
@@ -361,14 +362,96 @@ func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted in
 	if !ok {
 		return 0, c.opError("delete owner", fmt.Errorf("%w: backing store %T is not an OwnerStore (it has no DeleteOwnerFunc method)", ErrClientMethod, c.backing))
 	}
-	return owners.DeleteOwnerFunc(ctx, owner, func(ctx context.Context, token string, del func(context.Context) error) error {
+	return owners.DeleteOwnerFunc(ctx, owner, c.dropAround("delete owner"))
+}
+
+// dropAround returns the function that an OwnerStore's or an
+// OwnerSessionStore's deletes for op call around each delete: it drops
+// the token's cached copy as Delete does, and keeps it uncached while the
+// delete is under way.
+func (c *CachedStore) dropAround(op string) func(ctx context.Context, token string, del func(context.Context) error) error {
+	return func(ctx context.Context, token string, del func(context.Context) error) error {
 		write, err := c.beginWrite(ctx, token)
 		if err != nil {
-			return c.opError("delete owner: cache", err)
+			return c.opError(op+": cache", err)
 		}
 		defer c.endWrite(ctx, token, write)
 		return del(ctx)
-	})
+	}
+}
+
+// ownerSessions returns the backing store as an OwnerSessionStore, or an
+// error for op wrapping ErrClientMethod.
+func (c *CachedStore) ownerSessions(op string) (OwnerSessionStore, error) {
+	owners, ok := c.backing.(OwnerSessionStore)
+	if !ok {
+		return nil, c.opError(op, fmt.Errorf("%w: backing store %T is not an OwnerSessionStore (it has no OwnerSessions method)", ErrClientMethod, c.backing))
+	}
+	return owners, nil
+}
+
+// OwnerSessions lists the owner's live sessions from the backing store, an
+// OwnerSessionStore such as a DynamoStore, bypassing the cache: see
+// (*DynamoStore).OwnerSessions. It returns an error wrapping
+// ErrClientMethod when the backing store is not an OwnerSessionStore.
+func (c *CachedStore) OwnerSessions(ctx context.Context, owner string) ([]OwnerSession, error) {
+	owners, err := c.ownerSessions("owner sessions")
+	if err != nil {
+		return nil, err
+	}
+	return owners.OwnerSessions(ctx, owner)
+}
+
+// CurrentSessionID returns the ID of the request's own session, as the
+// backing store's OwnerSessions lists it: see
+// (*DynamoStore).CurrentSessionID. It returns "" when the backing store
+// is not an OwnerSessionStore.
+func (c *CachedStore) CurrentSessionID(ctx context.Context, sm *scs.SessionManager) string {
+	owners, ok := c.backing.(OwnerSessionStore)
+	if !ok {
+		return ""
+	}
+	return owners.CurrentSessionID(ctx, sm)
+}
+
+// DeleteOwnerSession revokes the owner's session with ID id through the
+// backing store, an OwnerSessionStore such as a DynamoStore, and drops its
+// cached copy, as DeleteOwner does: see (*DynamoStore).DeleteOwnerSession.
+// It returns an error wrapping ErrClientMethod when the backing store is
+// not an OwnerSessionStore.
+func (c *CachedStore) DeleteOwnerSession(ctx context.Context, owner, id string) (bool, error) {
+	owners, err := c.ownerSessions("delete owner session")
+	if err != nil {
+		return false, err
+	}
+	return owners.DeleteOwnerSessionFunc(ctx, owner, id, c.dropAround("delete owner session"))
+}
+
+// DeleteOwnerExcept revokes every live session of the owner but the one
+// with ID keepID through the backing store, an OwnerSessionStore such as a
+// DynamoStore, and drops their cached copies, as DeleteOwner does: see
+// (*DynamoStore).DeleteOwnerExcept. It returns an error wrapping
+// ErrClientMethod when the backing store is not an OwnerSessionStore.
+func (c *CachedStore) DeleteOwnerExcept(ctx context.Context, owner, keepID string) (int, error) {
+	owners, err := c.ownerSessions("delete owner except")
+	if err != nil {
+		return 0, err
+	}
+	return owners.DeleteOwnerExceptFunc(ctx, owner, keepID, c.dropAround("delete owner except"))
+}
+
+// LimitOwner keeps the keep most recently written live sessions of the
+// owner and revokes the rest through the backing store, an
+// OwnerSessionStore such as a DynamoStore, and drops their cached copies,
+// as DeleteOwner does: see (*DynamoStore).LimitOwner. It returns an error
+// wrapping ErrClientMethod when the backing store is not an
+// OwnerSessionStore.
+func (c *CachedStore) LimitOwner(ctx context.Context, owner string, keep int) (int, error) {
+	owners, err := c.ownerSessions("limit owner")
+	if err != nil {
+		return 0, err
+	}
+	return owners.LimitOwnerFunc(ctx, owner, keep, c.dropAround("limit owner"))
 }
 
 // All returns every unexpired session, from the backing store. It calls

@@ -29,7 +29,9 @@
 //   - CreateTable makes the table, with its owner index and TTL, or adds what
 //     an existing table lacks.
 //   - DeleteExpired sweeps on your own schedule; DeleteOwner logs a user out
-//     everywhere; Reseal seals every session under Options.Encryption.
+//     everywhere; OwnerSessions, CurrentSessionID, DeleteOwnerSession,
+//     DeleteOwnerExcept and LimitOwner make a "your devices" page and cap a
+//     user's sessions; Reseal seals every session under Options.Encryption.
 //   - The command-line tool, github.com/dynamostore/dynamostore/cmd/dynamostore,
 //     does the same from a shell: create-table, check, delete-expired, stats,
 //     sessions and revoke.
@@ -67,8 +69,9 @@ type Client interface {
 // TTL deletes expired sessions (see Options.SweepWithTTL).
 // *dynamodb.Client has it; a DAX client does not, and sweeps regardless.
 //
-// The other optional methods are the SDK's: DeleteOwner and OwnerTokens
-// need dynamodb.QueryAPIClient, and OwnerTokens also
+// The other optional methods are the SDK's: DeleteOwner, OwnerTokens and
+// the methods of OwnerSessionStore need dynamodb.QueryAPIClient, and
+// OwnerTokens, OwnerSessions and LimitOwner also
 // dynamodb.BatchGetItemAPIClient. New logs at Error when Options.Owner is
 // set and the Client lacks one of them.
 type DescribeTimeToLiveAPIClient interface {
@@ -178,7 +181,7 @@ func newDynamoStore(client Client, interval time.Duration, h hooks, optFns []fun
 			missing bool
 		}{{"Query", s.query == nil}, {"BatchGetItem", s.batchGet == nil}} {
 			if m.missing {
-				s.logger.Error("dynamostore: New: Options.Owner is set, but the Client has no "+m.name+" method, so DeleteOwner and OwnerTokens will fail with ErrClientMethod; use a *dynamodb.Client or a wrapper that has it",
+				s.logger.Error("dynamostore: New: Options.Owner is set, but the Client has no "+m.name+" method, so DeleteOwner, OwnerTokens, OwnerSessions and the other owner methods will fail with ErrClientMethod; use a *dynamodb.Client or a wrapper that has it",
 					"table", o.TableName, "client", fmt.Sprintf("%T", client))
 			}
 		}
@@ -291,7 +294,8 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 // for op. The PutItem's condition is cond's when cond is not nil, and
 // otherwise that the token is not revoked; a failed condition is returned
 // as the SDK's *types.ConditionalCheckFailedException, wrapped. The owner
-// is keep's when keep is not nil, and otherwise Options.Owner's.
+// and the time of the last write are keep's when keep is not nil, and
+// otherwise Options.Owner's and now.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
 	owner, hasOwner, invalid := s.owner(b)
@@ -301,10 +305,11 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 				"table", s.tableName)
 		})
 	}
+	var lastWrite string
 	if keep != nil {
-		owner, hasOwner = keep.owner, keep.ok
+		owner, hasOwner, lastWrite = keep.owner, keep.ok, keep.lastWrite
 	}
-	item, err := s.encode(key, b, expiry, owner, hasOwner)
+	item, err := s.encode(key, b, expiry, owner, hasOwner, lastWrite)
 	if err != nil {
 		return s.opError(op, err)
 	}

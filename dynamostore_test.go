@@ -996,6 +996,9 @@ func TestInvalidOptions(t *testing.T) {
 		{"the store's own", func(o *Options) { o.ExpiryAttribute = "revoked_until" }},
 		{"the store's own", func(o *Options) { o.DataAttribute = sessionitem.RevokedAttribute }},
 		{"the store's own", func(o *Options) { o.KeyAttribute = leaseOwnerAttr }},
+		{"the store's own", func(o *Options) { o.ExpiryAttribute = "last_write" }},
+		{"the store's own", func(o *Options) { o.KeyAttribute = sessionitem.LastWriteAttribute }},
+		{"OwnerAttribute", func(o *Options) { withOwner(o); o.OwnerAttribute = sessionitem.LastWriteAttribute }},
 		// An owner attribute that would overwrite another attribute.
 		{"OwnerAttribute", func(o *Options) { withOwner(o); o.OwnerAttribute = "data" }},
 		{"OwnerAttribute", func(o *Options) { withOwner(o); o.OwnerAttribute = "expires_ms" }},

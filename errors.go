@@ -20,14 +20,18 @@ var ErrTooLarge = errors.New("session too large for a DynamoDB item (400 KB limi
 // that does not exist.
 var ErrTableNotFound = errors.New("the table does not exist")
 
-// ErrIndexNotFound is wrapped by the error of DeleteOwner and OwnerTokens
+// ErrIndexNotFound is wrapped by the error of DeleteOwner, OwnerTokens,
+// OwnerSessions, DeleteOwnerSession, DeleteOwnerExcept and LimitOwner
 // when the table has no Options.OwnerIndex.
 var ErrIndexNotFound = errors.New("the table has no such index")
 
 // ErrClientMethod is wrapped by the error of an operation that needs a
-// method the store's Client lacks: Query for DeleteOwner and OwnerTokens,
-// BatchGetItem for OwnerTokens; and by CachedStore.DeleteOwner's when its
-// backing store is no OwnerStore.
+// method the store's Client lacks: Query for DeleteOwner, OwnerTokens and
+// the methods of OwnerSessionStore, BatchGetItem for OwnerTokens,
+// OwnerSessions and LimitOwner; by CachedStore.DeleteOwner's when its
+// backing store is no OwnerStore; and by CachedStore's OwnerSessions,
+// DeleteOwnerSession, DeleteOwnerExcept and LimitOwner when it is no
+// OwnerSessionStore.
 var ErrClientMethod = errors.New("the Client lacks a method the operation needs")
 
 // ErrInvalidOptions is wrapped by the error CheckOptions returns, and by

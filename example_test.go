@@ -2,6 +2,8 @@ package dynamostore_test
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"io"
 	"log"
 	"net/http"
@@ -161,5 +163,111 @@ func ExampleDynamoStore_DeleteOwner() {
 		if err := sessionManager.RenewToken(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
+	})
+}
+
+// A "your devices" page: each of the user's sessions with what the login
+// stored in it and when it was last used, this device marked, and a
+// button to log each out.
+func ExampleDynamoStore_OwnerSessions() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessionManager := scs.New()
+	sessionManager.HashTokenInStore = true
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.Owner = dynamostore.SessionValue(sessionManager.Codec, "user_id")
+	})
+	defer store.StopCleanup()
+	sessionManager.Store = store
+
+	http.HandleFunc("GET /devices", func(w http.ResponseWriter, r *http.Request) {
+		userID := strconv.Itoa(sessionManager.GetInt(r.Context(), "user_id"))
+		sessions, err := store.OwnerSessions(r.Context(), userID)
+		if err != nil {
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		current := store.CurrentSessionID(r.Context(), sessionManager)
+		for _, s := range sessions {
+			var agent string
+			if _, values, err := sessionManager.Codec.Decode(s.Data); err == nil {
+				agent, _ = values["user_agent"].(string) // stored at login
+			}
+			this := ""
+			if s.ID == current {
+				this = " (this device)"
+			}
+			fmt.Fprintf(w, "%s%s, last active %s <form method=post action=/devices/revoke><button name=id value=%s>Log out</button></form>\n",
+				html.EscapeString(agent), this, s.LastWrite.Format(time.DateTime), s.ID)
+		}
+	})
+	http.HandleFunc("POST /devices/revoke", func(w http.ResponseWriter, r *http.Request) {
+		userID := strconv.Itoa(sessionManager.GetInt(r.Context(), "user_id"))
+		// Only the user's own session: another user's ID revokes nothing.
+		if _, err := store.DeleteOwnerSession(r.Context(), userID, r.PostFormValue("id")); err != nil {
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		http.Redirect(w, r, "/devices", http.StatusSeeOther)
+	})
+}
+
+// "Log out other devices": every session of the user but this one.
+func ExampleDynamoStore_DeleteOwnerExcept() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessionManager := scs.New()
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.Owner = dynamostore.SessionValue(sessionManager.Codec, "user_id")
+	})
+	defer store.StopCleanup()
+	sessionManager.Store = store
+
+	http.HandleFunc("POST /devices/logout-others", func(w http.ResponseWriter, r *http.Request) {
+		userID := strconv.Itoa(sessionManager.GetInt(r.Context(), "user_id"))
+		n, err := store.DeleteOwnerExcept(r.Context(), userID, store.CurrentSessionID(r.Context(), sessionManager))
+		if err != nil {
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "logged out of %d other devices", n)
+	})
+}
+
+// At most three sessions per user: the login keeps the two most recently
+// used and revokes the rest before scs commits the new one, after the
+// handler returns.
+func ExampleDynamoStore_LimitOwner() {
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sessionManager := scs.New()
+	store := dynamostore.New(dynamodb.NewFromConfig(cfg), func(o *dynamostore.Options) {
+		o.Owner = dynamostore.SessionValue(sessionManager.Codec, "user_id")
+	})
+	defer store.StopCleanup()
+	sessionManager.Store = store
+
+	const maxSessions = 3
+	http.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		userID := 42 // stand-in: the user whose password your login checked
+		if _, err := store.LimitOwner(r.Context(), strconv.Itoa(userID), maxSessions-1); err != nil {
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		if err := sessionManager.RenewToken(r.Context()); err != nil {
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		sessionManager.Put(r.Context(), "user_id", userID)
+		sessionManager.Put(r.Context(), "user_agent", r.UserAgent())
 	})
 }

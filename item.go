@@ -77,11 +77,13 @@ func newItemRules(o Options, now func() time.Time) itemRules {
 	return r
 }
 
-// storedOwner is a session's owner as its item holds it, which Reseal
-// keeps whatever the store's Owner option says.
+// storedOwner is a session's owner as its item holds it, and when it was
+// last written (sessionitem.LastWriteAttribute's value, or "" for none),
+// which Reseal keeps whatever the store's Owner option says.
 type storedOwner struct {
-	owner string
-	ok    bool
+	owner     string
+	ok        bool
+	lastWrite string
 }
 
 // key returns the item key for token, and false when the store cannot use
@@ -97,9 +99,11 @@ func (s *itemRules) key(token string) (string, bool) {
 
 // encode returns the item that stores a session with key, data b and
 // expiry, and owner when hasOwner is true: compressed and sealed as the
-// options say. Its error wraps ErrTooLarge when the item would exceed
-// DynamoDB's limit, before any request; it never holds the key or the data.
-func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string, hasOwner bool) (map[string]types.AttributeValue, error) {
+// options say. A session with an owner records when it was written,
+// lastWrite (Unix milliseconds), or now when lastWrite is "". Its error
+// wraps ErrTooLarge when the item would exceed DynamoDB's limit, before
+// any request; it never holds the key or the data.
+func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string, hasOwner bool, lastWrite string) (map[string]types.AttributeValue, error) {
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
 		// DynamoDB's TTL skips items whose TTL attribute is more than five
@@ -129,7 +133,10 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 	attr := s.dataAttrs[formatIndex(format)]
 	size := s.itemSize(key, attr, len(stored), exp, expMs)
 	if hasOwner {
-		size += len(s.ownerAttr) + len(owner)
+		if lastWrite == "" {
+			lastWrite = strconv.FormatInt(s.now().UnixMilli(), 10)
+		}
+		size += len(s.ownerAttr) + len(owner) + len(sessionitem.LastWriteAttribute) + numberSize(lastWrite)
 	}
 	if size > maxItemBytes {
 		return nil, fmt.Errorf("%d bytes of data (%d stored) make a %d-byte item: %w", len(b), len(stored), size, ErrTooLarge)
@@ -147,7 +154,10 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 		s.expiryMsAttr: &types.AttributeValueMemberN{Value: expMs},
 	}
 	if hasOwner {
+		// Only what has an owner is listed by it, so only that pays for
+		// the time of its last write.
 		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
+		item[sessionitem.LastWriteAttribute] = &types.AttributeValueMemberN{Value: lastWrite}
 	}
 	return item, nil
 }
@@ -229,6 +239,58 @@ func (s *itemRules) itemSize(key, dataAttr string, dataLen int, expiry, expiryMs
 		len(dataAttr) + dataLen +
 		len(s.expiryAttr) + numberSize(expiry) +
 		len(s.expiryMsAttr) + numberSize(expiryMs)
+}
+
+// storedSize returns the size DynamoDB counts for item, as itemSize does
+// for the items the store writes: the UTF-8 bytes of each attribute's name
+// and value, a number by numberSize. A value of a type the store never
+// writes counts as DynamoDB documents it: 1 byte for a boolean or null,
+// and 3 bytes plus 1 per element, and the elements, for a list or map.
+func storedSize(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += len(name) + valueSize(v)
+	}
+	return n
+}
+
+// valueSize is storedSize for one attribute value.
+func valueSize(v types.AttributeValue) int {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return len(v.Value)
+	case *types.AttributeValueMemberB:
+		return len(v.Value)
+	case *types.AttributeValueMemberN:
+		return numberSize(strings.TrimLeft(v.Value, "-"))
+	case *types.AttributeValueMemberL:
+		n := 3 + len(v.Value)
+		for _, e := range v.Value {
+			n += valueSize(e)
+		}
+		return n
+	case *types.AttributeValueMemberM:
+		return 3 + len(v.Value) + storedSize(v.Value)
+	case *types.AttributeValueMemberSS:
+		n := 0
+		for _, e := range v.Value {
+			n += len(e)
+		}
+		return n
+	case *types.AttributeValueMemberBS:
+		n := 0
+		for _, e := range v.Value {
+			n += len(e)
+		}
+		return n
+	case *types.AttributeValueMemberNS:
+		n := 0
+		for _, e := range v.Value {
+			n += numberSize(strings.TrimLeft(e, "-"))
+		}
+		return n
+	}
+	return 1 // a boolean or null
 }
 
 // numberSize returns the bytes DynamoDB stores for a non-negative integer in

@@ -109,8 +109,10 @@ type Options struct {
 	Owner func(data []byte) (owner string, ok bool)
 
 	// OwnerAttribute holds a session's owner, of type S, when Owner is set.
-	// It must differ from the item's other attributes and the sweeper
-	// lease's ("lease_owner" and "lease_until_ms"). The default is "owner".
+	// It must differ from the item's other attributes, the store's own
+	// ("revoked_until_ms" and "last_write_ms", when a Commit of a session
+	// with an owner last wrote it) and the sweeper lease's ("lease_owner"
+	// and "lease_until_ms"). The default is "owner".
 	OwnerAttribute string
 
 	// OwnerIndex is the global secondary index on OwnerAttribute, with
@@ -237,7 +239,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 // another attribute of a session item or of the sweeper lease, whose value
 // the owner would replace.
 func ownerConflict(o Options) error {
-	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute, sessionitem.RevokedAttribute}
+	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute, sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute}
 	for _, f := range sessionitem.Formats {
 		taken = append(taken, f.Attribute(o.DataAttribute))
 	}
@@ -259,8 +261,8 @@ func attributeConflict(o Options) error {
 	}
 	for i, name := range names {
 		switch name {
-		case sessionitem.RevokedAttribute, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute:
-			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations or the sweeper lease; choose another", name)
+		case sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute:
+			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations, the time of a session's last write or the sweeper lease; choose another", name)
 		}
 		if slices.Contains(names[:i], name) {
 			return fmt.Errorf("attribute %q is named twice by Options.KeyAttribute, DataAttribute (with its %q and %q forms) and ExpiryAttribute (with its %q form); choose names apart",

@@ -53,6 +53,23 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 	}
 	now := s.now()
 	tokens = []string{}
+	err = s.readItems(ctx, opOwnerTokens, keys, &projection, names, func(item map[string]types.AttributeValue) {
+		if key, _, _, ok := s.liveOwned(opOwnerTokens, item, owner, now); ok {
+			tokens = append(tokens, key[len(s.prefix):])
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(tokens)
+	return tokens, nil
+}
+
+// readItems reads the items with keys, maxBatchGet at a time with
+// BatchGetItem, with projection and names when projection is not nil,
+// asking again for what DynamoDB leaves unread, and calls fn with each.
+func (s *DynamoStore) readItems(ctx context.Context, operation operation, keys []string, projection *string, names map[string]string, fn func(item map[string]types.AttributeValue)) error {
+	op := operation.String()
 	for chunk := range slices.Chunk(keys, maxBatchGet) {
 		request := make([]map[string]types.AttributeValue, len(chunk))
 		for i, key := range chunk {
@@ -60,7 +77,7 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 		}
 		pending := map[string]types.KeysAndAttributes{s.tableName: {
 			Keys:                     request,
-			ProjectionExpression:     &projection,
+			ProjectionExpression:     projection,
 			ExpressionAttributeNames: names,
 			ConsistentRead:           s.consistent,
 		}}
@@ -70,10 +87,10 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 				// DynamoDB returns what it could not read for lack of
 				// capacity; ask again after a pause, as it advises.
 				if try > maxUnprocessedRetries {
-					return nil, s.opError(op, fmt.Errorf("BatchGetItem left keys unread after %d tries", try))
+					return s.opError(op, fmt.Errorf("BatchGetItem left keys unread after %d tries", try))
 				}
 				if err := pause.wait(ctx); err != nil {
-					return nil, s.opError(op, err)
+					return s.opError(op, err)
 				}
 			}
 			out, err := s.batchGet.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
@@ -81,53 +98,49 @@ func (s *DynamoStore) OwnerTokens(ctx context.Context, owner string) (tokens []s
 				ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
 			})
 			if err != nil {
-				return nil, s.opError(op, err)
+				return s.opError(op, err)
 			}
 			for i := range out.ConsumedCapacity {
-				s.metrics.consumed(ctx, opOwnerTokens, kindRead, &out.ConsumedCapacity[i])
+				s.metrics.consumed(ctx, operation, kindRead, &out.ConsumedCapacity[i])
 			}
 			for _, item := range out.Responses[s.tableName] {
-				if token, ok := s.liveOwned(item, owner, now); ok {
-					tokens = append(tokens, token)
-				}
+				fn(item)
 			}
 			pending = out.UnprocessedKeys
 		}
 	}
-	slices.Sort(tokens)
-	return tokens, nil
+	return nil
 }
 
-// liveOwned returns the token of item if it still belongs to owner, is a
-// session Find would serve (it opens, under RequireEncryption as well), and
-// has not expired at now. A store without Encryption, such as the
-// command-line tool's, cannot open a sealed session: it counts one by its
-// shape and expiry, as the tool's stats does.
-func (s *DynamoStore) liveOwned(item map[string]types.AttributeValue, owner string, now time.Time) (string, bool) {
+// liveOwned returns the key, the data and the expiry (Unix milliseconds)
+// of item if it still belongs to owner, is a session Find would serve (it
+// opens, under RequireEncryption as well), and has not expired at now. A
+// store without Encryption, such as the command-line tool's, cannot open
+// a sealed session: it counts one by its shape and expiry, as the tool's
+// stats does, with nil data.
+func (s *DynamoStore) liveOwned(op operation, item map[string]types.AttributeValue, owner string, now time.Time) (key string, data []byte, expiry int64, ok bool) {
 	if sessionitem.Classify(item, s.names) != sessionitem.Session {
-		return "", false // a revocation, or not this store's
+		return "", nil, 0, false // a revocation, or not this store's
 	}
-	key := item[s.keyAttr].(*types.AttributeValueMemberS)
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); !ok || o.Value != owner {
-		return "", false // it changed hands since the index listed it
+		return "", nil, 0, false // it changed hands since the index listed it
 	}
 	_, format, err := sessionitem.Data(item, s.dataAttr)
-	var expiry int64
 	switch {
 	case err != nil:
 	case format.Sealed && s.aead == nil:
 		expiry, err = sessionitem.ExpiryMillis(item, s.expiryAttr)
 	default:
-		_, expiry, err = s.decode(item)
+		data, expiry, err = s.decode(item)
 	}
 	if err != nil {
-		s.logUnreadable("owner tokens", err)
-		return "", false
+		s.logUnreadable(op.String(), err)
+		return "", nil, 0, false
 	}
 	if sessionitem.Expired(expiry, now) {
-		return "", false
+		return "", nil, 0, false
 	}
-	return key.Value[len(s.prefix):], true
+	return item[s.keyAttr].(*types.AttributeValueMemberS).Value, data, expiry, true
 }
 
 // DeleteOwner deletes every session of the owner under this store's KeyPrefix, expired

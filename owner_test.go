@@ -586,16 +586,18 @@ func TestOwnerIndexCapacity(t *testing.T) {
 	}
 }
 
-// TestOwnerTooLarge: the owner counts toward the 400 KB item limit.
+// TestOwnerTooLarge: the owner, and the time of the last write that a
+// session with one records, count toward the 400 KB item limit.
 func TestOwnerTooLarge(t *testing.T) {
 	t.Parallel()
 	owner := "owner-of-the-session"
-	s := newStore(t, nil, func(o *Options) { o.Owner = func([]byte) (string, bool) { return owner, true } })
-	expiry := time.Now().Add(time.Hour)
+	now := time.Now()
+	s := newStoreWith(t, nil, hooks{now: func() time.Time { return now }}, func(o *Options) { o.Owner = func([]byte) (string, bool) { return owner, true } })
+	expiry := now.Add(time.Hour)
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	fits := maxItemBytes - len("session_key") - len("token") - len("data") -
 		len("expires") - numberSize(exp) - len("expires_ms") - numberSize(expMs) -
-		len("owner") - len(owner)
+		len("owner") - len(owner) - len(sessionitem.LastWriteAttribute) - numberSize(strconv.FormatInt(now.UnixMilli(), 10))
 	big := bytes.Repeat([]byte{'x'}, fits)
 	if err := s.Commit("token", big, expiry); err != nil {
 		t.Fatalf("got %v: expected an item of exactly 400 KB, owner included, to be stored", err)
@@ -812,6 +814,22 @@ func newHeldApp(t *testing.T, cached *CachedStore) *heldApp {
 		if err == nil {
 			err = sm.Destroy(r.Context())
 		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /logout-others", func(w http.ResponseWriter, r *http.Request) {
+		n, err := cached.DeleteOwnerExcept(r.Context(), sm.GetString(r.Context(), "user_id"), cached.CurrentSessionID(r.Context(), sm))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /limit-one", func(w http.ResponseWriter, r *http.Request) {
+		n, err := cached.LimitOwner(r.Context(), sm.GetString(r.Context(), "user_id"), 1)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

@@ -26,8 +26,8 @@ import (
 // session with a PutItem conditional on the item being as it was read, so
 // a session that the application committed or deleted in the meantime is
 // left alone. It changes nothing but the sealing: each session keeps its
-// data, its expiry and its owner as stored, whatever this store's Owner
-// option says. Items it cannot read are skipped, as Find skips them. It
+// data, its expiry, its owner and the time of its last write as stored,
+// whatever this store's Owner option says. Items it cannot read are skipped, as Find skips them. It
 // costs the Scan's read units for every item in the table and one write of
 // each live session. It returns an error, before any request, when the
 // store has no Encryption. On error it stops early and returns the count
@@ -89,6 +89,11 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 	keep := &storedOwner{}
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
 		keep.owner, keep.ok = o.Value, true
+		// Resealing is no use of the session: its place in its owner's
+		// list stays.
+		if w, ok := item[sessionitem.LastWriteAttribute].(*types.AttributeValueMemberN); ok {
+			keep.lastWrite = w.Value
+		}
 	}
 	err = s.commit(ctx, opReseal, key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
 		ConditionExpression:       &cond,

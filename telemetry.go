@@ -28,11 +28,16 @@ const (
 	opDeleteOwner
 	opOwnerTokens
 	opReseal
+	opOwnerSessions
+	opDeleteOwnerSession
+	opDeleteOwnerExcept
+	opLimitOwner
 	numOperations
 )
 
 // operationNames are the operation attribute's values.
-var operationNames = [numOperations]string{"find", "commit", "delete", "all", "delete_expired", "delete_owner", "owner_tokens", "reseal"}
+var operationNames = [numOperations]string{"find", "commit", "delete", "all", "delete_expired", "delete_owner", "owner_tokens", "reseal",
+	"owner_sessions", "delete_owner_session", "delete_owner_except", "limit_owner"}
 
 // String returns the operation as errors name it.
 func (o operation) String() string {

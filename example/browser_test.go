@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -115,6 +116,123 @@ func TestBrowser(t *testing.T) {
 	}
 	if _, found, err := d.store.Find(storedKey(token)); found || err != nil {
 		t.Fatalf("got %v, %v: expected the session gone from DynamoDB", found, err)
+	}
+}
+
+// TestBrowserDevices drives "your devices" in two browser contexts of one
+// headless Chromium, whose cookies are apart as two browsers' are: the same
+// user logs in from each, each lists two devices, its own marked "this
+// device", and one logs the other out with its button; the other is logged
+// out on its next request, and the first is not.
+func TestBrowserDevices(t *testing.T) {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: `make chromium` (part of `make test`) installs Debian's package")
+	}
+	d := newServer(t, "example-browser-devices")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // root in a container
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	bctx, cancel = context.WithTimeout(bctx, hangTimeout) // only a hang reaches it
+	defer cancel()
+	if err := chromedp.Do(bctx); err != nil { // starts the browser the contexts share
+		t.Fatal(err)
+	}
+	agents := []string{"Device A", "Device B"}
+	var tabs []context.Context
+	for _, agent := range agents {
+		ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+		defer cancel()
+		if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: agent}); err != nil {
+			t.Fatal(err)
+		}
+		tabs = append(tabs, ctx)
+	}
+	do := func(i int, what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tabs[i], steps...); err != nil {
+			t.Fatalf("%s, %s: %v", agents[i], what, err)
+		}
+	}
+	text := func(i int, sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(tabs[i], chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: read %s: %v", agents[i], sel, err)
+		}
+		return s
+	}
+	// rows returns the devices listed, by agent, each with whether it is
+	// marked as this device.
+	rows := func(i int) map[string]bool {
+		t.Helper()
+		got, err := chromedp.Run(tabs[i], chromedp.Evaluate[map[string]bool](`Object.fromEntries(
+			[...document.querySelectorAll("tr.device")].map(r => [r.querySelector(".agent").textContent, r.querySelector("#this-device") !== null]))`))
+		if err != nil {
+			t.Fatalf("%s: read the devices: %v", agents[i], err)
+		}
+		return got
+	}
+
+	for i := range tabs {
+		do(i, "log in",
+			chromedp.Navigate(d.URL),
+			chromedp.SendKeys(chromedp.CSS("#name"), "gus"),
+			chromedp.Click(chromedp.CSS("#login")),
+			chromedp.WaitVisible(chromedp.CSS("#logout")),
+		)
+	}
+	// The owner index is eventually consistent: list until it has both.
+	deadline := time.Now().Add(hangTimeout)
+	for i := range tabs {
+		for {
+			do(i, "list devices", chromedp.Click(chromedp.CSS("#list-devices")), chromedp.WaitVisible(chromedp.CSS("#sessions")))
+			if text(i, "#sessions") == "2" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the page never listed two devices", agents[i])
+			}
+		}
+		if got := rows(i); len(got) != 2 || !got[agents[i]] || got[agents[1-i]] {
+			t.Fatalf("%s: got devices %v: expected both, this one marked", agents[i], got)
+		}
+	}
+	png, err := chromedp.Run(tabs[0], chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(t.ArtifactDir(), "devices.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	// A logs B out with B's button: the one revoke button on A's page.
+	do(0, "log out the other device",
+		chromedp.Click(chromedp.CSS("button.revoke")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	)
+	if f := text(0, "#flash"); f != "Logged out that device: its next request finds no session." {
+		t.Fatalf("got %q: expected the other device logged out said", f)
+	}
+	if got := rows(0); len(got) != 1 || !got[agents[0]] {
+		t.Fatalf("got devices %v after the revoke: expected this one alone", got)
+	}
+	do(1, "B's next request", chromedp.Navigate(d.URL), chromedp.WaitVisible(chromedp.CSS("#login")))
+	if u := text(1, "#user"); u != "(logged out)" {
+		t.Fatalf("got user %q on B: expected it logged out", u)
+	}
+	do(0, "A's next request", chromedp.Navigate(d.URL), chromedp.WaitVisible(chromedp.CSS("#logout")))
+	if u := text(0, "#user"); u != "gus" {
+		t.Fatalf("got user %q on A: expected it still logged in", u)
 	}
 }
 

@@ -44,7 +44,11 @@ func (c *cost) add(cc *types.ConsumedCapacity, write bool) {
 	}
 }
 
+// units returns the capacity so far; a nil cost has none.
 func (c *cost) units() units {
+	if c == nil {
+		return units{}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return units{c.read, c.write}

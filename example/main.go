@@ -1,8 +1,11 @@
 // Command example is a small web app whose scs sessions live in DynamoDB
 // through dynamostore, behind a CachedStore: a page that counts your visits,
 // a login form that renews the session token, a logout that destroys the
-// session, and, for a logged-in user, a button that counts their sessions
-// and one that logs them out everywhere (dynamostore's owner index). It
+// session, and, for a logged-in user, a "your devices" panel (dynamostore's
+// owner index): a button that lists their sessions, each with the browser
+// it was signed in from and when it was last active, "this device", a
+// button that logs out one of the others, one that logs out all the
+// others, and one that logs them out everywhere. It
 // keeps sessions the way the README recommends: the store holds hashed
 // tokens (scs's HashTokenInStore), data sealed with AES-256-GCM
 // (Options.Encryption, with RequireEncryption) under a key made when the
@@ -11,8 +14,8 @@
 // format at /metrics. Its page shows what the store did with your session:
 // its values, the item as DynamoDB holds it (the key as stored, the owner,
 // each attribute and its size, the format, the expiry counting down), what
-// this browser's previous request cost in capacity units, the cache's hits
-// and misses, and the sweeper's latest word.
+// this browser's previous request cost in capacity units, what listing the
+// devices cost, the cache's hits and misses, and the sweeper's latest word.
 //
 // The keys live only in memory: restarting the demo logs everyone out.
 //
@@ -153,16 +156,29 @@ func serve(addr, table string, local bool) error {
 // so names the session's owner; nameKey the name they typed, which only
 // the sealed data holds.
 const (
-	userKey      = "user"
-	nameKey      = "name"
-	visitsKey    = "visits"
-	countKey     = "sessions"   // the user's sessions, as last counted
-	countedAtKey = "counted_at" // when, as the page shows it
-	flashKey     = "flash"      // a message for the next page
+	userKey     = "user"
+	nameKey     = "name"
+	visitsKey   = "visits"
+	agentKey    = "agent"     // the browser's User-Agent at login, for "your devices"
+	signedInKey = "signed_in" // when the user logged in, as the page shows it
+	flashKey    = "flash"     // a message for the next page
 )
 
 // maxNameBytes bounds the name a visitor logs in with.
 const maxNameBytes = 64
+
+// maxAgentBytes bounds the User-Agent a session keeps: a header can be far
+// longer, and every byte is stored, sealed and read back with the session.
+const maxAgentBytes = 200
+
+// userAgent returns r's User-Agent, cut to maxAgentBytes of valid UTF-8.
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > maxAgentBytes {
+		ua = ua[:maxAgentBytes]
+	}
+	return strings.ToValidUTF8(ua, "")
+}
 
 // storeOptions are the example's store options: its table, the owner of
 // each session from its data, decoded with scs's default codec, data
@@ -267,6 +283,7 @@ td:first-child { color: #5a6472; white-space: nowrap; } code { font: 13px ui-mon
 .big { font-size: 1.5rem; font-weight: 600; } .muted { color: #5a6472; font-size: .9rem; }
 .flash { background: #e6f4ea; border: 1px solid #b7dfc2; border-radius: .6rem; padding: .6rem 1rem; margin: 0 0 1rem; }
 form { display: inline-block; margin: .4rem .4rem 0 0; } input { padding: .35rem .5rem; border: 1px solid #c3c9d1; border-radius: .35rem; }
+tr.device td { white-space: normal; color: inherit; padding-bottom: .5rem; overflow-wrap: anywhere; }
 button { padding: .4rem .9rem; border: 0; border-radius: .35rem; background: #2456c8; color: #fff; cursor: pointer; } button.quiet { background: #5a6472; }
 </style>
 <header>
@@ -285,9 +302,6 @@ Sessions are sealed with a key generated when this demo started and kept in its 
 <tr><td>cookie token</td><td><code>{{if .Token}}{{.Token}}…{{else}}(new: set with this response){{end}}</code></td></tr>
 </table>
 {{if .Name}}
-<p>Your sessions: {{if .Counted}}<strong id="sessions">{{.Sessions}}</strong> <span class="muted">when counted, at {{.CountedAt}}</span>{{if eq .Sessions 1}} <span class="muted" id="hint">(log in from another browser to see two)</span>{{end}}{{else}}<span id="not-counted">not counted yet</span>{{end}}</p>
-<p class="muted">Counting reads the owner index (a Query) and each session it lists (BatchGetItem), which costs read units, so only this button counts; a view does not. The index catches up within about a second.</p>
-<form method="post" action="/count"><button id="count">Count my sessions</button></form>
 <form method="post" action="/logout"><button id="logout">Log out</button></form>
 <form method="post" action="/logout-everywhere"><button id="logout-everywhere" class="quiet">Log out everywhere</button></form>
 {{else}}
@@ -297,6 +311,25 @@ Sessions are sealed with a key generated when this demo started and kept in its 
 </form>
 {{end}}
 </section>
+{{if .Name}}
+<section id="devices">
+<h2>Your devices</h2>
+{{with .Devices}}
+<p>Your sessions: <strong id="sessions">{{len .List}}</strong> <span class="muted">listed at {{.ListedAt}}, for <strong id="list-read">{{printf "%.1f" .Read}}</strong> read units</span>{{if eq (len .List) 1}} <span class="muted" id="hint">(log in from another browser to see two)</span>{{end}}</p>
+<table>
+{{range .List}}<tr class="device" data-id="{{.ID}}"><td><span class="agent">{{.Agent}}</span>{{if .Current}} <strong id="this-device">(this device)</strong>{{end}}
+<div class="muted">last active <span class="last-active">{{.LastActive}}</span>{{with .SignedIn}}, signed in at {{.}}{{end}}</div>
+{{if not .Current}}<form method="post" action="/devices/revoke"><input type="hidden" name="id" value="{{.ID}}"><button class="revoke quiet">Log out this device</button></form>{{end}}</td></tr>
+{{end}}</table>
+<form method="post" action="/devices/others"><button id="logout-others" class="quiet">Log out other devices</button></form>
+{{else}}
+<p id="not-listed">Not listed on this view.</p>
+{{end}}
+<form method="get" action="/devices"><button id="list-devices">{{if .Devices}}List again{{else}}Show my devices{{end}}</button></form>
+<p class="muted">Listing reads the owner index (a Query) and each session it lists (a read per session, about one read unit each), so only this button and the buttons here list; a view does not.
+A device that just signed in may take a moment to appear: the index catches up within about a second. "Last active" is the last request that changed the session.</p>
+</section>
+{{end}}
 <section id="item">
 <h2>The item in DynamoDB</h2>
 {{with .Item}}
@@ -358,12 +391,13 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 	sm.Lifetime = 24 * time.Hour
 	sm.IdleTimeout = 30 * time.Minute
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	// view renders the page, with the user's devices listed when devices
+	// is set: listing costs a Query and a read per session, so only the
+	// devices buttons list.
+	view := func(w http.ResponseWriter, r *http.Request, devices bool) {
 		ctx := r.Context()
 		visits := sm.GetInt(ctx, visitsKey) + 1
 		sm.Put(ctx, visitsKey, visits)
-		sessions, counted := sm.Get(ctx, countKey).(int)
 		st := cached.Stats()
 		hitRate := 0.0
 		if st.Hits+st.Misses > 0 {
@@ -375,6 +409,13 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		var list *devicesView
+		if user := sm.GetString(ctx, userKey); devices && user != "" {
+			if list, err = listDevices(ctx, cached, sm, user); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		last, total, requests := visitorOf(ctx).costs()
 		sweeper := "no word yet: it logs when it stands down, resumes or fails"
 		if s := tel.sweeper.Load(); s != nil {
@@ -383,9 +424,8 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 		page.Execute(w, struct {
 			Name, UserID, Token string
 			Flash               string
-			Visits, Sessions    int
-			Counted             bool
-			CountedAt           string
+			Visits              int
+			Devices             *devicesView
 			Item                *itemView
 			Last                *requestCost
 			Total               units
@@ -394,8 +434,26 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 			HitRate             float64
 			Sweeper             string
 		}{sm.GetString(ctx, nameKey), sm.GetString(ctx, userKey), token[:min(len(token), 8)],
-			sm.PopString(ctx, flashKey), visits, sessions, counted, sm.GetString(ctx, countedAtKey),
+			sm.PopString(ctx, flashKey), visits, list,
 			item, last, total, requests, st.Hits, st.Misses, hitRate, sweeper})
+	}
+	// loggedIn returns the logged-in user's ID, or, with a message for
+	// the next page and a redirect to it, false.
+	loggedIn := func(w http.ResponseWriter, r *http.Request, what string) (string, bool) {
+		user := sm.GetString(r.Context(), userKey)
+		if user == "" {
+			sm.Put(r.Context(), flashKey, "You are not logged in: "+what)
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+		}
+		return user, user != ""
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { view(w, r, false) })
+	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := loggedIn(w, r, "log in to see your devices."); ok {
+			view(w, r, true)
+		}
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimSpace(r.PostFormValue("name"))
@@ -410,32 +468,68 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 		}
 		sm.Put(r.Context(), userKey, keys.userID(name))
 		sm.Put(r.Context(), nameKey, name)
-		sm.Remove(r.Context(), countKey)
-		sm.Remove(r.Context(), countedAtKey)
+		// What "your devices" shows of this session: the store lists
+		// sessions, and the application says what each one is.
+		sm.Put(r.Context(), agentKey, userAgent(r))
+		sm.Put(r.Context(), signedInKey, time.Now().Format("15:04:05"))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
-	mux.HandleFunc("POST /count", func(w http.ResponseWriter, r *http.Request) {
-		user := sm.GetString(r.Context(), userKey)
-		if user == "" {
-			sm.Put(r.Context(), flashKey, "You are not logged in: log in to count your sessions.")
+	mux.HandleFunc("POST /devices/revoke", func(w http.ResponseWriter, r *http.Request) {
+		user, ok := loggedIn(w, r, "there is no device of yours to log out.")
+		if !ok {
+			return
+		}
+		id := r.PostFormValue("id")
+		if id != "" && id == cached.CurrentSessionID(r.Context(), sm) {
+			// This device: a logout, which Destroy makes final here, and
+			// which keeps LoadAndSave from writing the session back.
+			if err := sm.Destroy(r.Context()); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			sm.Put(r.Context(), flashKey, "Logged out: this browser's session is deleted.")
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}
-		// A Query of the owner index and a read per session.
-		tokens, err := store.OwnerTokens(r.Context(), user)
+		// Only a session of this user: another user's ID, an unknown or
+		// an empty one revoke nothing, and the page tells them apart from
+		// none of these.
+		revoked, err := cached.DeleteOwnerSession(r.Context(), user, id)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		sm.Put(r.Context(), countKey, len(tokens))
-		sm.Put(r.Context(), countedAtKey, time.Now().Format("15:04:05"))
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		msg := "Logged out that device: its next request finds no session."
+		if !revoked {
+			msg = "No device of yours has that ID: nothing was logged out. (It may have ended already; a device that just signed in may take a moment to be listed.)"
+		}
+		sm.Put(r.Context(), flashKey, msg)
+		http.Redirect(w, r, "/devices", http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /devices/others", func(w http.ResponseWriter, r *http.Request) {
+		user, ok := loggedIn(w, r, "there are no devices of yours to log out.")
+		if !ok {
+			return
+		}
+		current := cached.CurrentSessionID(r.Context(), sm)
+		if current == "" {
+			// Not yet committed, so the index holds none of this
+			// browser's; DeleteOwnerExcept refuses an empty ID.
+			sm.Put(r.Context(), flashKey, "This browser's session is not stored yet: reload, then try again.")
+			http.Redirect(w, r, "/devices", http.StatusSeeOther)
+			return
+		}
+		n, err := cached.DeleteOwnerExcept(r.Context(), user, current)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		sm.Put(r.Context(), flashKey, fmt.Sprintf("Logged out %s; this one stays logged in.", plural(n, "other device")))
+		http.Redirect(w, r, "/devices", http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout-everywhere", func(w http.ResponseWriter, r *http.Request) {
-		user := sm.GetString(r.Context(), userKey)
-		if user == "" {
-			sm.Put(r.Context(), flashKey, "You are not logged in: there is nothing to log out of.")
-			http.Redirect(w, r, "/", http.StatusSeeOther)
+		user, ok := loggedIn(w, r, "there is nothing to log out of.")
+		if !ok {
 			return
 		}
 		// Every session of the user the owner index lists, this one
@@ -478,4 +572,50 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// devicesView is the user's sessions as "your devices" lists them, and
+// what listing them cost.
+type devicesView struct {
+	List     []deviceView
+	ListedAt string
+	Read     float64 // the read units DynamoDB reported for the listing
+}
+
+// deviceView is one of the user's sessions, as its login described it.
+type deviceView struct {
+	ID         string // OwnerSession.ID: opaque, posted back to log it out
+	Agent      string // the User-Agent its login stored
+	SignedIn   string // when it logged in
+	LastActive string // when a Commit last wrote it
+	Current    bool   // the session of the request that lists them
+}
+
+// listDevices lists the user's sessions through store, most recently
+// active first, each with what its login stored in it, read with sm's
+// codec, and marks the request's own.
+func listDevices(ctx context.Context, store *dynamostore.CachedStore, sm *scs.SessionManager, user string) (*devicesView, error) {
+	before := costOf(ctx).units()
+	sessions, err := store.OwnerSessions(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	v := &devicesView{ListedAt: time.Now().Format("15:04:05"), Read: costOf(ctx).units().Read - before.Read}
+	current := store.CurrentSessionID(ctx, sm)
+	for _, s := range sessions {
+		d := deviceView{ID: s.ID, Agent: "a device whose session the demo cannot read", LastActive: "unknown", Current: s.ID == current}
+		// Data is nil for a session the store cannot open.
+		if _, values, err := sm.Codec.Decode(s.Data); err == nil {
+			d.Agent, _ = values[agentKey].(string)
+			if d.Agent == "" {
+				d.Agent = "a browser that sent no User-Agent"
+			}
+			d.SignedIn, _ = values[signedInKey].(string)
+		}
+		if !s.LastWrite.IsZero() {
+			d.LastActive = s.LastWrite.Local().Format("15:04:05")
+		}
+		v.List = append(v.List, d)
+	}
+	return v, nil
 }

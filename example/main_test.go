@@ -280,49 +280,227 @@ func TestLoginBadName(t *testing.T) {
 	}
 }
 
-// countUntil presses "Count my sessions" in browser until the page shows
+// devicesUntil presses "Show my devices" in browser until the page lists
 // want sessions, and returns that page. The owner index is eventually
-// consistent, so a count may lag a login.
-func countUntil(t *testing.T, browser *http.Client, base string, want string) string {
+// consistent, so a listing may lag a login.
+func devicesUntil(t *testing.T, browser *http.Client, base string, want string) string {
 	t.Helper()
 	deadline := time.Now().Add(hangTimeout)
 	for {
-		page := fetch(t, browser, base, "/count", url.Values{})
+		page := fetch(t, browser, base, "/devices", nil)
 		if n := mustField(t, page, "sessions"); n == want {
 			return page
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the page never showed %s sessions", want)
+			t.Fatalf("the page never listed %s sessions", want)
 		}
 		time.Sleep(10 * time.Millisecond) // a poll of the index, not a wait for an event
 	}
 }
 
-// TestSessionCount: a view does not count the user's sessions, the button
-// does; the hint to log in from another browser shows with one session
-// and not with two.
-func TestSessionCount(t *testing.T) {
-	d := newServer(t, "example-count")
+// device is one row of the page's "your devices".
+type device struct {
+	id, agent string
+	current   bool // marked "this device"
+	revocable bool // with a button that logs it out
+}
+
+var deviceRE = regexp.MustCompile(`(?s)<tr class="device" data-id="([^"]+)">(.*?)</tr>`)
+
+// devices returns the devices page lists, in its order.
+func devices(t *testing.T, page string) []device {
+	t.Helper()
+	var ds []device
+	for _, m := range deviceRE.FindAllStringSubmatch(page, -1) {
+		agent := regexp.MustCompile(`<span class="agent">([^<]*)<`).FindStringSubmatch(m[2])
+		if agent == nil {
+			t.Fatalf("no agent in device row %s", m[0])
+		}
+		ds = append(ds, device{
+			id:        m[1],
+			agent:     html.UnescapeString(agent[1]),
+			current:   strings.Contains(m[2], `id="this-device"`),
+			revocable: strings.Contains(m[2], `name="id" value="`+m[1]+`"`),
+		})
+	}
+	return ds
+}
+
+// queries counts the Query requests the store sends to DynamoDB.
+type queries struct {
+	next dynamodb.HTTPClient
+	n    atomic.Int64
+}
+
+func (q *queries) Do(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".Query") {
+		q.n.Add(1)
+	}
+	return q.next.Do(r)
+}
+
+// TestDevicesOnDemand: a view does not query the owner index, the devices
+// button does and says what it cost; the hint to log in from another
+// browser shows with one session and not with two.
+func TestDevicesOnDemand(t *testing.T) {
+	q := &queries{}
+	d := newServerWith(t, "example-devices-demand", hooks{client: func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
+		q.next = next
+		return q
+	}})
 	const hint = "log in from another browser to see two"
 	first := newBrowser()
-	page := fetch(t, first, d.URL, "/login", url.Values{"name": {"cy"}})
-	if _, ok := field(page, "sessions"); ok || !strings.Contains(page, `id="not-counted"`) {
-		t.Fatalf("got page %s: expected no count before the button", page)
+	fetch(t, first, d.URL, "/login", url.Values{"name": {"cy"}})
+	page := fetch(t, first, d.URL, "/", nil)
+	if _, ok := field(page, "sessions"); ok || !strings.Contains(page, `id="not-listed"`) || !strings.Contains(page, `id="list-devices"`) {
+		t.Fatalf("got page %s: expected no list before the button, and the button", page)
 	}
-	page = countUntil(t, first, d.URL, "1")
+	if n := q.n.Load(); n != 0 {
+		t.Fatalf("got %d Queries for a login and views: expected none", n)
+	}
+	page = devicesUntil(t, first, d.URL, "1")
+	if q.n.Load() == 0 {
+		t.Fatal("got no Query for the list: expected the owner index read")
+	}
 	if h, _ := field(page, "hint"); !strings.Contains(h, hint) {
 		t.Fatalf("got page %s: expected the hint with one session", page)
 	}
-	// The count is the one made, shown on later views without counting.
+	if r, err := strconv.ParseFloat(mustField(t, page, "list-read"), 64); err != nil || r <= 0 {
+		t.Fatalf("got %q read units for the list: expected what it cost, more than none", mustField(t, page, "list-read"))
+	}
+	// A view after the list lists nothing.
+	before := q.n.Load()
 	page = fetch(t, first, d.URL, "/", nil)
-	if n := mustField(t, page, "sessions"); n != "1" {
-		t.Fatalf("got %s sessions on a view after the count: expected 1", n)
+	if _, ok := field(page, "sessions"); ok || q.n.Load() != before {
+		t.Fatalf("got page %s after %d Queries: expected a view without a list or a Query", page, q.n.Load()-before)
 	}
 
 	fetch(t, newBrowser(), d.URL, "/login", url.Values{"name": {"cy"}})
-	page = countUntil(t, first, d.URL, "2")
+	page = devicesUntil(t, first, d.URL, "2")
 	if strings.Contains(page, hint) {
 		t.Fatalf("got page %s: expected no hint with two sessions", page)
+	}
+}
+
+// newDevice returns a browser with a cookie jar of its own that sends
+// agent as its User-Agent.
+func newDevice(agent string) *http.Client {
+	c := newBrowser()
+	c.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r.Header.Set("User-Agent", agent)
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	return c
+}
+
+// TestDevicesThisDevice: one user in two browsers; each lists both, by the
+// User-Agent each logged in with, and marks its own as "this device", with
+// no button to log it out there.
+func TestDevicesThisDevice(t *testing.T) {
+	d := newServer(t, "example-this-device")
+	agents := []string{"Phone <b>&amp; 1</b>", "Laptop 2"}
+	var browsers []*http.Client
+	for _, a := range agents {
+		b := newDevice(a)
+		fetch(t, b, d.URL, "/login", url.Values{"name": {"di"}})
+		browsers = append(browsers, b)
+	}
+	for i, b := range browsers {
+		ds := devices(t, devicesUntil(t, b, d.URL, "2"))
+		if len(ds) != 2 || ds[0].id == ds[1].id {
+			t.Fatalf("browser %d: got devices %+v: expected two", i, ds)
+		}
+		for _, dev := range ds {
+			mine := dev.agent == agents[i]
+			if !mine && dev.agent != agents[1-i] {
+				t.Fatalf("browser %d: got agent %q: expected one of %q", i, dev.agent, agents)
+			}
+			if dev.current != mine || dev.revocable == mine {
+				t.Fatalf("browser %d: got %+v: expected this device marked and not revocable, the other not marked and revocable", i, dev)
+			}
+		}
+	}
+}
+
+// TestRevokeNotMine: a user who posts another user's session ID, an
+// unknown one or none logs nobody out, and the page says nothing was.
+func TestRevokeNotMine(t *testing.T) {
+	d := newServer(t, "example-revoke-not-mine")
+	ann, bo := newDevice("ann's"), newDevice("bo's")
+	fetch(t, ann, d.URL, "/login", url.Values{"name": {"ann"}})
+	fetch(t, bo, d.URL, "/login", url.Values{"name": {"bo"}})
+	bos := devices(t, devicesUntil(t, bo, d.URL, "1"))
+	devicesUntil(t, ann, d.URL, "1")
+	for _, id := range []string{bos[0].id, "not-an-id", ""} {
+		page := fetch(t, ann, d.URL, "/devices/revoke", url.Values{"id": {id}})
+		if f := mustField(t, page, "flash"); !strings.HasPrefix(f, "No device of yours has that ID: nothing was logged out.") {
+			t.Fatalf("ID %q: got flash %q: expected that nothing was logged out", id, f)
+		}
+		for name, b := range map[string]*http.Client{"ann": ann, "bo": bo} {
+			if g, _ := get(t, b, d.URL, "/", nil); g != "Hello, "+name {
+				t.Fatalf("ID %q: got %q: expected %s still logged in", id, g, name)
+			}
+		}
+	}
+}
+
+// TestRevokeDevice: a user logs out their other device by its button's
+// ID; that device is logged out on its next request, this one is not.
+func TestRevokeDevice(t *testing.T) {
+	d := newServer(t, "example-revoke")
+	here, there := newDevice("here"), newDevice("there")
+	fetch(t, here, d.URL, "/login", url.Values{"name": {"ed"}})
+	fetch(t, there, d.URL, "/login", url.Values{"name": {"ed"}})
+	var other device
+	for _, dev := range devices(t, devicesUntil(t, here, d.URL, "2")) {
+		if !dev.current {
+			other = dev
+		}
+	}
+	if other.agent != "there" {
+		t.Fatalf("got other device %+v: expected there", other)
+	}
+	page := fetch(t, here, d.URL, "/devices/revoke", url.Values{"id": {other.id}})
+	if f := mustField(t, page, "flash"); f != "Logged out that device: its next request finds no session." {
+		t.Fatalf("got flash %q: expected the device logged out", f)
+	}
+	if ds := devices(t, page); len(ds) != 1 || !ds[0].current {
+		t.Fatalf("got devices %+v after the revoke: expected this one alone", ds)
+	}
+	if g, v := get(t, there, d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+		t.Fatalf("got %q, %s: expected the revoked device logged out", g, v)
+	}
+	if g, _ := get(t, here, d.URL, "/", nil); g != "Hello, ed" {
+		t.Fatalf("got %q: expected this device still logged in", g)
+	}
+}
+
+// TestLogOutOtherDevices: one user in three browsers; logging out the
+// other devices from one logs out the two others, says so, and keeps this
+// one logged in.
+func TestLogOutOtherDevices(t *testing.T) {
+	d := newServer(t, "example-others")
+	var browsers []*http.Client
+	for i := range 3 {
+		b := newDevice(fmt.Sprint("device ", i))
+		fetch(t, b, d.URL, "/login", url.Values{"name": {"fay"}})
+		browsers = append(browsers, b)
+	}
+	devicesUntil(t, browsers[0], d.URL, "3")
+	page := fetch(t, browsers[0], d.URL, "/devices/others", url.Values{})
+	if f := mustField(t, page, "flash"); f != "Logged out 2 other devices; this one stays logged in." {
+		t.Fatalf("got flash %q: expected the 2 other devices logged out said", f)
+	}
+	if ds := devices(t, page); len(ds) != 1 || !ds[0].current || ds[0].agent != "device 0" {
+		t.Fatalf("got devices %+v: expected this one alone", ds)
+	}
+	if g, _ := get(t, browsers[0], d.URL, "/", nil); g != "Hello, fay" {
+		t.Fatalf("got %q: expected this device still logged in", g)
+	}
+	for i, b := range browsers[1:] {
+		if g, v := get(t, b, d.URL, "/", nil); g != "Hello, visitor" || v != "1" {
+			t.Fatalf("browser %d: got %q, %s: expected it logged out", i+1, g, v)
+		}
 	}
 }
 
@@ -338,7 +516,7 @@ func TestLogOutEverywhere(t *testing.T) {
 			t.Fatalf("got %q: expected bo logged in", g)
 		}
 	}
-	countUntil(t, browsers[0], d.URL, "2")
+	devicesUntil(t, browsers[0], d.URL, "2")
 	page := fetch(t, browsers[0], d.URL, "/logout-everywhere", url.Values{})
 	if g := greetingRE.FindStringSubmatch(page)[1]; g != "Hello, visitor" {
 		t.Fatalf("got %q: expected logged out", g)
@@ -418,11 +596,11 @@ func TestCostsUnderConcurrency(t *testing.T) {
 	errs := make(chan error, len(browsers))
 	for i, c := range browsers {
 		wg.Go(func() {
-			paths := []string{"/", "/login", "/", "/count", "/", "/logout", "/"}
+			paths := []string{"/", "/login", "/", "/devices", "/", "/logout", "/"}
 			for _, p := range paths {
 				var resp *http.Response
 				var err error
-				if p == "/" {
+				if p == "/" || p == "/devices" {
 					resp, err = c.Get(d.URL + p)
 				} else {
 					resp, err = c.PostForm(d.URL+p, url.Values{"name": {names[i]}})
@@ -618,7 +796,7 @@ func TestCacheHitReadsNothing(t *testing.T) {
 	d := newServer(t, "example-cache-hit")
 	browser := newBrowser()
 	fetch(t, browser, d.URL, "/login", url.Values{"name": {"ann"}})
-	prev := countUntil(t, browser, d.URL, "1") // a count on record: views show it
+	prev := devicesUntil(t, browser, d.URL, "1")
 	deadline := time.Now().Add(hangTimeout)
 	var page string
 	for {

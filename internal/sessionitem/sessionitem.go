@@ -291,6 +291,19 @@ func SessionCondition(n Names) (string, map[string]string, map[string]types.Attr
 	return expiryTyped + " AND attribute_not_exists(#r) AND (" + dataTyped + ")", names, values
 }
 
+// LiveCondition is SessionCondition for a session that had not expired at
+// at, by the rule of ExpiryMillis and Expired: its ExpiryAttribute's second
+// and, when it has one, its Expiry+MillisSuffix attribute's millisecond
+// are both after at. The revocations of the owner's sessions that
+// DeleteOwnerExcept and LimitOwner write add it to their condition, so
+// that they count no expired session as revoked.
+func LiveCondition(n Names, at time.Time) (string, map[string]string, map[string]types.AttributeValue) {
+	cond, names, values := SessionCondition(n)
+	values[":s"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.Unix(), 10)}
+	values[":ms"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)}
+	return cond + " AND #e > :s AND (attribute_not_exists(#m) OR #m > :ms)", names, values
+}
+
 // The parts of the conditions above: the expiry attributes of the types
 // Classify requires, and a data attribute of type B in some format.
 const (
@@ -346,6 +359,16 @@ func ParseNumber(v string) (int64, error) {
 // revocation has no data and no owner attribute: it is no session, live,
 // expired or unreadable, and nothing counts it as one.
 const RevokedAttribute = "revoked_until_ms"
+
+// LastWriteAttribute holds, in a session that has an owner, when a Commit
+// last wrote it, in Unix milliseconds, of type N: the order in which an
+// owner's sessions are listed, and which of them LimitOwner keeps. A
+// session without an owner has none. It is the store's own name, as
+// RevokedAttribute is, and no option may name it. It costs an item at most
+// 21 bytes: its 13-byte name and a 13-digit number, which DynamoDB stores
+// in 8. It is not bound to a sealed session's data: it only orders an
+// owner's sessions.
+const LastWriteAttribute = "last_write_ms"
 
 // DefaultRevocationPeriod is how long a revocation lasts unless the store's
 // options say otherwise: scs's default SessionManager.Lifetime, so that a

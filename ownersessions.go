@@ -1,0 +1,316 @@
+package dynamostore
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// OwnerSession is one of an owner's live sessions, as OwnerSessions lists
+// it for a "your devices" page.
+type OwnerSession struct {
+	ID        string    // opaque, stable for the session's life; safe to put in a page and post back
+	Data      []byte    // the session data as scs encoded it (opened if sealed): decode it with the manager's Codec
+	Expiry    time.Time // when the session expires, to the millisecond
+	LastWrite time.Time // when a Commit last wrote it, to the millisecond
+	Size      int       // the item's size in bytes as DynamoDB counts it
+}
+
+// The ID of a session is the first idBytes of SHA-256 over idDomain and
+// the session's key (KeyPrefix and the token as stored), in base64url
+// without padding. The key is unambiguous, since a KeyPrefix ends with a
+// character no token holds. 128 bits make two sessions of one owner
+// collide never in practice and an ID no guess; the hash reveals neither
+// the token nor the key; and its 22 characters are never the 43 of an
+// scs token or of the hash HashTokenInStore stores, so as a cookie it is
+// no session.
+const (
+	idDomain = "dynamostore owner session ID v1\x00"
+	idBytes  = 16
+)
+
+// sessionID returns the ID of the session with key.
+func sessionID(key string) string {
+	sum := sha256.Sum256([]byte(idDomain + key))
+	return base64.RawURLEncoding.EncodeToString(sum[:idBytes])
+}
+
+// OwnerSessions returns the owner's live sessions under this store's
+// KeyPrefix, most recently written first: the sessions Find serves, and,
+// in a store without Encryption (the command-line tool's), the sealed ones
+// by their shape and expiry, with nil Data. Expired sessions are never
+// listed.
+//
+// It costs one Query of OwnerIndex (0.5 read units per 4 KB of keys) and
+// one read of each session (BatchGetItem: a read unit per 4 KB of item
+// with ConsistentRead, half that without): a user with 5 sessions of up
+// to 4 KB costs 5.5 read units, one with 100 sessions 101.
+//
+// The owner index is eventually consistent, so a session committed a
+// moment ago may be missing (the README's "Your devices" gives the lag
+// measured); each session the index lists is read again and its owner
+// checked in the item itself, so one that changed hands meanwhile is never
+// listed under its old owner. LastWrite is when a Commit of the session
+// last reached the table: through a CachedStore with SkipWriteWithin, it
+// lags by up to SkipWriteWithin. A session last written before the store
+// recorded LastWrite has a zero LastWrite, and is listed last.
+//
+// The store's Client must also have the Query and BatchGetItem methods, as
+// *dynamodb.Client and DAX's client do; OwnerSessions returns an error
+// wrapping ErrClientMethod when it lacks them, and one wrapping
+// ErrIndexNotFound when the table has no OwnerIndex.
+func (s *DynamoStore) OwnerSessions(ctx context.Context, owner string) (sessions []OwnerSession, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opOwnerSessions, start, err, true) }(time.Now())
+	listed, err := s.ownerSessions(ctx, opOwnerSessions, owner)
+	if err != nil {
+		return nil, err
+	}
+	sessions = make([]OwnerSession, len(listed))
+	for i, l := range listed {
+		sessions[i] = l.OwnerSession
+	}
+	return sessions, nil
+}
+
+// listedSession is an OwnerSession with its key.
+type listedSession struct {
+	OwnerSession
+	key string
+}
+
+// ownerSessions is OwnerSessions for op, with each session's key.
+func (s *DynamoStore) ownerSessions(ctx context.Context, op operation, owner string) ([]listedSession, error) {
+	if s.batchGet == nil {
+		return nil, s.opError(op.String(), fmt.Errorf("%w: the Client, a %T, has no BatchGetItem method; use a *dynamodb.Client or a wrapper that has it", ErrClientMethod, s.client))
+	}
+	var keys []string
+	if err := s.ownerKeys(ctx, op, owner, func(key string) { keys = append(keys, key) }); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	listed := []listedSession{}
+	// The whole item, whose size is listed: a read is billed for the
+	// whole item whatever it returns.
+	err := s.readItems(ctx, op, keys, nil, nil, func(item map[string]types.AttributeValue) {
+		key, data, expiry, ok := s.liveOwned(op, item, owner, now)
+		if !ok {
+			return
+		}
+		var lastWrite time.Time
+		if w, ok := item[sessionitem.LastWriteAttribute].(*types.AttributeValueMemberN); ok {
+			if ms, err := sessionitem.ParseNumber(w.Value); err == nil {
+				lastWrite = time.UnixMilli(ms)
+			}
+		}
+		listed = append(listed, listedSession{key: key, OwnerSession: OwnerSession{
+			ID:        sessionID(key),
+			Data:      data,
+			Expiry:    time.UnixMilli(expiry),
+			LastWrite: lastWrite,
+			Size:      storedSize(item),
+		}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(listed, func(a, b listedSession) int {
+		return cmp.Or(b.LastWrite.Compare(a.LastWrite), b.Expiry.Compare(a.Expiry), cmp.Compare(a.ID, b.ID))
+	})
+	return listed, nil
+}
+
+// CurrentSessionID returns the ID, as OwnerSessions lists it, of the
+// session of the request whose context ctx is: sm.Token(ctx), hashed as
+// scs hashes it when sm.HashTokenInStore is set (SHA-256, base64url
+// without padding). It returns "" where there is none: a session not yet
+// committed, a nil sm, or a ctx that sm.LoadAndSave did not make (where
+// scs's Token would panic). It sends no request.
+func (s *DynamoStore) CurrentSessionID(ctx context.Context, sm *scs.SessionManager) (id string) {
+	if sm == nil {
+		return ""
+	}
+	defer func() {
+		if recover() != nil {
+			id = "" // scs: no session data in the context
+		}
+	}()
+	token := sm.Token(ctx)
+	if token == "" {
+		return ""
+	}
+	if sm.HashTokenInStore {
+		sum := sha256.Sum256([]byte(token))
+		token = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	key, ok := s.key(token)
+	if !ok {
+		return ""
+	}
+	return sessionID(key)
+}
+
+// DeleteOwnerSession revokes the owner's session whose ID (see
+// OwnerSessions) is id, as Delete does: until Options.RevocationPeriod
+// has passed no Commit of its token, from a request in flight, a cached
+// copy or another instance, stores it again. It reports whether it
+// revoked one. It revokes nothing, and returns false, for an empty or
+// unknown ID, the ID of an expired session, of another owner's session
+// (so a user who posts another's ID revokes nothing and learns nothing),
+// and of a session the owner index does not list yet, a moment after its
+// first Commit.
+//
+// It costs one Query of OwnerIndex and, when the ID is listed, one write.
+// The store's Client must also have the Query method; see DeleteOwner for
+// the errors.
+func (s *DynamoStore) DeleteOwnerSession(ctx context.Context, owner, id string) (bool, error) {
+	return s.DeleteOwnerSessionFunc(ctx, owner, id, nil)
+}
+
+// DeleteOwnerSessionFunc is DeleteOwnerSession that calls fn around the
+// delete, as DeleteOwnerFunc does. It makes DynamoStore an
+// OwnerSessionStore, through which a CachedStore drops its copy of the
+// session it deletes.
+func (s *DynamoStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (revoked bool, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwnerSession, start, err, true) }(time.Now())
+	if id == "" {
+		return false, nil
+	}
+	var keys []string
+	err = s.ownerKeys(ctx, opDeleteOwnerSession, owner, func(key string) {
+		if sessionID(key) == id {
+			keys = append(keys, key)
+		}
+	})
+	if err != nil {
+		return false, err
+	}
+	n, err := s.revokeOwned(ctx, opDeleteOwnerSession, owner, keys, fn)
+	return n > 0, err
+}
+
+// DeleteOwnerExcept revokes every live session of the owner but the one
+// whose ID is keepID, as DeleteOwner does, and returns how many it
+// revoked: "log out other devices", with keepID from CurrentSessionID. A
+// session that changed hands or expired meanwhile is left alone, and not
+// counted. An empty keepID is an error, before any request: DeleteOwner
+// revokes them all.
+//
+// It costs one Query of OwnerIndex and one write per session revoked. A
+// session committed a moment before it may not be listed yet by the
+// eventually consistent index, and survives (see DeleteOwner). The store's
+// Client must also have the Query method; see DeleteOwner for the errors.
+func (s *DynamoStore) DeleteOwnerExcept(ctx context.Context, owner, keepID string) (int, error) {
+	return s.DeleteOwnerExceptFunc(ctx, owner, keepID, nil)
+}
+
+// DeleteOwnerExceptFunc is DeleteOwnerExcept that calls fn around each
+// delete, as DeleteOwnerFunc does. It makes DynamoStore an
+// OwnerSessionStore.
+func (s *DynamoStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (revoked int, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwnerExcept, start, err, true) }(time.Now())
+	if keepID == "" {
+		return 0, s.opError(opDeleteOwnerExcept.String(), errors.New("keepID is empty: pass the ID of the session to keep, such as CurrentSessionID's; DeleteOwner revokes every session"))
+	}
+	var keys []string
+	err = s.ownerKeys(ctx, opDeleteOwnerExcept, owner, func(key string) {
+		if sessionID(key) != keepID {
+			keys = append(keys, key)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return s.revokeOwned(ctx, opDeleteOwnerExcept, owner, keys, fn)
+}
+
+// LimitOwner keeps the keep most recently written live sessions of the
+// owner (as OwnerSessions orders them) and revokes the rest, as DeleteOwner
+// does, returning how many it revoked. Expired sessions neither count
+// toward keep nor in the result. A keep of 0 revokes every live session; a
+// negative keep is an error, before any request.
+//
+// To cap a user at N sessions, call LimitOwner(ctx, owner, N-1) in the
+// login handler: scs commits the new session after the handler returns,
+// and the index lists it a moment later, so the new session is not among
+// those LimitOwner sees.
+//
+// It costs what OwnerSessions costs and one write per session revoked.
+// The store's Client must also have the Query and BatchGetItem methods;
+// see OwnerSessions for the errors.
+func (s *DynamoStore) LimitOwner(ctx context.Context, owner string, keep int) (int, error) {
+	return s.LimitOwnerFunc(ctx, owner, keep, nil)
+}
+
+// LimitOwnerFunc is LimitOwner that calls fn around each delete, as
+// DeleteOwnerFunc does. It makes DynamoStore an OwnerSessionStore.
+func (s *DynamoStore) LimitOwnerFunc(ctx context.Context, owner string, keep int, fn func(ctx context.Context, token string, del func(context.Context) error) error) (revoked int, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opLimitOwner, start, err, true) }(time.Now())
+	if keep < 0 {
+		return 0, s.opError(opLimitOwner.String(), fmt.Errorf("keep is %d: want the number of sessions to keep, 0 or more", keep))
+	}
+	listed, err := s.ownerSessions(ctx, opLimitOwner, owner)
+	if err != nil || len(listed) <= keep {
+		return 0, err
+	}
+	keys := make([]string, 0, len(listed)-keep)
+	for _, l := range listed[keep:] {
+		keys = append(keys, l.key)
+	}
+	return s.revokeOwned(ctx, opLimitOwner, owner, keys, fn)
+}
+
+// revokeOwned revokes each session with one of keys, with the revocation
+// Delete writes, conditional on it still being a live session of owner, 8
+// at a time, calling fn around each as DeleteOwnerFunc does, and returns
+// how many it revoked.
+func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owner string, keys []string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+	if fn == nil {
+		fn = func(ctx context.Context, _ string, del func(context.Context) error) error { return del(ctx) }
+	}
+	cond, names, values := sessionitem.LiveCondition(s.names, s.now())
+	cond = "#o = :o AND " + cond
+	names["#o"] = s.ownerAttr
+	values[":o"] = &types.AttributeValueMemberS{Value: owner}
+	var count atomic.Int64
+	// The first failed delete cancels the others.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(sweepWorkers)
+	for _, key := range keys {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			return fn(gctx, key[len(s.prefix):], func(ctx context.Context) error {
+				ok, err := s.putIf(ctx, operation, &dynamodb.PutItemInput{
+					TableName:                 s.table,
+					Item:                      s.revocation(key),
+					ConditionExpression:       &cond,
+					ExpressionAttributeNames:  names,
+					ExpressionAttributeValues: values,
+				})
+				if ok {
+					count.Add(1)
+				}
+				return err
+			})
+		})
+	}
+	err := g.Wait()
+	if err == nil && ctx.Err() != nil {
+		err = s.opError(operation.String(), ctx.Err())
+	}
+	return int(count.Load()), err
+}
