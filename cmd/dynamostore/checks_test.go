@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // ownedTable creates the table name with its owner index, and TTL (where
@@ -124,5 +127,23 @@ func TestWrongNames(t *testing.T) {
 	}
 	if code, out, errOut := dynamostoreCmd(t, append([]string{"sessions", "--owner", "u7"}, base...)...); code != 0 || out != "live sessions: 1\nexpired sessions: 0\n" {
 		t.Fatalf("got %d, %q, %q: expected the other owner's session kept", code, out, errOut)
+	}
+	// An owner the store never indexes (sessionitem.CheckOwner) is a usage
+	// error, not 0 sessions, and the line does not repeat it.
+	for owner, why := range map[string]string{
+		strings.Repeat("u", sessionitem.MaxKeyBytes+1): "the owner is 2049 bytes, over DynamoDB's 2048-byte limit on an index key",
+		"u6\xff": "the owner is not valid UTF-8",
+	} {
+		for _, cmd := range []string{"sessions", "revoke"} {
+			code, out, errOut := dynamostoreCmd(t, append([]string{cmd, "--owner", owner}, base...)...)
+			want := fmt.Sprintf("dynamostore %s: --owner: %s: the store never indexes such an owner", cmd, why)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, owner) {
+				t.Fatalf("%s --owner of %d bytes: got %d, %q, %q: expected exit 2 and one line beginning %q", cmd, len(owner), code, out, errOut, want)
+			}
+		}
+	}
+	// The longest owner the store indexes is taken.
+	if _, err := parseFlags("revoke", []string{"--owner", strings.Repeat("é", sessionitem.MaxKeyBytes/2)}, io.Discard); err != nil {
+		t.Fatalf("got %v: expected an owner of %d bytes taken", err, sessionitem.MaxKeyBytes)
 	}
 }

@@ -131,6 +131,13 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	if (name == "sessions" || name == "revoke") && f.owner == "" {
 		return nil, errors.New("--owner is required")
 	}
+	if f.owner != "" {
+		// The library stores such an owner as none: the index never lists
+		// it, and 0 sessions would look like an answer.
+		if err := sessionitem.CheckOwner(f.owner); err != nil {
+			return nil, fmt.Errorf("--owner: %v: the store never indexes such an owner (it stores the session as one without an owner), so there is nothing to find", err)
+		}
+	}
 	if err := checkEndpoint(f.endpoint); err != nil {
 		return nil, err
 	}

@@ -359,6 +359,27 @@ func Revoked(item map[string]types.AttributeValue) bool {
 	return ok
 }
 
+// MaxKeyBytes is DynamoDB's limit on a partition key's value, in bytes: a
+// session's key, and an owner, the owner index's partition key.
+const MaxKeyBytes = 2048
+
+// CheckOwner returns an error, saying why without the owner itself, when
+// owner is none that DynamoDB can index as the owner index's partition key:
+// a non-empty string of at most MaxKeyBytes bytes of valid UTF-8 (the SDK
+// would silently replace invalid UTF-8). The store stores a session whose
+// Options.Owner names such an owner as one with no owner.
+func CheckOwner(owner string) error {
+	switch {
+	case owner == "":
+		return errors.New("the owner is empty")
+	case len(owner) > MaxKeyBytes:
+		return fmt.Errorf("the owner is %d bytes, over DynamoDB's %d-byte limit on an index key", len(owner), MaxKeyBytes)
+	case !utf8.ValidString(owner):
+		return errors.New("the owner is not valid UTF-8")
+	}
+	return nil
+}
+
 // A KeyPrefix is a fence: a store reads, counts, rewrites and deletes only
 // the items whose key is its KeyPrefix followed by a token, and a token is
 // one or more base64url characters (A-Z, a-z, 0-9, '-' and '_'), as scs's
