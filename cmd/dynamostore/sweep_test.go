@@ -215,6 +215,14 @@ func TestReadRateTooSlow(t *testing.T) {
 	if code != 2 || out != "" || errOut != want {
 		t.Fatalf("got %d, %q, %q: expected exit 2 and %q", code, out, errOut, want)
 	}
+	// Estimates beyond what a time.Duration holds (about 292 years).
+	for rate, estimate := range map[string]string{"0.0001": "about 415.6 years", "1e-10": "more than 1000 years", "1e-300": "more than 1000 years"} {
+		code, out, errOut := proxyCmd(context.Background(), p, "delete-expired", "--table", name, "--read-rate", rate)
+		want := fmt.Sprintf("dynamostore delete-expired: --read-rate %s: a Scan of table %s (about 10.0 GB, 1310720 read units) would take %s at that rate; ", rate, name, estimate)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, want) {
+			t.Fatalf("--read-rate %s: got %d, %q, %q: expected exit 2 and %q", rate, code, out, errOut, want)
+		}
+	}
 	if n := len(p.requests("Scan")); n != 0 {
 		t.Fatalf("got %d Scans: expected none", n)
 	}

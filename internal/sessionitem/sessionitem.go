@@ -88,16 +88,24 @@ const MaxPageReadUnits = (1 << 20) / ScanBytesPerReadUnit
 // units per second, as SweepReadRate caps it, takes to scan tableBytes of
 // items: the first MaxPageReadUnits at once, the rest at readRate. A
 // readRate of 0 or less is no cap, and takes no time by this measure.
+// It is SweepReadSeconds, at most the longest time.Duration (about 292
+// years).
 func SweepReadTime(tableBytes int64, readRate float64) time.Duration {
-	if readRate <= 0 || math.IsNaN(readRate) {
-		return 0
-	}
-	units := math.Ceil(float64(max(tableBytes, 0)) / ScanBytesPerReadUnit)
-	seconds := max(units-MaxPageReadUnits, 0) / readRate
+	seconds := SweepReadSeconds(tableBytes, readRate)
 	if seconds >= math.MaxInt64/float64(time.Second) {
 		return math.MaxInt64
 	}
 	return time.Duration(seconds * float64(time.Second))
+}
+
+// SweepReadSeconds is SweepReadTime in seconds, without its bound: a
+// readRate small enough may make it +Inf.
+func SweepReadSeconds(tableBytes int64, readRate float64) float64 {
+	if readRate <= 0 || math.IsNaN(readRate) {
+		return 0
+	}
+	units := math.Ceil(float64(max(tableBytes, 0)) / ScanBytesPerReadUnit)
+	return max(units-MaxPageReadUnits, 0) / readRate
 }
 
 // CheckKeySchema returns an error unless the table's key is a single
