@@ -85,23 +85,23 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local (default: from the AWS configuration, such as AWS_ENDPOINT_URL_DYNAMODB)")
 	fs.StringVar(&f.region, "region", "", "AWS `region` (default: from the AWS configuration)")
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config `profile`")
-	timeoutUse := "give up after this long, such as 90s or 5m; 0 for never"
+	timeoutUse := "give up after this `duration`, such as 90s or 5m; 0 for never"
 	if name == "create-table" {
 		timeoutUse += "; it covers the wait while DynamoDB fills a new owner index, which on a large table takes hours"
 	}
-	fs.Var(durationFlag("timeout", &f.timeout, &bad), "timeout", "`duration`: "+timeoutUse)
+	fs.Var(durationFlag("timeout", &f.timeout, &bad), "timeout", timeoutUse)
 	if name == "delete-expired" {
-		fs.BoolVar(&f.dryRun, "dry-run", false, "the same sweep (Scan, segments, read cap, grace and rule) without its deletes: count what a real run would delete")
+		fs.Var(boolFlag("dry-run", &f.dryRun, &bad), "dry-run", "the same sweep (Scan, segments, read cap, grace and rule) without its deletes: count what a real run would delete")
 		fs.Var(segmentsFlag(&f.segments, &bad), "segments", fmt.Sprintf("parallel Scan segments, each with 8 deletes in flight: `1 to %d` on this machine", sessionitem.MaxSweepSegments()))
 		fs.Var(readRateFlag(&f.readRate, &bad), "read-rate", "cap on read capacity `units` per second for the Scan; 0 for none")
-		fs.BoolVar(&f.force, "force", false, "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
-		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "`duration`: delete only sessions expired at least this long, to allow for clock skew between instances")
+		fs.Var(boolFlag("force", &f.force, &bad), "force", "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
+		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "delete only sessions that expired at least this `duration` ago, to allow for clock skew between instances")
 	}
 	if name == "sessions" || name == "revoke" {
 		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
 	}
 	if name == "sessions" {
-		fs.BoolVar(&f.showTokens, "show-tokens", false, "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
+		fs.Var(boolFlag("show-tokens", &f.showTokens, &bad), "show-tokens", "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
 	}
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -185,13 +185,17 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // wants, with an example, where the flag package would say "parse error",
 // and records the first refusal in bad for parseFlags to report as it is.
 type typedFlag[T any] struct {
-	name  string
-	p     *T
-	parse func(string) (T, bool)
-	want  string
-	show  func(T) string
-	bad   *error
+	name   string
+	p      *T
+	parse  func(string) (T, bool)
+	want   string
+	show   func(T) string
+	bad    *error
+	isBool bool // given alone (--dry-run) or with = (--dry-run=false)
 }
+
+// IsBoolFlag tells the flag package that a boolFlag may be given alone.
+func (v *typedFlag[T]) IsBoolFlag() bool { return v != nil && v.isBool }
 
 func (v *typedFlag[T]) String() string {
 	if v == nil || v.p == nil { // the flag package's zero Value
@@ -207,11 +211,26 @@ func (v *typedFlag[T]) Set(s string) error {
 		if s == "" || strings.ContainsAny(s, " \t\r\n") {
 			shown = strconv.Quote(s)
 		}
-		*v.bad = fmt.Errorf("--%s %s: want %s", v.name, shown, v.want)
+		assign := " "
+		if v.isBool {
+			assign = "="
+		}
+		*v.bad = fmt.Errorf("--%s%s%s: want %s", v.name, assign, shown, v.want)
 		return *v.bad
 	}
 	*v.p = x
 	return nil
+}
+
+// boolFlag is a flag that is on when given alone (--dry-run), or given
+// true or false (--dry-run=false), as the flag package's bool flags.
+func boolFlag(name string, p *bool, bad *error) flag.Value {
+	return &typedFlag[bool]{name: name, p: p, bad: bad, show: strconv.FormatBool, isBool: true,
+		want: fmt.Sprintf("true or false, or the flag alone: --%s, or --%s=false", name, name),
+		parse: func(s string) (bool, bool) {
+			b, err := strconv.ParseBool(s)
+			return b, err == nil
+		}}
 }
 
 // durationFlag is a flag of 0 or more, such as 90s or 5m.

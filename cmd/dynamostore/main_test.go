@@ -293,6 +293,9 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "--endpoint", "ftp://127.0.0.1:8000"}, code: 2, err: `--endpoint "ftp://127.0.0.1:8000": want`, oneLineErr: true},
 		{args: []string{"stats", "--endpoint", "http://"}, code: 2, err: `--endpoint "http://": want`, oneLineErr: true},
 		{args: []string{"delete-expired", "--timeout"}, code: 2, err: "flag needs an argument: --timeout", oneLineErr: true},
+		{args: []string{"delete-expired", "--dry-run=maybe"}, code: 2, err: "dynamostore delete-expired: --dry-run=maybe: want true or false, or the flag alone: --dry-run, or --dry-run=false; run 'dynamostore delete-expired --help'", oneLineErr: true},
+		{args: []string{"delete-expired", "-force=2"}, code: 2, err: "--force=2: want true or false", oneLineErr: true},
+		{args: []string{"sessions", "--owner", "u1", "--show-tokens="}, code: 2, err: `--show-tokens="": want true or false`, oneLineErr: true},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errOut)
@@ -327,9 +330,17 @@ func TestHelp(t *testing.T) {
 				t.Fatalf("%s: got %q: expected %q", name, help, want)
 			}
 		}
-		for _, line := range strings.Split(help, "\n") {
+		for i, line := range strings.Split(help, "\n") {
 			if strings.HasPrefix(line, "  -") && !strings.HasPrefix(line, "  --") {
 				t.Fatalf("%s: got flag line %q: expected two dashes", name, line)
+			}
+			// The argument's name is said once, on the flag's line: the
+			// text below does not begin with it.
+			if arg, ok := strings.CutPrefix(line, "    \t"); ok {
+				flagLine := strings.Split(help, "\n")[i-1]
+				if f := strings.Fields(flagLine); len(f) == 2 && strings.HasPrefix(arg, f[1]+":") {
+					t.Fatalf("%s: got %q under %q: expected %q said once", name, line, flagLine, f[1])
+				}
 			}
 		}
 	}
@@ -342,6 +353,12 @@ func TestHelp(t *testing.T) {
 	}
 	if f, err := parseFlags("delete-expired", []string{"-grace", "90s", "--timeout", "5m"}, io.Discard); err != nil || f.opts.SweepGrace != 90*time.Second || f.timeout != 5*time.Minute {
 		t.Fatalf("got %v: expected one dash or two accepted", err)
+	}
+	// Boolean flags alone, or with a value.
+	for args, want := range map[string][2]bool{"--dry-run --force": {true, true}, "-dry-run=false --force=true": {false, true}, "": {false, false}} {
+		if f, err := parseFlags("delete-expired", strings.Fields(args), io.Discard); err != nil || f.dryRun != want[0] || f.force != want[1] {
+			t.Fatalf("%q: got %v: expected --dry-run %v, --force %v", args, err, want[0], want[1])
+		}
 	}
 }
 
