@@ -44,8 +44,8 @@ func (f *flags) checkOwnerIndex(t *types.TableDescription) error {
 		if len(names) > 0 {
 			has = "its indexes are " + strings.Join(names, ", ") + "; is --owner-index right?"
 		}
-		return fmt.Errorf("table %s has no index %q (%s); add it with 'dynamostore create-table --table %s', which keeps the table and its sessions",
-			f.opts.TableName, f.opts.OwnerIndex, has, f.opts.TableName)
+		return fmt.Errorf("table %s has no index %q (%s); add it with '%s', which keeps the table and its sessions",
+			f.opts.TableName, f.opts.OwnerIndex, has, f.command("create-table"))
 	case err != nil:
 		var keys []string
 		for _, k := range idx.KeySchema {
@@ -53,7 +53,7 @@ func (f *flags) checkOwnerIndex(t *types.TableDescription) error {
 		}
 		return fmt.Errorf("table %s: %w: its key is %s; is --owner-attribute right?", f.opts.TableName, err, strings.Join(keys, " and "))
 	case idx.IndexStatus != types.IndexStatusActive:
-		return fmt.Errorf("table %s: index %q is %s, not ACTIVE; 'dynamostore check' shows when it is", f.opts.TableName, f.opts.OwnerIndex, idx.IndexStatus)
+		return fmt.Errorf("table %s: index %q is %s, not ACTIVE; '%s' shows when it is", f.opts.TableName, f.opts.OwnerIndex, idx.IndexStatus, f.command("check"))
 	}
 	return nil
 }

@@ -289,6 +289,38 @@ func (f *flags) names(o *dynamostore.Options) {
 	o.OwnerIndex = f.opts.OwnerIndex
 }
 
+// command returns the command line of sub, create-table or check, for the
+// same table as this run's: with --table, each of the names they read
+// (--key-attribute, --expiry-attribute, --owner-attribute, --owner-index)
+// that is not the default, and --endpoint, --region and --profile when
+// given, so that a suggested command acts on what this one did.
+func (f *flags) command(sub string) string {
+	args := []string{"dynamostore", sub, "--table", shellWord(f.opts.TableName)}
+	for _, n := range []struct{ flag, value, def string }{
+		{"key-attribute", f.opts.KeyAttribute, sessionitem.DefaultKeyAttribute},
+		{"expiry-attribute", f.opts.ExpiryAttribute, sessionitem.DefaultExpiryAttribute},
+		{"owner-attribute", f.opts.OwnerAttribute, sessionitem.DefaultOwnerAttribute},
+		{"owner-index", f.opts.OwnerIndex, sessionitem.DefaultOwnerIndex},
+		{"endpoint", f.endpoint, ""},
+		{"region", f.region, ""},
+		{"profile", f.profile, ""},
+	} {
+		if n.value != n.def {
+			args = append(args, "--"+n.flag, shellWord(n.value))
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// shellWord returns s as one word of a command line: as it is when it
+// holds only characters no shell treats specially, and quoted otherwise.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/@%+=,") == "" {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
 // itemNames are the names by which sessionitem's rules read an item.
 func (f *flags) itemNames() sessionitem.Names {
 	return sessionitem.Names{Prefix: f.opts.KeyPrefix, Key: f.opts.KeyAttribute, Data: f.opts.DataAttribute, Expiry: f.opts.ExpiryAttribute}

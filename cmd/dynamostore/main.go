@@ -147,7 +147,7 @@ func (e *usageError) Error() string { return e.msg }
 func (f *flags) explain(ctx context.Context, err error) string {
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
-		return missingTable(f.opts.TableName)
+		return fmt.Sprintf("table %s does not exist; create it with '%s'", f.opts.TableName, f.command("create-table"))
 	}
 	msg := strings.TrimPrefix(err.Error(), "dynamostore: ")
 	if strings.Contains(msg, "get credentials") || strings.Contains(msg, "get identity") {
@@ -169,11 +169,6 @@ func (f *flags) explain(ctx context.Context, err error) string {
 		return fmt.Sprintf("%s: at --read-rate %v the next page would wait past --timeout %s; raise one of them", msg, f.readRate, formatDuration(f.timeout))
 	}
 	return msg
-}
-
-// missingTable is the message for a table that does not exist.
-func missingTable(table string) string {
-	return fmt.Sprintf("table %s does not exist; create it with 'dynamostore create-table --table %s'", table, table)
 }
 
 // version returns the tool's module version, as the Go toolchain recorded

@@ -376,17 +376,33 @@ func TestVersion(t *testing.T) {
 }
 
 // TestMissingTable: every subcommand that needs the table says the same
-// thing when it is missing, once, without a doubled prefix.
+// thing when it is missing, once, without a doubled prefix, and the
+// create-table it suggests keeps the names create-table reads and where
+// the table is: the flags given that are not the defaults.
 func TestMissingTable(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"check"}, {"stats"}, {"delete-expired"}, {"delete-expired", "--dry-run"}, {"sessions", "--owner", "u1"}, {"revoke", "--owner", "u1"},
 	} {
 		code, out, errOut := dynamostoreCmd(t, append(args, "--table", "no-such-table")...)
-		want := fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table'\n", args[0])
+		want := fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table --endpoint %s'\n", args[0], endpoint)
 		if code != 1 || errOut != want || out != "" {
 			t.Fatalf("%v: got %d, %q, %q: expected %q alone", args, code, out, errOut, want)
 		}
+		// create-table's names, but for the defaults, and the region; not
+		// the names it does not read (--data-attribute, --key-prefix).
+		code, out, errOut = dynamostoreCmd(t, append(args, "--table", "no-such-table", "--key-attribute", "id", "--expiry-attribute", "ttl",
+			"--owner-attribute", "user", "--owner-index", "by-user", "--data-attribute", "d", "--key-prefix", "app:", "--region", "us-east-1")...)
+		want = fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table --key-attribute id --expiry-attribute ttl --owner-attribute user --owner-index by-user --endpoint %s --region us-east-1'\n", args[0], endpoint)
+		if code != 1 || errOut != want || out != "" {
+			t.Fatalf("%v: got %d, %q, %q: expected %q alone", args, code, out, errOut, want)
+		}
+	}
+	// A name a shell would split is quoted.
+	var errOut bytes.Buffer
+	run(context.Background(), []string{"check", "--table", "no-such-table", "--owner-index", "by user", "--endpoint", endpoint}, io.Discard, &errOut)
+	if want := `create it with 'dynamostore create-table --table no-such-table --owner-index "by user" --endpoint `; !strings.Contains(errOut.String(), want) {
+		t.Fatalf("got %q: expected %q", errOut.String(), want)
 	}
 }
 
@@ -503,13 +519,14 @@ func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
 	name := tableName(t)
 	createWithoutTTL(t, name)
-	_, out, _ := dynamostoreCmd(t, "check", "--table", name)
-	if !strings.Contains(out, "owner index: owner-index missing") || !strings.Contains(out, "dynamostore create-table") {
-		t.Fatalf("got %q: expected the missing index reported, with how to add it", out)
+	_, out, _ := dynamostoreCmd(t, "check", "--table", name, "--owner-attribute", "user")
+	if want := fmt.Sprintf("owner index: owner-index missing; revoke, sessions and DeleteOwner need it: add it with 'dynamostore create-table --table %s --owner-attribute user --endpoint %s', which keeps", name, endpoint); !strings.Contains(out, want) {
+		t.Fatalf("got %q: expected the missing index reported, with how to add it: %q", out, want)
 	}
-	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1")
-	if code != 1 || out != "" || !strings.Contains(errOut, `has no index "owner-index"`) || strings.Count(errOut, "\n") != 1 {
-		t.Fatalf("got %d, %q, %q: expected one line about the missing index", code, out, errOut)
+	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1", "--expiry-attribute", "ttl")
+	if code != 1 || out != "" || !strings.Contains(errOut, fmt.Sprintf(`has no index "owner-index" (it has no global secondary index); add it with 'dynamostore create-table --table %s --expiry-attribute ttl --endpoint %s'`, name, endpoint)) ||
+		strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q, %q: expected one line about the missing index, with how to add it", code, out, errOut)
 	}
 }
 
