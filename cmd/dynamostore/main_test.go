@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -527,6 +528,38 @@ func TestOwnerIndexMissing(t *testing.T) {
 	if code != 1 || out != "" || !strings.Contains(errOut, fmt.Sprintf(`has no index "owner-index" (it has no global secondary index); add it with 'dynamostore create-table --table %s --expiry-attribute ttl --endpoint %s'`, name, endpoint)) ||
 		strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("got %d, %q, %q: expected one line about the missing index, with how to add it", code, out, errOut)
+	}
+}
+
+// TestCheckOwnerIndexName: check of a table whose owner index has another
+// name than --owner-index names the indexes it has; when one is keyed on
+// --owner-attribute, --owner-index is likely mistyped: a problem, exit 1.
+func TestCheckOwnerIndexName(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	ddblocal.Setup(t, "CreateTable "+name, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client(), func(o *dynamostore.Options) {
+			o.TableName = name
+			o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
+		})
+	})
+	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
+	code, out, errOut := dynamostoreCmd(t, "check", "--table", name, "--owner-index", "oi")
+	problem := fmt.Sprintf(`table %s has no index "oi", but its index owner-index is keyed on owner; is --owner-index right?`, name)
+	if code != 1 || !strings.Contains(out, "owner index: oi missing; the table's indexes: owner-index on owner\n") || !strings.Contains(errOut, problem) ||
+		strings.Count(errOut, "\n") != 1 || strings.Contains(out, "\nok\n") {
+		t.Fatalf("got %d, %q, %q: expected the indexes named and one line with %q", code, out, errOut, problem)
+	}
+	// No index on --owner-attribute: the indexes named, and the advice.
+	code, out, errOut = dynamostoreCmd(t, "check", "--table", name, "--owner-index", "oi", "--owner-attribute", "user")
+	if !strings.Contains(out, "owner index: oi missing; the table's indexes: owner-index on owner\n") ||
+		!strings.Contains(out, "need one on user: is --owner-index or --owner-attribute wrong? If not, add it with 'dynamostore create-table --table "+name+" --owner-attribute user --owner-index oi") ||
+		strings.Contains(errOut, "--owner-index right?") {
+		t.Fatalf("got %d, %q, %q: expected the indexes named and advice, no owner index problem", code, out, errOut)
+	}
+	// The right name: no problem with the index.
+	if code, out, errOut = dynamostoreCmd(t, "check", "--table", name); strings.Contains(errOut, "index") || !strings.Contains(out, "owner index: owner-index on owner, ACTIVE") {
+		t.Fatalf("got %d, %q, %q: expected the owner index found", code, out, errOut)
 	}
 }
 

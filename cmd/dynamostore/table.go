@@ -140,6 +140,29 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	idx, err := sessionitem.OwnerIndex(t, f.opts.OwnerIndex, f.opts.OwnerAttribute)
 	switch {
+	case idx == nil && len(t.GlobalSecondaryIndexes) > 0:
+		// Another name, or a name mistyped: a --owner-index that names no
+		// index while one is keyed on --owner-attribute is likely wrong.
+		var others, owners []string
+		for _, g := range t.GlobalSecondaryIndexes {
+			name := aws.ToString(g.IndexName)
+			var keys []string
+			for _, k := range g.KeySchema {
+				keys = append(keys, aws.ToString(k.AttributeName))
+			}
+			others = append(others, fmt.Sprintf("%s on %s", name, strings.Join(keys, " and ")))
+			if _, err := sessionitem.OwnerIndex(t, name, f.opts.OwnerAttribute); err == nil {
+				owners = append(owners, name)
+			}
+		}
+		fmt.Fprintf(out, "owner index: %s missing; the table's indexes: %s\n", f.opts.OwnerIndex, strings.Join(others, ", "))
+		if len(owners) > 0 {
+			problems = append(problems, fmt.Sprintf("table %s has no index %q, but its index %s is keyed on %s; is --owner-index right?",
+				f.opts.TableName, f.opts.OwnerIndex, strings.Join(owners, " and "), f.opts.OwnerAttribute))
+		} else {
+			fmt.Fprintf(out, "owner index: revoke, sessions and DeleteOwner need one on %s: is --owner-index or --owner-attribute wrong? If not, add it with '%s', which keeps the table and its sessions\n",
+				f.opts.OwnerAttribute, f.command("create-table"))
+		}
 	case idx == nil:
 		// Only DeleteOwner and OwnerTokens need it.
 		fmt.Fprintf(out, "owner index: %s missing; revoke, sessions and DeleteOwner need it: add it with '%s', which keeps the table and its sessions\n", f.opts.OwnerIndex, f.command("create-table"))
