@@ -20,9 +20,9 @@
 // key schema, and for sessions and revoke the owner index and its key. One
 // that finds nothing to act on where the table's items say a name is wrong
 // exits 1 with the flag that is likely wrong. Its counts say what they
-// count: live sessions, expired ones, and items that are no sessions. An
-// interrupted or timed-out run prints what it had done so far, then why it
-// stopped. delete-expired --dry-run is the real run, the library's
+// count: live sessions, expired ones, and items that are no sessions. A run
+// interrupted (Ctrl-C or SIGTERM) or timed out prints what it had done so
+// far, then why it stopped; a second Ctrl-C or SIGTERM ends it at once. delete-expired --dry-run is the real run, the library's
 // DeleteExpired with its Scan, segments, read cap and rule, without its
 // deletes.
 //
@@ -43,6 +43,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -66,9 +67,28 @@ Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := notifyContext()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// notifyContext returns a context that the first SIGINT (Ctrl-C) or
+// SIGTERM cancels, so that the run stops and prints what it had done. The
+// signals' default action is back before the context ends: a second one
+// ends the process at once, should the run not stop.
+func notifyContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+		}
+		signal.Stop(sigs)
+		cancel()
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // run executes one command line and returns the exit code: 0 on success, 1

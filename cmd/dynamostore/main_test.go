@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +30,28 @@ import (
 
 var endpoint string
 
+// The test binary runs as the tool itself, in a process of its own, when
+// a test sets mainEnv: "run" runs main with the arguments in argsEnv, one
+// a line; "signals" waits on notifyContext, as main does, and then, as a
+// run that does not stop would, forever.
+const (
+	mainEnv = "DYNAMOSTORE_TEST_MAIN"
+	argsEnv = "DYNAMOSTORE_TEST_ARGS"
+)
+
 func TestMain(m *testing.M) {
+	switch os.Getenv(mainEnv) {
+	case "run":
+		os.Args = append([]string{"dynamostore"}, strings.Split(os.Getenv(argsEnv), "\n")...)
+		main()
+		return
+	case "signals":
+		ctx, _ := notifyContext()
+		fmt.Println("waiting")
+		<-ctx.Done()
+		fmt.Println("cancelled")
+		select {}
+	}
 	// The tool reads credentials and region from the standard chain.
 	os.Setenv("AWS_ACCESS_KEY_ID", "test")
 	os.Setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -359,6 +382,95 @@ func TestHelp(t *testing.T) {
 	for args, want := range map[string][2]bool{"--dry-run --force": {true, true}, "-dry-run=false --force=true": {false, true}, "": {false, false}} {
 		if f, err := parseFlags("delete-expired", strings.Fields(args), io.Discard); err != nil || f.dryRun != want[0] || f.force != want[1] {
 			t.Fatalf("%q: got %v: expected --dry-run %v, --force %v", args, err, want[0], want[1])
+		}
+	}
+}
+
+// toolProcess starts the test binary as the tool (mainEnv) and returns it
+// with its stdout, which it writes to out.
+func toolProcess(t *testing.T, mode string, out io.Writer, errOut io.Writer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainEnv+"="+mode, argsEnv+"="+strings.Join(args, "\n"))
+	cmd.Stdout, cmd.Stderr = out, errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
+// exited waits for cmd to end, failing the test if only a hang would make
+// it take so long.
+func exited(t *testing.T, cmd *exec.Cmd) *os.ProcessState {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return cmd.ProcessState
+	case <-time.After(2 * time.Minute): // only a hang reaches it
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("waited 2m for the process to end")
+		return nil
+	}
+}
+
+// TestSignals: SIGTERM, as SIGINT (Ctrl-C), stops a run, which prints what
+// it had counted and that it was interrupted; the tool runs in a process
+// of its own, so the signals are real.
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	fillSweepTable(t, name, 10, 0, 0)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		p := newProxy(t)
+		held := stallSecondPage(p)
+		p.published()
+		var out bytes.Buffer
+		errOut := &signalWriter{wrote: make(chan struct{}, 1)}
+		cmd := toolProcess(t, "run", &out, errOut, "stats", "--table", name, "--key-prefix", "app:", "--endpoint", p.url)
+		select {
+		case <-held: // the first page is counted; the second hangs
+		case <-time.After(2 * time.Minute): // only a hang reaches it
+			t.Fatalf("%v: waited 2m for the second page; stderr %q", sig, errOut.String())
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		state := exited(t, cmd)
+		if state.ExitCode() != 1 || !strings.HasPrefix(out.String(), "stopped early: the counts of the 5 items scanned before it stopped\n") ||
+			!strings.Contains(errOut.String(), "dynamostore stats: interrupted: ") {
+			t.Fatalf("%v: got %v, %q, %q: expected exit 1, the counts so far and the interruption", sig, state, out.String(), errOut.String())
+		}
+	}
+}
+
+// TestSecondSignal: after a first SIGINT or SIGTERM has cancelled the run,
+// a second ends the process at once, should the run not stop.
+func TestSecondSignal(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		out := &signalWriter{wrote: make(chan struct{}, 1)}
+		cmd := toolProcess(t, "signals", out, io.Discard)
+		for _, line := range []string{"waiting\n", "waiting\ncancelled\n"} {
+			hang := time.After(2 * time.Minute) // only a hang reaches it
+			for out.String() != line {
+				select {
+				case <-out.wrote:
+				case <-hang:
+					t.Fatalf("%v: waited 2m for %q; got %q", sig, line, out.String())
+				}
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state := exited(t, cmd)
+		if ws, ok := state.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != sig {
+			t.Fatalf("%v: got %v: expected the second signal to end the process", sig, state)
 		}
 	}
 }
