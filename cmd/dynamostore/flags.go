@@ -41,7 +41,8 @@ var defaultTimeouts = map[string]time.Duration{
 	"revoke":         30 * time.Minute,
 }
 
-// requestTimeout bounds each request to DynamoDB, whatever --timeout says.
+// requestTimeout bounds each request to DynamoDB and the reading of its
+// answer (timeoutClient), whatever --timeout says.
 // One request (a Scan page of at most 1 MB, a conditional delete) takes well
 // under a second; an endpoint that has not answered one in a minute is not
 // answering, so a long run against it ends after the SDK's attempts (three)
@@ -65,13 +66,14 @@ type flags struct {
 	force                     bool
 	owner                     string
 	showTokens                bool
+	requestTimeout            time.Duration // requestTimeout; tests make it shorter
 
 	stderr   io.Writer
 	progress *progress
 }
 
 func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
-	f := &flags{segments: 1, timeout: defaultTimeouts[name], opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
+	f := &flags{segments: 1, timeout: defaultTimeouts[name], requestTimeout: requestTimeout, opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
 	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	var bad error            // the first value a typed flag refused
@@ -348,7 +350,11 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 	// A sweep keeps 8 deletes per segment in flight; the SDK's default
 	// transport keeps only 10 idle connections per host, so more segments
 	// would open and close connections all the time.
-	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(requestTimeout).WithTransportOptions(func(tr *http.Transport) {
+	// The configuration needs the SDK's own client, to add AWS_CA_BUNDLE's
+	// certificates; its timeout, a second beyond the limit on each request,
+	// bounds the requests for credentials, and DynamoDB's end at the limit
+	// itself (timeoutClient, below), which starts first.
+	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(f.requestTimeout+time.Second).WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 256
 	})))
@@ -360,7 +366,7 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}
 	// The SDK's own warnings go where the tool's notices go.
-	loads = append(loads, config.WithLogger(logging.NewStandardLogger(f.stderr)))
+	loads = append(loads, config.WithLogger(sdkLogger{logging.NewStandardLogger(f.stderr)}))
 	cfg, err := config.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
@@ -369,6 +375,7 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		return nil, errors.New("no AWS region: pass --region or set AWS_REGION (DynamoDB Local takes any)")
 	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.HTTPClient = &timeoutClient{client: o.HTTPClient, timeout: f.requestTimeout}
 		if f.endpoint != "" {
 			o.BaseEndpoint = aws.String(f.endpoint)
 		}
@@ -393,4 +400,70 @@ func isLocal(endpoint string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// errRequestTimeout is the cause of a request ended by the limit on each
+// request, requestTimeout.
+var errRequestTimeout = errors.New("no answer within the limit on each request")
+
+// timeoutClient sends each request through client, and ends it, the
+// reading of its answer included, after timeout; the error then wraps
+// errRequestTimeout, so that the tool can say that its limit ended the run,
+// not --timeout. The SDK retries it as the timeout it also wraps.
+type timeoutClient struct {
+	client  aws.HTTPClient
+	timeout time.Duration
+}
+
+func (c *timeoutClient) Do(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeoutCause(r.Context(), c.timeout, errRequestTimeout)
+	resp, err := c.client.Do(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return resp, requestTimeoutCause(ctx, err)
+	}
+	resp.Body = &timeoutBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
+	return resp, nil
+}
+
+// requestTimeoutCause returns err, wrapped with errRequestTimeout when the
+// limit on the request ended ctx.
+func requestTimeoutCause(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errRequestTimeout) && !errors.Is(err, errRequestTimeout) {
+		return fmt.Errorf("%w: %w", errRequestTimeout, err)
+	}
+	return err
+}
+
+// timeoutBody is an answer's body read within its request's limit.
+type timeoutBody struct {
+	io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (b *timeoutBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = requestTimeoutCause(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *timeoutBody) Close() error {
+	defer b.cancel()
+	return b.ReadCloser.Close()
+}
+
+// sdkLogger writes the SDK's warnings, but for the one that an answer's
+// body could not be read to its end to keep the connection, which follows
+// a request that failed or was cut off (reported as such) and tells the
+// operator nothing.
+type sdkLogger struct{ logging.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if strings.HasPrefix(format, "failed to discard remaining HTTP response body") {
+		return
+	}
+	l.Logger.Logf(c, format, v...)
 }

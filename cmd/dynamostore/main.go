@@ -129,6 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dynamostore %s: %v; run 'dynamostore %s --help'\n", name, err, name)
 		return 2
 	}
+	return runFlags(ctx, name, cmd, f, stdout, stderr)
+}
+
+// runFlags runs the subcommand name, cmd, with the flags f, and returns the
+// exit code.
+func runFlags(ctx context.Context, name string, cmd func(context.Context, *flags, io.Writer) error, f *flags, stdout, stderr io.Writer) int {
 	f.stderr = stderr
 	f.progress = newProgress(stderr)
 	if f.timeout > 0 {
@@ -183,6 +189,9 @@ func (f *flags) explain(ctx context.Context, err error) string {
 		return fmt.Sprintf("timed out: no result within --timeout %s (pass a longer one, or 0 for none): %s", formatDuration(f.timeout), msg)
 	case ctx.Err() != nil:
 		return "interrupted: " + msg
+	case errors.Is(err, errRequestTimeout):
+		return fmt.Sprintf("DynamoDB did not answer within %s, the tool's limit on each request (whatever --timeout says); is --endpoint right, and does it answer? %s",
+			formatDuration(f.requestTimeout), msg)
 	case f.readRate > 0 && f.timeout > 0 && strings.Contains(msg, "would exceed context deadline"):
 		// golang.org/x/time/rate refuses at once a wait that would end
 		// after the deadline, with this message and no error value.
