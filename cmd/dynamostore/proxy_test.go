@@ -29,6 +29,10 @@ type ddbProxy struct {
 	// request and response, when set, change a request's body before it
 	// is forwarded and a successful answer's body before it returns.
 	request, response func(op string, body map[string]any)
+	// holdAnswer, when set, runs once DynamoDB has answered a request (and
+	// so applied it), before the answer is passed on; it returns false to
+	// drop the answer, as a connection cut at that moment would.
+	holdAnswer func(ctx context.Context, op string, body map[string]any) bool
 
 	mu    sync.Mutex
 	calls []proxyCall
@@ -92,6 +96,9 @@ func (p *ddbProxy) serve(t *testing.T) func(http.ResponseWriter, *http.Request) 
 		defer resp.Body.Close()
 		answer, err := io.ReadAll(resp.Body)
 		if err != nil {
+			return
+		}
+		if p.holdAnswer != nil && !p.holdAnswer(r.Context(), op, body) {
 			return
 		}
 		if p.response != nil && resp.StatusCode == http.StatusOK {

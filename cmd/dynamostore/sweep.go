@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -50,6 +52,11 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	summary := fmt.Sprintf("%s %d expired sessions of %d items scanned in %s (%.0f per second)",
 		verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	if err != nil {
+		if inFlight := counter.sent.Load() - counter.deleted.Load() - counter.refused.Load(); inFlight > 0 {
+			// Sent, unanswered: DynamoDB may have applied them.
+			summary = fmt.Sprintf("%s at least %d expired sessions of %d items scanned in %s (%.0f per second); %d more deletes were in flight and may have been applied",
+				verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), inFlight)
+		}
 		fmt.Fprintf(out, "stopped early: %s\n", summary)
 		return err
 	}
@@ -187,12 +194,14 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 }
 
 // countingClient counts the items a sweep scans and deletes, for the
-// progress line and the summary; with dryRun, it sends no DeleteItem and
-// answers each as if its condition held.
+// progress line and the summary, and the deletes it sent and DynamoDB
+// refused, so that those in flight when the sweep stopped are told apart;
+// with dryRun, it sends no DeleteItem and answers each as if its condition
+// held.
 type countingClient struct {
 	dynamostore.Client
-	dryRun           bool
-	scanned, deleted atomic.Int64
+	dryRun                          bool
+	scanned, sent, deleted, refused atomic.Int64
 }
 
 func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
@@ -208,9 +217,24 @@ func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItem
 		c.deleted.Add(1)
 		return &dynamodb.DeleteItemOutput{}, nil
 	}
+	if ctx.Err() == nil { // else the SDK sends nothing
+		c.sent.Add(1)
+	}
 	out, err := c.Client.DeleteItem(ctx, in, optFns...)
-	if err == nil {
+	switch {
+	case err == nil:
 		c.deleted.Add(1)
+	case refused(err):
+		c.refused.Add(1)
 	}
 	return out, err
+}
+
+// refused reports whether err is DynamoDB's answer that it did not apply a
+// write: a 4xx (a condition that failed, throttling, a permission), not a
+// 5xx, after which it may have applied it, nor an error of the network,
+// which may have lost the answer to a write applied.
+func refused(err error) bool {
+	var answer *awshttp.ResponseError
+	return errors.As(err, &answer) && answer.HTTPStatusCode() >= 400 && answer.HTTPStatusCode() < 500
 }
