@@ -21,6 +21,21 @@ func sessions(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	tokens, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).OwnerTokens(ctx, f.owner)
 	if err != nil {
+		// What it had seen: the index's list, and the sessions read.
+		now := time.Now()
+		var live, expired int
+		oc.mu.Lock()
+		listed, read := len(oc.listed), len(oc.read)
+		for _, e := range oc.read {
+			if e.ok && sessionitem.Expired(e.millis, now) {
+				expired++
+			} else {
+				live++
+			}
+		}
+		oc.mu.Unlock()
+		fmt.Fprintf(out, "stopped early: the owner index listed %d items for the owner under the key prefix; of the %d sessions read before it stopped, %d had not expired and %d had\n",
+			listed, read, live, expired)
 		return err
 	}
 	// The live sessions are the library's (OwnerTokens); the others it
