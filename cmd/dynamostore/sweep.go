@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +36,11 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	// same Scan, segments, read cap, grace and rule, whose filter is the
 	// delete's condition, so it counts what a real run would delete at that
 	// moment.
-	counter := &countingClient{Client: client, dryRun: f.dryRun}
+	counter := &countingClient{Client: client, dryRun: f.dryRun, keyAttr: f.opts.KeyAttribute}
 	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
-	verb := "deleted"
+	verb, removes := "deleted", "removed"
 	if f.dryRun {
-		verb = "would delete"
+		verb, removes = "would delete", "would remove"
 	}
 	stop := f.progress.start(func() string {
 		deleted := counter.deleted.Load()
@@ -51,11 +52,19 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	elapsed := time.Since(start)
 	summary := fmt.Sprintf("%s %d expired sessions of %d items scanned in %s (%.0f per second)",
 		verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	inFlight := counter.sent.Load() - counter.deleted.Load() - counter.removed.Load() - counter.refused.Load()
+	if err != nil && inFlight > 0 {
+		// Sent, unanswered: DynamoDB may have applied them.
+		summary = fmt.Sprintf("%s at least %d expired sessions of %d items scanned in %s (%.0f per second)",
+			verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	}
+	if removed := counter.removed.Load(); removed > 0 {
+		// DeleteExpired removes them without counting them as sessions.
+		summary += fmt.Sprintf("; %s %d revocations whose period was over", removes, removed)
+	}
 	if err != nil {
-		if inFlight := counter.sent.Load() - counter.deleted.Load() - counter.refused.Load(); inFlight > 0 {
-			// Sent, unanswered: DynamoDB may have applied them.
-			summary = fmt.Sprintf("%s at least %d expired sessions of %d items scanned in %s (%.0f per second); %d more deletes were in flight and may have been applied",
-				verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), inFlight)
+		if inFlight > 0 {
+			summary += fmt.Sprintf("; %d more deletes were in flight and may have been applied", inFlight)
 		}
 		fmt.Fprintf(out, "stopped early: %s\n", summary)
 		return err
@@ -193,28 +202,43 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 	return st, nil
 }
 
-// countingClient counts the items a sweep scans and deletes, for the
-// progress line and the summary, and the deletes it sent and DynamoDB
+// countingClient counts the items a sweep scans, the sessions it deletes
+// and the revocations it removes (apart, as DeleteExpired counts them), for
+// the progress line and the summary, and the deletes it sent and DynamoDB
 // refused, so that those in flight when the sweep stopped are told apart;
 // with dryRun, it sends no DeleteItem and answers each as if its condition
 // held.
 type countingClient struct {
 	dynamostore.Client
-	dryRun                          bool
-	scanned, sent, deleted, refused atomic.Int64
+	dryRun                                   bool
+	keyAttr                                  string
+	scanned, sent, deleted, removed, refused atomic.Int64
+	revocations                              sync.Map // the keys of the revocations the Scan found
 }
 
 func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
 	out, err := c.Client.Scan(ctx, in, optFns...)
-	if err == nil {
-		c.scanned.Add(int64(out.ScannedCount))
+	if err != nil {
+		return out, err
+	}
+	c.scanned.Add(int64(out.ScannedCount))
+	for _, item := range out.Items {
+		if key, ok := item[c.keyAttr].(*types.AttributeValueMemberS); ok && sessionitem.Revoked(item) {
+			c.revocations.Store(key.Value, true)
+		}
 	}
 	return out, err
 }
 
 func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	done := &c.deleted
+	if key, ok := in.Key[c.keyAttr].(*types.AttributeValueMemberS); ok {
+		if _, revocation := c.revocations.LoadAndDelete(key.Value); revocation {
+			done = &c.removed
+		}
+	}
 	if c.dryRun {
-		c.deleted.Add(1)
+		done.Add(1)
 		return &dynamodb.DeleteItemOutput{}, nil
 	}
 	if ctx.Err() == nil { // else the SDK sends nothing
@@ -223,7 +247,7 @@ func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItem
 	out, err := c.Client.DeleteItem(ctx, in, optFns...)
 	switch {
 	case err == nil:
-		c.deleted.Add(1)
+		done.Add(1)
 	case refused(err):
 		c.refused.Add(1)
 	}
