@@ -99,6 +99,9 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 		fs.Var(boolFlag("force", &f.force, &bad), "force", "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
 		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "delete only sessions that expired at least this `duration` ago, to allow for clock skew between instances")
 	}
+	if name == "stats" {
+		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "count apart the expired sessions that expired at least this `duration` ago, which delete-expired with the same --grace deletes")
+	}
 	if name == "sessions" || name == "revoke" {
 		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
 	}

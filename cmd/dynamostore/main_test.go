@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -172,12 +173,27 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		store.Commit(fmt.Sprintf("live-%d", i), bytes.Repeat([]byte{'x'}, 1000), time.Now().Add(time.Hour))
 	}
 	other.Commit("old", []byte("x"), time.Now().Add(-time.Hour))
+	// Expired within the grace: counted expired by stats, apart, and left
+	// by the sweep, as the sweep's summary says.
+	store.Commit("just-ended", bytes.Repeat([]byte{'x'}, 100), time.Now().Add(-time.Second))
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:", "--grace", "30m")
+	if code != 0 || !strings.Contains(out, "\nexpired sessions: 8\nexpired sessions past --grace 30m: 7 (what delete-expired --grace 30m deletes)\n") {
+		t.Fatalf("got %d, %q, %q: expected 8 expired sessions, 7 of them past the grace", code, out, errOut)
+	}
+	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run", "--grace", "30m")
+	if code != 0 || !regexp.MustCompile(`^would delete 7 expired sessions of 12 items scanned in \S+ \(\d+ per second\), each expired at least 30m ago \(--grace\)\n$`).MatchString(out) {
+		t.Fatalf("got %d, %q: expected a dry-run count of the 7 past the grace, and the grace", code, out)
+	}
+	if err := store.Delete("just-ended"); err != nil { // a revocation in its place
+		t.Fatal(err)
+	}
 
-	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:")
+	code, out, errOut = dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:")
 	if code != 0 {
 		t.Fatalf("got %d, %q: expected stats", code, errOut)
 	}
-	for _, want := range []string{"items scanned: 11", "live sessions: 3", "expired sessions: 7", "not this store's sessions: 1", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
+	for _, want := range []string{"items scanned: 12", "live sessions: 3", "expired sessions: 7", "expired sessions past --grace 1m: 7 (what delete-expired --grace 1m deletes)\n",
+		"revocations: 1", "not this store's sessions: 1", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}
@@ -187,7 +203,7 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		t.Fatalf("got stdout %q, stderr %q: expected the notice on stderr alone", out, errOut)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
-	if code != 0 || !strings.HasPrefix(out, "would delete 7 expired sessions of 11 items scanned in ") {
+	if code != 0 || !regexp.MustCompile(`^would delete 7 expired sessions of 12 items scanned in \S+ \(\d+ per second\), each expired at least 1m ago \(--grace\)\n$`).MatchString(out) {
 		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--segments", "3", "--read-rate", "1000")

@@ -88,7 +88,7 @@ func TestDryRunIsTheRealRun(t *testing.T) {
 	dryCount, _ := strings.CutPrefix(dry, "would delete ")
 	realCount, _ := strings.CutPrefix(real, "deleted ")
 	if !strings.HasPrefix(dryCount, want) || !strings.HasPrefix(realCount, want) ||
-		!regexp.MustCompile(`^would delete 12 expired sessions of 19 items scanned in \S+ \(\d+ per second\)\n$`).MatchString(dry) {
+		!regexp.MustCompile(`^would delete 12 expired sessions of 19 items scanned in \S+ \(\d+ per second\), each expired at least 0s ago \(--grace\)\n$`).MatchString(dry) {
 		t.Fatalf("got dry run %q and real run %q: expected both to begin %q after their verb", dry, real, want)
 	}
 
@@ -320,7 +320,7 @@ func TestStoppedEarlyInFlight(t *testing.T) {
 			regexp.MustCompile(`^stopped early: revoked at least 0 sessions: 0 live, 0 expired; 3 more were in flight and may have been applied\n$`),
 			[]string{"sessions", "--table", owned, "--key-prefix", "app:", "--owner", "u6", "live sessions: 0\nexpired sessions: 0\n"}},
 		{[]string{"delete-expired", "--table", swept, "--key-prefix", "app:", "--grace", "0s"}, "DeleteItem",
-			regexp.MustCompile(`^stopped early: deleted at least 0 expired sessions of 3 items scanned in \S+ \(0 per second\); 3 more deletes were in flight and may have been applied\n$`),
+			regexp.MustCompile(`^stopped early: deleted at least 0 expired sessions of 3 items scanned in \S+ \(0 per second\), each expired at least 0s ago \(--grace\); 3 more deletes were in flight and may have been applied\n$`),
 			[]string{"stats", "--table", swept, "--key-prefix", "app:", "items scanned: 0\n"}},
 	} {
 		p := newProxy(t)
