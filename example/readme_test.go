@@ -1103,7 +1103,13 @@ func TestREADMEIAM(t *testing.T) {
 			})
 			// A table without the owner index and TTL: create-table adds them.
 			ddblocal.CreateTableWithoutTTL(t, direct, bare, "session_key", types.ScalarAttributeTypeS)
-			runTool(t, proxy, 0, "table "+bare+" is ready: partition key session_key (S), index owner-index on owner, ", "create-table", "--table", bare)
+			if ddblocal.IsDynalite() {
+				// dynalite cannot add an index to a table: it refuses one
+				// without capacity of its own, as on an on-demand table.
+				runTool(t, proxy, 1, `add index "owner-index" on "owner": `, "create-table", "--table", bare)
+				return
+			}
+			runTool(t, proxy, 0, "table "+bare+" is ready: partition key session_key (S), index owner-index on owner, TTL on expires\n", "create-table", "--table", bare)
 		},
 	}
 	for _, row := range iamRows(t) {
