@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -19,8 +18,8 @@ import (
 
 // DynamoDB's limits, from its documentation.
 const (
-	maxItemBytes = 400 * 1024 // item size, attribute names included
-	maxKeyBytes  = 2048       // partition key value
+	maxItemBytes = 400 * 1024              // item size, attribute names included
+	maxKeyBytes  = sessionitem.MaxKeyBytes // partition key value
 )
 
 // maxDecodedBytes bounds what a compressed item may expand to, so a corrupt
@@ -368,11 +367,10 @@ func ownerString(v any) (string, bool) {
 	return "", false
 }
 
-// validOwner reports whether DynamoDB can index owner: a partition key of a
-// global secondary index is a non-empty string of at most 2048 bytes, and
-// the SDK would silently replace invalid UTF-8.
+// validOwner reports whether DynamoDB can index owner, by the rule the tool
+// shares (sessionitem.CheckOwner).
 func validOwner(owner string) bool {
-	return owner != "" && len(owner) <= maxKeyBytes && utf8.ValidString(owner)
+	return sessionitem.CheckOwner(owner) == nil
 }
 
 // owner returns the owner of a session with data b, when Options.Owner is

@@ -13,6 +13,7 @@ import (
 	gotypes "go/types"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -727,9 +728,15 @@ var dynamoDBActions = []string{"GetItem", "PutItem", "DeleteItem", "UpdateItem",
 	"BatchWriteItem", "TransactGetItems", "TransactWriteItems", "DescribeTable", "DescribeTimeToLive", "CreateTable",
 	"UpdateTable", "UpdateTimeToLive", "DeleteTable", "ListTables"}
 
-// iamRows returns the actions of each row of the README's IAM table, in
-// order.
-func iamRows(t *testing.T) []map[string]bool {
+// iamRow is a row of the README's IAM table: its role, as the README
+// writes it, and the actions it grants.
+type iamRow struct {
+	role    string
+	actions map[string]bool
+}
+
+// iamRows returns the rows of the README's IAM table, in order.
+func iamRows(t *testing.T) []iamRow {
 	t.Helper()
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -739,7 +746,7 @@ func iamRows(t *testing.T) []map[string]bool {
 	if !ok {
 		t.Fatal(`no "### IAM policy" in the README`)
 	}
-	var rows []map[string]bool
+	var rows []iamRow
 	inTable := false
 	for line := range strings.SplitSeq(table, "\n") {
 		if !strings.HasPrefix(line, "|") {
@@ -759,7 +766,7 @@ func iamRows(t *testing.T) []map[string]bool {
 				actions[m[1]] = true
 			}
 		}
-		rows = append(rows, actions)
+		rows = append(rows, iamRow{role: strings.TrimPrefix(cells[0], "| "), actions: actions})
 	}
 	if len(rows) < 2 {
 		t.Fatalf("the README's IAM table has %d rows: expected the web application's and the sweeper's first", len(rows))
@@ -832,17 +839,17 @@ func (p *policyProxy) waitFor(t *testing.T, action string) {
 }
 
 // check fails the test if the proxy refused anything, or did not see each
-// of want.
-func (p *policyProxy) check(t *testing.T, want ...string) {
+// action the row grants: a row names what its role needs, no more.
+func (p *policyProxy) check(t *testing.T) {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.denied) > 0 {
-		t.Errorf("the store took %v, which the README's IAM row does not grant", p.denied)
+		t.Errorf("it took %v, which the README's IAM row does not grant", p.denied)
 	}
-	for _, action := range want {
+	for _, action := range slices.Sorted(maps.Keys(p.allowed)) {
 		if !slices.Contains(p.seen, action) {
-			t.Errorf("the store took no %s: expected the test to reach it", action)
+			t.Errorf("it took no %s, which the README's IAM row grants: expected the test to reach it", action)
 		}
 	}
 }
@@ -916,12 +923,14 @@ func newToken(t *testing.T, i int) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// TestREADMEIAM runs stores with only the actions that the README's IAM
-// table grants: the web application's row for New with its defaults, and
-// the sweeper's for a background sweep of a table without TTL. A proxy in
-// front of DynamoDB refuses every other action, as IAM would.
+// TestREADMEIAM runs each role of the README's IAM table with only the
+// actions its row grants, through a proxy in front of DynamoDB that
+// refuses every other action, as IAM would, and checks that the role used
+// each of them: the web application's row for New with its defaults, the
+// sweeper's for a background sweep of a table without TTL, set-up's for
+// CreateTable and the tool's create-table, and each of the tool's rows for
+// its subcommands, built from this checkout. A row no test runs fails it.
 func TestREADMEIAM(t *testing.T) {
-	rows := iamRows(t)
 	direct := ddblocal.NewClient(endpoint)
 	ctx := context.Background()
 	codec := scs.GobCodec{}
@@ -933,78 +942,203 @@ func TestREADMEIAM(t *testing.T) {
 		}
 		return b
 	}
-
-	t.Run("web application", func(t *testing.T) {
-		t.Parallel()
-		const table = "readme-iam-web"
+	tool := buildTool(t)
+	// ownerTable creates table with its owner index, and two sessions of
+	// user 7 that the index lists.
+	ownerTable := func(t *testing.T, table string) {
+		t.Helper()
 		ddblocal.Setup(t, "CreateTable "+table, func(ctx context.Context) error {
-			return dynamostore.CreateTable(ctx, direct, func(o *dynamostore.Options) { o.TableName = table })
+			return dynamostore.CreateTable(ctx, direct, func(o *dynamostore.Options) {
+				o.TableName = table
+				o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
+			})
 		})
-		proxy := newPolicyProxy(t, rows[0])
-		logs := newLogRecorder()
-		store := dynamostore.New(ddblocal.NewClient(proxy.url), func(o *dynamostore.Options) {
+		store := dynamostore.NewWithCleanupInterval(direct, 0, func(o *dynamostore.Options) {
 			o.TableName = table
 			o.Owner = dynamostore.SessionValue(codec, "user_id")
-			o.Logger = slog.New(logs)
 		})
-		defer store.StopCleanup()
-		proxy.waitFor(t, "DescribeTimeToLive") // the sweeper's question, at its start
-
-		expiry := time.Now().Add(time.Hour)
-		for i := range 3 {
-			if err := store.Commit(newToken(t, i), owned(t, 7), expiry); err != nil {
+		for i := range 2 {
+			if err := store.Commit(newToken(t, i), owned(t, 7), time.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, found, err := store.Find(newToken(t, 0)); !found || err != nil {
-			t.Fatalf("Find: got %v, %v: expected the session", found, err)
+		for deadline := time.Now().Add(hang); ; { // the index is eventually consistent
+			tokens, err := store.OwnerTokens(ctx, "7")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tokens) == 2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the owner index lists %d sessions of user 7 after %v: expected 2", len(tokens), hang)
+			}
+			time.Sleep(10 * time.Millisecond) // a poll, not a wait for the event
 		}
-		if err := store.Delete(newToken(t, 0)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.OwnerTokens(ctx, "7"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.DeleteOwner(ctx, "7"); err != nil {
-			t.Fatal(err)
-		}
-		store.StopCleanup() // so that whatever its start logs is logged
-		proxy.check(t, "GetItem", "PutItem", "Query", "BatchGetItem", "DescribeTimeToLive")
-		if p := logs.problems(); len(p) > 0 {
-			t.Errorf("the store logged %q", p)
-		}
-	})
-
-	t.Run("sweeper", func(t *testing.T) {
-		t.Parallel()
-		const table = "readme-iam-sweeper"
+	}
+	// sweepTable creates table without TTL, with a live session and one
+	// that expired before the sweeper's grace.
+	sweepTable := func(t *testing.T, table string) {
+		t.Helper()
 		ddblocal.CreateTableWithoutTTL(t, direct, table, "session_key", types.ScalarAttributeTypeS)
-		// A session that expired before the sweeper's grace, for it to delete.
-		setup := dynamostore.NewWithCleanupInterval(direct, 0, func(o *dynamostore.Options) { o.TableName = table })
-		if err := setup.Commit(newToken(t, 0), owned(t, 7), time.Now().Add(-2*time.Minute)); err != nil {
+		store := dynamostore.NewWithCleanupInterval(direct, 0, func(o *dynamostore.Options) { o.TableName = table })
+		if err := store.Commit(newToken(t, 0), owned(t, 7), time.Now().Add(-2*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		proxy := newPolicyProxy(t, rows[1])
-		logs := newLogRecorder()
-		store := dynamostore.NewWithCleanupInterval(ddblocal.NewClient(proxy.url), 100*time.Millisecond, func(o *dynamostore.Options) {
-			o.TableName = table
-			o.Logger = slog.New(logs)
-		})
-		defer store.StopCleanup()
-		logs.waitFor(t, "dynamostore: swept expired sessions", func(r slog.Record) bool {
-			deleted := false
-			r.Attrs(func(a slog.Attr) bool {
-				deleted = deleted || a.Key == "deleted" && a.Value.Int64() > 0
-				return true
-			})
-			return deleted
-		})
-		store.StopCleanup() // releases the lease
-		proxy.check(t, "DescribeTimeToLive", "PutItem", "Scan", "DeleteItem")
-		if p := logs.problems(); len(p) > 0 {
-			t.Errorf("the store logged %q", p)
+		if err := store.Commit(newToken(t, 1), owned(t, 7), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
 		}
-	})
+	}
+	// runTool runs the tool with args against the proxy, and fails the
+	// test unless it exits with code and prints want.
+	runTool := func(t *testing.T, proxy *policyProxy, code int, want string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(tool, append(args, "--endpoint", proxy.url)...)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "AWS_REGION=us-east-1")
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != code || !strings.Contains(string(out), want) {
+			t.Errorf("dynamostore %s: got exit %d, %q: expected exit %d and %q", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out, code, want)
+		}
+	}
+
+	roles := map[string]func(t *testing.T, proxy *policyProxy){
+		"Web application, with `New`'s defaults": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-web"
+			ddblocal.Setup(t, "CreateTable "+table, func(ctx context.Context) error {
+				return dynamostore.CreateTable(ctx, direct, func(o *dynamostore.Options) { o.TableName = table })
+			})
+			logs := newLogRecorder()
+			store := dynamostore.New(ddblocal.NewClient(proxy.url), func(o *dynamostore.Options) {
+				o.TableName = table
+				o.Owner = dynamostore.SessionValue(codec, "user_id")
+				o.Logger = slog.New(logs)
+			})
+			defer store.StopCleanup()
+			proxy.waitFor(t, "DescribeTimeToLive") // the sweeper's question, at its start
+
+			expiry := time.Now().Add(time.Hour)
+			for i := range 3 {
+				if err := store.Commit(newToken(t, i), owned(t, 7), expiry); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, found, err := store.Find(newToken(t, 0)); !found || err != nil {
+				t.Fatalf("Find: got %v, %v: expected the session", found, err)
+			}
+			if err := store.Delete(newToken(t, 0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.OwnerTokens(ctx, "7"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.DeleteOwner(ctx, "7"); err != nil {
+				t.Fatal(err)
+			}
+			store.StopCleanup() // so that whatever its start logs is logged
+			if p := logs.problems(); len(p) > 0 {
+				t.Errorf("the store logged %q", p)
+			}
+		},
+		"Sweeper: the background one where TTL is off (or with `SweepWithTTL`), a job calling `DeleteExpired`; and `All`, `Reseal`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-sweeper"
+			sweepTable(t, table)
+			logs := newLogRecorder()
+			store := dynamostore.NewWithCleanupInterval(ddblocal.NewClient(proxy.url), 100*time.Millisecond, func(o *dynamostore.Options) {
+				o.TableName = table
+				o.Logger = slog.New(logs)
+			})
+			defer store.StopCleanup()
+			logs.waitFor(t, "dynamostore: swept expired sessions", func(r slog.Record) bool {
+				deleted := false
+				r.Attrs(func(a slog.Attr) bool {
+					deleted = deleted || a.Key == "deleted" && a.Value.Int64() > 0
+					return true
+				})
+				return deleted
+			})
+			store.StopCleanup() // releases the lease
+			if p := logs.problems(); len(p) > 0 {
+				t.Errorf("the store logged %q", p)
+			}
+		},
+		"`dynamostore sessions`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-sessions"
+			ownerTable(t, table)
+			runTool(t, proxy, 0, "live sessions: 2\n", "sessions", "--table", table, "--owner", "7")
+		},
+		"`dynamostore revoke`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-revoke"
+			ownerTable(t, table)
+			// A wrong name revokes nothing: the tool reads a sample to say so.
+			runTool(t, proxy, 1, "is --data-attribute right?", "revoke", "--table", table, "--owner", "7", "--data-attribute", "payload")
+			runTool(t, proxy, 0, "revoked 2 sessions: 2 live, 0 expired\n", "revoke", "--table", table, "--owner", "7")
+		},
+		"`dynamostore stats`, `delete-expired --dry-run`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-stats"
+			sweepTable(t, table)
+			runTool(t, proxy, 0, "live sessions: 1\nexpired sessions: 1\n", "stats", "--table", table)
+			runTool(t, proxy, 0, "would delete 1 expired sessions of 2 items scanned", "delete-expired", "--dry-run", "--table", table)
+		},
+		"`dynamostore delete-expired`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-delete-expired"
+			sweepTable(t, table)
+			runTool(t, proxy, 0, "deleted 1 expired sessions of 2 items scanned", "delete-expired", "--table", table)
+		},
+		"`dynamostore check`": func(t *testing.T, proxy *policyProxy) {
+			const table = "readme-iam-check"
+			ownerTable(t, table)
+			if ddblocal.IsDynalite() { // no TTL API: check reports TTL off
+				runTool(t, proxy, 1, "ttl: DISABLED\n", "check", "--table", table)
+			} else {
+				runTool(t, proxy, 0, "ttl: ENABLED on expires\n", "check", "--table", table)
+			}
+		},
+		"Set-up (`CreateTable`, `dynamostore create-table`)": func(t *testing.T, proxy *policyProxy) {
+			const table, bare = "readme-iam-setup", "readme-iam-setup-bare"
+			ddblocal.Setup(t, "CreateTable "+table, func(ctx context.Context) error {
+				return dynamostore.CreateTable(ctx, ddblocal.NewClient(proxy.url), func(o *dynamostore.Options) {
+					o.TableName = table
+					o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
+				})
+			})
+			// A table without the owner index and TTL: create-table adds them.
+			ddblocal.CreateTableWithoutTTL(t, direct, bare, "session_key", types.ScalarAttributeTypeS)
+			if ddblocal.IsDynalite() {
+				// dynalite cannot add an index to a table: it refuses one
+				// without capacity of its own, as on an on-demand table.
+				runTool(t, proxy, 1, `add index "owner-index" on "owner": `, "create-table", "--table", bare)
+				return
+			}
+			runTool(t, proxy, 0, "table "+bare+" is ready: partition key session_key (S), index owner-index on owner, TTL on expires\n", "create-table", "--table", bare)
+		},
+	}
+	for _, row := range iamRows(t) {
+		test, ok := roles[row.role]
+		if !ok {
+			t.Errorf("the README's IAM row %q: no test runs it", row.role)
+			continue
+		}
+		t.Run(row.role, func(t *testing.T) {
+			t.Parallel()
+			proxy := newPolicyProxy(t, row.actions)
+			test(t, proxy)
+			proxy.check(t)
+		})
+	}
+}
+
+// buildTool builds the command-line tool from this checkout, in its own
+// module, and returns the program's path.
+func buildTool(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dynamostore")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join("..", "cmd", "dynamostore")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build of the tool: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // TestREADMECommands checks the commands the README names, in its shell

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -45,8 +44,8 @@ func (f *flags) checkOwnerIndex(t *types.TableDescription) error {
 		if len(names) > 0 {
 			has = "its indexes are " + strings.Join(names, ", ") + "; is --owner-index right?"
 		}
-		return fmt.Errorf("table %s has no index %q (%s); add it with 'dynamostore create-table --table %s', which keeps the table and its sessions",
-			f.opts.TableName, f.opts.OwnerIndex, has, f.opts.TableName)
+		return fmt.Errorf("table %s has no index %q (%s); add it with '%s', which keeps the table and its sessions",
+			f.opts.TableName, f.opts.OwnerIndex, has, f.command("create-table"))
 	case err != nil:
 		var keys []string
 		for _, k := range idx.KeySchema {
@@ -54,7 +53,7 @@ func (f *flags) checkOwnerIndex(t *types.TableDescription) error {
 		}
 		return fmt.Errorf("table %s: %w: its key is %s; is --owner-attribute right?", f.opts.TableName, err, strings.Join(keys, " and "))
 	case idx.IndexStatus != types.IndexStatusActive:
-		return fmt.Errorf("table %s: index %q is %s, not ACTIVE; 'dynamostore check' shows when it is", f.opts.TableName, f.opts.OwnerIndex, idx.IndexStatus)
+		return fmt.Errorf("table %s: index %q is %s, not ACTIVE; '%s' shows when it is", f.opts.TableName, f.opts.OwnerIndex, idx.IndexStatus, f.command("check"))
 	}
 	return nil
 }
@@ -64,12 +63,13 @@ func (f *flags) checkOwnerIndex(t *types.TableDescription) error {
 // hours), would take longer than maxScanTime, unless --force.
 func (f *flags) checkReadRate(t *types.TableDescription) error {
 	size := aws.ToInt64(t.TableSizeBytes)
-	d := sessionitem.SweepReadTime(size, f.readRate)
-	if f.force || d <= maxScanTime {
+	// In seconds, not a Duration, which ends at about 292 years.
+	seconds := sessionitem.SweepReadSeconds(size, f.readRate)
+	if f.force || seconds <= maxScanTime.Seconds() {
 		return nil
 	}
-	return &usageError{fmt.Sprintf("--read-rate %v: a Scan of table %s (about %s, %.0f read units) would take about %s at that rate; pass a higher --read-rate, or --force to run it anyway",
-		f.readRate, f.opts.TableName, formatBytes(size), float64(size)/sessionitem.ScanBytesPerReadUnit, formatLong(d))}
+	return &usageError{fmt.Sprintf("--read-rate %v: a Scan of table %s (about %s, %.0f read units) would take %s at that rate; pass a higher --read-rate, or --force to run it anyway",
+		f.readRate, f.opts.TableName, formatBytes(size), float64(size)/sessionitem.ScanBytesPerReadUnit, formatLong(seconds))}
 }
 
 func formatBytes(n int64) string {
@@ -84,13 +84,20 @@ func formatBytes(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// formatLong writes a duration of a day or more in days.
-func formatLong(d time.Duration) string {
-	days := d.Hours() / 24
-	if days >= 365 {
-		return fmt.Sprintf("%.1f years", days/365)
+// longestEstimate is the most years formatLong writes as a figure.
+const longestEstimate = 1000
+
+// formatLong writes about how long seconds, a day or more, is: in days, in
+// years, or "more than 1000 years" (+Inf included).
+func formatLong(seconds float64) string {
+	days := seconds / (24 * 60 * 60)
+	switch {
+	case days/365 > longestEstimate:
+		return fmt.Sprintf("more than %d years", longestEstimate)
+	case days >= 365:
+		return fmt.Sprintf("about %.1f years", days/365)
 	}
-	return fmt.Sprintf("%.1f days", days)
+	return fmt.Sprintf("about %.1f days", days)
 }
 
 // sampleSize is how many items a diagnosis of wrong names reads at most.

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/dynamostore/dynamostore"
 	"github.com/dynamostore/dynamostore/internal/ddblocal"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // ownedTable creates the table name with its owner index, and TTL (where
@@ -124,5 +128,77 @@ func TestWrongNames(t *testing.T) {
 	}
 	if code, out, errOut := dynamostoreCmd(t, append([]string{"sessions", "--owner", "u7"}, base...)...); code != 0 || out != "live sessions: 1\nexpired sessions: 0\n" {
 		t.Fatalf("got %d, %q, %q: expected the other owner's session kept", code, out, errOut)
+	}
+	// An owner the store never indexes (sessionitem.CheckOwner) is a usage
+	// error, not 0 sessions, and the line does not repeat it.
+	for owner, why := range map[string]string{
+		strings.Repeat("u", sessionitem.MaxKeyBytes+1): "the owner is 2049 bytes, over DynamoDB's 2048-byte limit on an index key",
+		"u6\xff": "the owner is not valid UTF-8",
+	} {
+		for _, cmd := range []string{"sessions", "revoke"} {
+			code, out, errOut := dynamostoreCmd(t, append([]string{cmd, "--owner", owner}, base...)...)
+			want := fmt.Sprintf("dynamostore %s: --owner: %s: the store never indexes such an owner", cmd, why)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, owner) {
+				t.Fatalf("%s --owner of %d bytes: got %d, %q, %q: expected exit 2 and one line beginning %q", cmd, len(owner), code, out, errOut, want)
+			}
+		}
+	}
+	// The longest owner the store indexes is taken.
+	if _, err := parseFlags("revoke", []string{"--owner", strings.Repeat("é", sessionitem.MaxKeyBytes/2)}, io.Discard); err != nil {
+		t.Fatalf("got %v: expected an owner of %d bytes taken", err, sessionitem.MaxKeyBytes)
+	}
+}
+
+// TestSessionsStoppedEarly: sessions stopped after the owner index listed
+// the owner's 3 sessions and 2 of them were read (DynamoDB left the third
+// unprocessed, and the read of it hangs) prints what it had seen, then
+// why it stopped.
+func TestSessionsStoppedEarly(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	ownedTable(t, name)
+	p := newProxy(t)
+	p.response = func(op string, body map[string]any) {
+		if op != "BatchGetItem" {
+			return
+		}
+		responses := body["Responses"].(map[string]any)
+		var kept []any
+		for _, item := range responses[name].([]any) {
+			if item.(map[string]any)["session_key"].(map[string]any)["S"] != "app:e1" {
+				kept = append(kept, item)
+			}
+		}
+		responses[name] = kept
+		body["UnprocessedKeys"] = map[string]any{name: map[string]any{"Keys": []any{map[string]any{"session_key": map[string]any{"S": "app:e1"}}}}}
+	}
+	var reads atomic.Int32
+	second := make(chan struct{})
+	p.hold = func(ctx context.Context, op string, body map[string]any) bool {
+		if op != "BatchGetItem" || reads.Add(1) == 1 {
+			return true
+		}
+		close(second) // the read of what was left unprocessed: it hangs
+		<-ctx.Done()
+		return false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var code int
+	var out, errOut string
+	go func() {
+		defer close(done)
+		code, out, errOut = proxyCmd(ctx, p, "sessions", "--table", name, "--key-prefix", "app:", "--owner", "u6")
+	}()
+	select {
+	case <-second:
+	case <-time.After(2 * time.Minute): // only a hang reaches it
+		t.Fatal("waited 2m for the second BatchGetItem")
+	}
+	cancel()
+	<-done
+	want := "stopped early: the owner index listed 3 items for the owner under the key prefix; of the 2 sessions read before it stopped, 2 had not expired and 0 had\n"
+	if code != 1 || out != want || !strings.HasPrefix(errOut, "dynamostore sessions: interrupted: ") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q, %q: expected %q and the interruption", code, out, errOut, want)
 	}
 }

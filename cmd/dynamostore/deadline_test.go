@@ -7,12 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/dynamostore/dynamostore"
@@ -22,6 +23,13 @@ import (
 // silentEndpoint is an endpoint that accepts connections and never
 // answers.
 func silentEndpoint(t *testing.T) string {
+	url, _ := countedSilentEndpoint(t)
+	return url
+}
+
+// countedSilentEndpoint is silentEndpoint, with a count of the connections
+// it accepted so far.
+func countedSilentEndpoint(t *testing.T) (url string, accepted func() int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +56,11 @@ func silentEndpoint(t *testing.T) string {
 			c.Close()
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
 }
 
 // TestTimeoutNoAnswer: against an endpoint that never answers, every
@@ -161,9 +173,13 @@ func TestCreateTableIndexInterrupted(t *testing.T) {
 	}
 }
 
-// TestRequestTimeout: each request has a deadline of its own, so a
-// subcommand with a --timeout of hours still ends soon against an endpoint
-// that stops answering.
+// TestRequestTimeout: each request has a deadline of its own, so a run
+// without --timeout, or with one of hours, still ends against an endpoint
+// that stops answering (after the SDK's 3 attempts where it retries), and
+// says that the limit on each request ended it. Whether the endpoint sends
+// nothing or stalls in the middle of an answer, the error is one line,
+// without the SDK's warning that it could not read the answer's body to
+// its end.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
 	f, err := parseFlags("stats", []string{"--endpoint", "http://127.0.0.1:1", "--region", "us-east-1"}, io.Discard)
@@ -175,8 +191,42 @@ func TestRequestTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, ok := c.Options().HTTPClient.(*awshttp.BuildableClient)
-	if !ok || hc.GetTimeout() != requestTimeout {
-		t.Fatalf("got %T: expected a BuildableClient with a timeout of %v", c.Options().HTTPClient, requestTimeout)
+	if hc, ok := c.Options().HTTPClient.(*timeoutClient); !ok || hc.timeout != requestTimeout {
+		t.Fatalf("got %T: expected a timeoutClient with a timeout of %v", c.Options().HTTPClient, requestTimeout)
+	}
+
+	silent, accepted := countedSilentEndpoint(t)
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte(`{"Table":`)) // and the rest never comes
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(stalled.Close)
+	const limited = "dynamostore check: DynamoDB did not answer within 300ms, the tool's limit on each request (whatever --timeout says); is --endpoint right, and does it answer? describe table sessions: "
+	for _, c := range []struct {
+		endpoint, timeout string
+		limit             time.Duration
+		want              string
+	}{
+		{silent, "0", 300 * time.Millisecond, limited},
+		{stalled.URL, "0", 300 * time.Millisecond, limited},
+		{stalled.URL, "1s", time.Minute, "dynamostore check: timed out: no result within --timeout 1s (pass a longer one, or 0 for none): "},
+	} {
+		f, err := parseFlags("check", []string{"--timeout", c.timeout, "--endpoint", c.endpoint}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.requestTimeout = c.limit
+		var out, errOut bytes.Buffer
+		code := runFlags(context.Background(), "check", check, f, &out, &errOut)
+		if code != 1 || out.Len() != 0 || !strings.HasPrefix(errOut.String(), c.want) || strings.Count(errOut.String(), "\n") != 1 ||
+			strings.Count(errOut.String(), "no answer within the limit on each request") > 1 {
+			t.Fatalf("%s --timeout %s, each request %v: got %d, %q, %q: expected one line beginning %q", c.endpoint, c.timeout, c.limit, code, out.String(), errOut.String(), c.want)
+		}
+		if c.endpoint == silent && accepted() != 3 {
+			t.Fatalf("got %d connections: expected the SDK's 3 attempts", accepted())
+		}
 	}
 }

@@ -41,7 +41,8 @@ var defaultTimeouts = map[string]time.Duration{
 	"revoke":         30 * time.Minute,
 }
 
-// requestTimeout bounds each request to DynamoDB, whatever --timeout says.
+// requestTimeout bounds each request to DynamoDB and the reading of its
+// answer (timeoutClient), whatever --timeout says.
 // One request (a Scan page of at most 1 MB, a conditional delete) takes well
 // under a second; an endpoint that has not answered one in a minute is not
 // answering, so a long run against it ends after the SDK's attempts (three)
@@ -65,13 +66,14 @@ type flags struct {
 	force                     bool
 	owner                     string
 	showTokens                bool
+	requestTimeout            time.Duration // requestTimeout; tests make it shorter
 
 	stderr   io.Writer
 	progress *progress
 }
 
 func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
-	f := &flags{segments: 1, timeout: defaultTimeouts[name], opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
+	f := &flags{segments: 1, timeout: defaultTimeouts[name], requestTimeout: requestTimeout, opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
 	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	var bad error            // the first value a typed flag refused
@@ -85,23 +87,26 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB endpoint `URL`, such as http://127.0.0.1:8000 for DynamoDB Local (default: from the AWS configuration, such as AWS_ENDPOINT_URL_DYNAMODB)")
 	fs.StringVar(&f.region, "region", "", "AWS `region` (default: from the AWS configuration)")
 	fs.StringVar(&f.profile, "profile", "", "AWS shared config `profile`")
-	timeoutUse := "give up after this long, such as 90s or 5m; 0 for never"
+	timeoutUse := "give up after this `duration`, such as 90s or 5m; 0 for never"
 	if name == "create-table" {
 		timeoutUse += "; it covers the wait while DynamoDB fills a new owner index, which on a large table takes hours"
 	}
-	fs.Var(durationFlag("timeout", &f.timeout, &bad), "timeout", "`duration`: "+timeoutUse)
+	fs.Var(durationFlag("timeout", &f.timeout, &bad), "timeout", timeoutUse)
 	if name == "delete-expired" {
-		fs.BoolVar(&f.dryRun, "dry-run", false, "the same sweep (Scan, segments, read cap, grace and rule) without its deletes: count what a real run would delete")
+		fs.Var(boolFlag("dry-run", &f.dryRun, &bad), "dry-run", "the same sweep (Scan, segments, read cap, grace and rule) without its deletes: count what a real run would delete")
 		fs.Var(segmentsFlag(&f.segments, &bad), "segments", fmt.Sprintf("parallel Scan segments, each with 8 deletes in flight: `1 to %d` on this machine", sessionitem.MaxSweepSegments()))
 		fs.Var(readRateFlag(&f.readRate, &bad), "read-rate", "cap on read capacity `units` per second for the Scan; 0 for none")
-		fs.BoolVar(&f.force, "force", false, "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
-		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "`duration`: delete only sessions expired at least this long, to allow for clock skew between instances")
+		fs.Var(boolFlag("force", &f.force, &bad), "force", "run even when --read-rate makes the scan of the table, by its approximate size, take longer than a day")
+		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "delete only sessions that expired at least this `duration` ago, to allow for clock skew between instances")
+	}
+	if name == "stats" {
+		fs.Var(durationFlag("grace", &f.opts.SweepGrace, &bad), "grace", "count apart the expired sessions that expired at least this `duration` ago, which delete-expired with the same --grace deletes")
 	}
 	if name == "sessions" || name == "revoke" {
 		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
 	}
 	if name == "sessions" {
-		fs.BoolVar(&f.showTokens, "show-tokens", false, "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
+		fs.Var(boolFlag("show-tokens", &f.showTokens, &bad), "show-tokens", "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
 	}
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -130,6 +135,13 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	}
 	if (name == "sessions" || name == "revoke") && f.owner == "" {
 		return nil, errors.New("--owner is required")
+	}
+	if f.owner != "" {
+		// The library stores such an owner as none: the index never lists
+		// it, and 0 sessions would look like an answer.
+		if err := sessionitem.CheckOwner(f.owner); err != nil {
+			return nil, fmt.Errorf("--owner: %v: the store never indexes such an owner (it stores the session as one without an owner), so there is nothing to find", err)
+		}
 	}
 	if err := checkEndpoint(f.endpoint); err != nil {
 		return nil, err
@@ -178,13 +190,17 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // wants, with an example, where the flag package would say "parse error",
 // and records the first refusal in bad for parseFlags to report as it is.
 type typedFlag[T any] struct {
-	name  string
-	p     *T
-	parse func(string) (T, bool)
-	want  string
-	show  func(T) string
-	bad   *error
+	name   string
+	p      *T
+	parse  func(string) (T, bool)
+	want   string
+	show   func(T) string
+	bad    *error
+	isBool bool // given alone (--dry-run) or with = (--dry-run=false)
 }
+
+// IsBoolFlag tells the flag package that a boolFlag may be given alone.
+func (v *typedFlag[T]) IsBoolFlag() bool { return v != nil && v.isBool }
 
 func (v *typedFlag[T]) String() string {
 	if v == nil || v.p == nil { // the flag package's zero Value
@@ -200,11 +216,26 @@ func (v *typedFlag[T]) Set(s string) error {
 		if s == "" || strings.ContainsAny(s, " \t\r\n") {
 			shown = strconv.Quote(s)
 		}
-		*v.bad = fmt.Errorf("--%s %s: want %s", v.name, shown, v.want)
+		assign := " "
+		if v.isBool {
+			assign = "="
+		}
+		*v.bad = fmt.Errorf("--%s%s%s: want %s", v.name, assign, shown, v.want)
 		return *v.bad
 	}
 	*v.p = x
 	return nil
+}
+
+// boolFlag is a flag that is on when given alone (--dry-run), or given
+// true or false (--dry-run=false), as the flag package's bool flags.
+func boolFlag(name string, p *bool, bad *error) flag.Value {
+	return &typedFlag[bool]{name: name, p: p, bad: bad, show: strconv.FormatBool, isBool: true,
+		want: fmt.Sprintf("true or false, or the flag alone: --%s, or --%s=false", name, name),
+		parse: func(s string) (bool, bool) {
+			b, err := strconv.ParseBool(s)
+			return b, err == nil
+		}}
 }
 
 // durationFlag is a flag of 0 or more, such as 90s or 5m.
@@ -263,6 +294,38 @@ func (f *flags) names(o *dynamostore.Options) {
 	o.OwnerIndex = f.opts.OwnerIndex
 }
 
+// command returns the command line of sub, create-table or check, for the
+// same table as this run's: with --table, each of the names they read
+// (--key-attribute, --expiry-attribute, --owner-attribute, --owner-index)
+// that is not the default, and --endpoint, --region and --profile when
+// given, so that a suggested command acts on what this one did.
+func (f *flags) command(sub string) string {
+	args := []string{"dynamostore", sub, "--table", shellWord(f.opts.TableName)}
+	for _, n := range []struct{ flag, value, def string }{
+		{"key-attribute", f.opts.KeyAttribute, sessionitem.DefaultKeyAttribute},
+		{"expiry-attribute", f.opts.ExpiryAttribute, sessionitem.DefaultExpiryAttribute},
+		{"owner-attribute", f.opts.OwnerAttribute, sessionitem.DefaultOwnerAttribute},
+		{"owner-index", f.opts.OwnerIndex, sessionitem.DefaultOwnerIndex},
+		{"endpoint", f.endpoint, ""},
+		{"region", f.region, ""},
+		{"profile", f.profile, ""},
+	} {
+		if n.value != n.def {
+			args = append(args, "--"+n.flag, shellWord(n.value))
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// shellWord returns s as one word of a command line: as it is when it
+// holds only characters no shell treats specially, and quoted otherwise.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/@%+=,") == "" {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
 // itemNames are the names by which sessionitem's rules read an item.
 func (f *flags) itemNames() sessionitem.Names {
 	return sessionitem.Names{Prefix: f.opts.KeyPrefix, Key: f.opts.KeyAttribute, Data: f.opts.DataAttribute, Expiry: f.opts.ExpiryAttribute}
@@ -290,7 +353,11 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 	// A sweep keeps 8 deletes per segment in flight; the SDK's default
 	// transport keeps only 10 idle connections per host, so more segments
 	// would open and close connections all the time.
-	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(requestTimeout).WithTransportOptions(func(tr *http.Transport) {
+	// The configuration needs the SDK's own client, to add AWS_CA_BUNDLE's
+	// certificates; its timeout, a second beyond the limit on each request,
+	// bounds the requests for credentials, and DynamoDB's end at the limit
+	// itself (timeoutClient, below), which starts first.
+	loads = append(loads, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(f.requestTimeout+time.Second).WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 256
 	})))
@@ -302,7 +369,7 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		loads = append(loads, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}
 	// The SDK's own warnings go where the tool's notices go.
-	loads = append(loads, config.WithLogger(logging.NewStandardLogger(f.stderr)))
+	loads = append(loads, config.WithLogger(sdkLogger{logging.NewStandardLogger(f.stderr)}))
 	cfg, err := config.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
@@ -311,6 +378,7 @@ func (f *flags) client(ctx context.Context) (*dynamodb.Client, error) {
 		return nil, errors.New("no AWS region: pass --region or set AWS_REGION (DynamoDB Local takes any)")
 	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.HTTPClient = &timeoutClient{client: o.HTTPClient, timeout: f.requestTimeout}
 		if f.endpoint != "" {
 			o.BaseEndpoint = aws.String(f.endpoint)
 		}
@@ -335,4 +403,70 @@ func isLocal(endpoint string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// errRequestTimeout is the cause of a request ended by the limit on each
+// request, requestTimeout.
+var errRequestTimeout = errors.New("no answer within the limit on each request")
+
+// timeoutClient sends each request through client, and ends it, the
+// reading of its answer included, after timeout; the error then wraps
+// errRequestTimeout, so that the tool can say that its limit ended the run,
+// not --timeout. The SDK retries it as the timeout it also wraps.
+type timeoutClient struct {
+	client  aws.HTTPClient
+	timeout time.Duration
+}
+
+func (c *timeoutClient) Do(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeoutCause(r.Context(), c.timeout, errRequestTimeout)
+	resp, err := c.client.Do(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return resp, requestTimeoutCause(ctx, err)
+	}
+	resp.Body = &timeoutBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
+	return resp, nil
+}
+
+// requestTimeoutCause returns err, wrapped with errRequestTimeout when the
+// limit on the request ended ctx.
+func requestTimeoutCause(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errRequestTimeout) && !errors.Is(err, errRequestTimeout) {
+		return fmt.Errorf("%w: %w", errRequestTimeout, err)
+	}
+	return err
+}
+
+// timeoutBody is an answer's body read within its request's limit.
+type timeoutBody struct {
+	io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (b *timeoutBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = requestTimeoutCause(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *timeoutBody) Close() error {
+	defer b.cancel()
+	return b.ReadCloser.Close()
+}
+
+// sdkLogger writes the SDK's warnings, but for the one that an answer's
+// body could not be read to its end to keep the connection, which follows
+// a request that failed or was cut off (reported as such) and tells the
+// operator nothing.
+type sdkLogger struct{ logging.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if strings.HasPrefix(format, "failed to discard remaining HTTP response body") {
+		return
+	}
+	l.Logger.Logf(c, format, v...)
 }

@@ -20,9 +20,9 @@
 // key schema, and for sessions and revoke the owner index and its key. One
 // that finds nothing to act on where the table's items say a name is wrong
 // exits 1 with the flag that is likely wrong. Its counts say what they
-// count: live sessions, expired ones, and items that are no sessions. An
-// interrupted or timed-out run prints what it had done so far, then why it
-// stopped. delete-expired --dry-run is the real run, the library's
+// count: live sessions, expired ones, and items that are no sessions. A run
+// interrupted (Ctrl-C or SIGTERM) or timed out prints what it had done so
+// far, then why it stopped; a second Ctrl-C or SIGTERM ends it at once. delete-expired --dry-run is the real run, the library's
 // DeleteExpired with its Scan, segments, read cap and rule, without its
 // deletes.
 //
@@ -43,6 +43,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -66,9 +67,28 @@ Run 'dynamostore SUBCOMMAND --help' for the flags of a subcommand.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := notifyContext()
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// notifyContext returns a context that the first SIGINT (Ctrl-C) or
+// SIGTERM cancels, so that the run stops and prints what it had done. The
+// signals' default action is back before the context ends: a second one
+// ends the process at once, should the run not stop.
+func notifyContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+		}
+		signal.Stop(sigs)
+		cancel()
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // run executes one command line and returns the exit code: 0 on success, 1
@@ -109,6 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dynamostore %s: %v; run 'dynamostore %s --help'\n", name, err, name)
 		return 2
 	}
+	return runFlags(ctx, name, cmd, f, stdout, stderr)
+}
+
+// runFlags runs the subcommand name, cmd, with the flags f, and returns the
+// exit code.
+func runFlags(ctx context.Context, name string, cmd func(context.Context, *flags, io.Writer) error, f *flags, stdout, stderr io.Writer) int {
 	f.stderr = stderr
 	f.progress = newProgress(stderr)
 	if f.timeout > 0 {
@@ -147,7 +173,7 @@ func (e *usageError) Error() string { return e.msg }
 func (f *flags) explain(ctx context.Context, err error) string {
 	var notFound *types.ResourceNotFoundException
 	if errors.As(err, &notFound) {
-		return missingTable(f.opts.TableName)
+		return fmt.Sprintf("table %s does not exist; create it with '%s'", f.opts.TableName, f.command("create-table"))
 	}
 	msg := strings.TrimPrefix(err.Error(), "dynamostore: ")
 	if strings.Contains(msg, "get credentials") || strings.Contains(msg, "get identity") {
@@ -163,17 +189,15 @@ func (f *flags) explain(ctx context.Context, err error) string {
 		return fmt.Sprintf("timed out: no result within --timeout %s (pass a longer one, or 0 for none): %s", formatDuration(f.timeout), msg)
 	case ctx.Err() != nil:
 		return "interrupted: " + msg
+	case errors.Is(err, errRequestTimeout):
+		return fmt.Sprintf("DynamoDB did not answer within %s, the tool's limit on each request (whatever --timeout says); is --endpoint right, and does it answer? %s",
+			formatDuration(f.requestTimeout), msg)
 	case f.readRate > 0 && f.timeout > 0 && strings.Contains(msg, "would exceed context deadline"):
 		// golang.org/x/time/rate refuses at once a wait that would end
 		// after the deadline, with this message and no error value.
 		return fmt.Sprintf("%s: at --read-rate %v the next page would wait past --timeout %s; raise one of them", msg, f.readRate, formatDuration(f.timeout))
 	}
 	return msg
-}
-
-// missingTable is the message for a table that does not exist.
-func missingTable(table string) string {
-	return fmt.Sprintf("table %s does not exist; create it with 'dynamostore create-table --table %s'", table, table)
 }
 
 // version returns the tool's module version, as the Go toolchain recorded

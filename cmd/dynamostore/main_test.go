@@ -5,11 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +31,28 @@ import (
 
 var endpoint string
 
+// The test binary runs as the tool itself, in a process of its own, when
+// a test sets mainEnv: "run" runs main with the arguments in argsEnv, one
+// a line; "signals" waits on notifyContext, as main does, and then, as a
+// run that does not stop would, forever.
+const (
+	mainEnv = "DYNAMOSTORE_TEST_MAIN"
+	argsEnv = "DYNAMOSTORE_TEST_ARGS"
+)
+
 func TestMain(m *testing.M) {
+	switch os.Getenv(mainEnv) {
+	case "run":
+		os.Args = append([]string{"dynamostore"}, strings.Split(os.Getenv(argsEnv), "\n")...)
+		main()
+		return
+	case "signals":
+		ctx, _ := notifyContext()
+		fmt.Println("waiting")
+		<-ctx.Done()
+		fmt.Println("cancelled")
+		select {}
+	}
 	// The tool reads credentials and region from the standard chain.
 	os.Setenv("AWS_ACCESS_KEY_ID", "test")
 	os.Setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -148,12 +173,27 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		store.Commit(fmt.Sprintf("live-%d", i), bytes.Repeat([]byte{'x'}, 1000), time.Now().Add(time.Hour))
 	}
 	other.Commit("old", []byte("x"), time.Now().Add(-time.Hour))
+	// Expired within the grace: counted expired by stats, apart, and left
+	// by the sweep, as the sweep's summary says.
+	store.Commit("just-ended", bytes.Repeat([]byte{'x'}, 100), time.Now().Add(-time.Second))
+	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:", "--grace", "30m")
+	if code != 0 || !strings.Contains(out, "\nexpired sessions: 8\nexpired sessions past --grace 30m: 7 (what delete-expired --grace 30m deletes)\n") {
+		t.Fatalf("got %d, %q, %q: expected 8 expired sessions, 7 of them past the grace", code, out, errOut)
+	}
+	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run", "--grace", "30m")
+	if code != 0 || !regexp.MustCompile(`^would delete 7 expired sessions of 12 items scanned in \S+ \(\d+ per second\), each expired at least 30m ago \(--grace\)\n$`).MatchString(out) {
+		t.Fatalf("got %d, %q: expected a dry-run count of the 7 past the grace, and the grace", code, out)
+	}
+	if err := store.Delete("just-ended"); err != nil { // a revocation in its place
+		t.Fatal(err)
+	}
 
-	code, out, errOut := dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:")
+	code, out, errOut = dynamostoreCmd(t, "stats", "--table", name, "--key-prefix", "app:")
 	if code != 0 {
 		t.Fatalf("got %d, %q: expected stats", code, errOut)
 	}
-	for _, want := range []string{"items scanned: 11", "live sessions: 3", "expired sessions: 7", "not this store's sessions: 1", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
+	for _, want := range []string{"items scanned: 12", "live sessions: 3", "expired sessions: 7", "expired sessions past --grace 1m: 7 (what delete-expired --grace 1m deletes)\n",
+		"revocations: 1", "not this store's sessions: 1", "min 100, p50 100, p90 1000, p99 1000, max 1000"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("got %q: expected %q", out, want)
 		}
@@ -163,7 +203,7 @@ func TestDeleteExpiredAndStats(t *testing.T) {
 		t.Fatalf("got stdout %q, stderr %q: expected the notice on stderr alone", out, errOut)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--dry-run")
-	if code != 0 || !strings.HasPrefix(out, "would delete 7 expired sessions of 11 items scanned in ") {
+	if code != 0 || !regexp.MustCompile(`^would delete 7 expired sessions of 12 items scanned in \S+ \(\d+ per second\), each expired at least 1m ago \(--grace\)\n$`).MatchString(out) {
 		t.Fatalf("got %d, %q: expected a dry-run count", code, out)
 	}
 	code, out, _ = dynamostoreCmd(t, "delete-expired", "--table", name, "--key-prefix", "app:", "--segments", "3", "--read-rate", "1000")
@@ -293,6 +333,9 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "--endpoint", "ftp://127.0.0.1:8000"}, code: 2, err: `--endpoint "ftp://127.0.0.1:8000": want`, oneLineErr: true},
 		{args: []string{"stats", "--endpoint", "http://"}, code: 2, err: `--endpoint "http://": want`, oneLineErr: true},
 		{args: []string{"delete-expired", "--timeout"}, code: 2, err: "flag needs an argument: --timeout", oneLineErr: true},
+		{args: []string{"delete-expired", "--dry-run=maybe"}, code: 2, err: "dynamostore delete-expired: --dry-run=maybe: want true or false, or the flag alone: --dry-run, or --dry-run=false; run 'dynamostore delete-expired --help'", oneLineErr: true},
+		{args: []string{"delete-expired", "-force=2"}, code: 2, err: "--force=2: want true or false", oneLineErr: true},
+		{args: []string{"sessions", "--owner", "u1", "--show-tokens="}, code: 2, err: `--show-tokens="": want true or false`, oneLineErr: true},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errOut)
@@ -327,9 +370,17 @@ func TestHelp(t *testing.T) {
 				t.Fatalf("%s: got %q: expected %q", name, help, want)
 			}
 		}
-		for _, line := range strings.Split(help, "\n") {
+		for i, line := range strings.Split(help, "\n") {
 			if strings.HasPrefix(line, "  -") && !strings.HasPrefix(line, "  --") {
 				t.Fatalf("%s: got flag line %q: expected two dashes", name, line)
+			}
+			// The argument's name is said once, on the flag's line: the
+			// text below does not begin with it.
+			if arg, ok := strings.CutPrefix(line, "    \t"); ok {
+				flagLine := strings.Split(help, "\n")[i-1]
+				if f := strings.Fields(flagLine); len(f) == 2 && strings.HasPrefix(arg, f[1]+":") {
+					t.Fatalf("%s: got %q under %q: expected %q said once", name, line, flagLine, f[1])
+				}
 			}
 		}
 	}
@@ -342,6 +393,101 @@ func TestHelp(t *testing.T) {
 	}
 	if f, err := parseFlags("delete-expired", []string{"-grace", "90s", "--timeout", "5m"}, io.Discard); err != nil || f.opts.SweepGrace != 90*time.Second || f.timeout != 5*time.Minute {
 		t.Fatalf("got %v: expected one dash or two accepted", err)
+	}
+	// Boolean flags alone, or with a value.
+	for args, want := range map[string][2]bool{"--dry-run --force": {true, true}, "-dry-run=false --force=true": {false, true}, "": {false, false}} {
+		if f, err := parseFlags("delete-expired", strings.Fields(args), io.Discard); err != nil || f.dryRun != want[0] || f.force != want[1] {
+			t.Fatalf("%q: got %v: expected --dry-run %v, --force %v", args, err, want[0], want[1])
+		}
+	}
+}
+
+// toolProcess starts the test binary as the tool (mainEnv) and returns it
+// with its stdout, which it writes to out.
+func toolProcess(t *testing.T, mode string, out io.Writer, errOut io.Writer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainEnv+"="+mode, argsEnv+"="+strings.Join(args, "\n"))
+	cmd.Stdout, cmd.Stderr = out, errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
+// exited waits for cmd to end, failing the test if only a hang would make
+// it take so long.
+func exited(t *testing.T, cmd *exec.Cmd) *os.ProcessState {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return cmd.ProcessState
+	case <-time.After(2 * time.Minute): // only a hang reaches it
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("waited 2m for the process to end")
+		return nil
+	}
+}
+
+// TestSignals: SIGTERM, as SIGINT (Ctrl-C), stops a run, which prints what
+// it had counted and that it was interrupted; the tool runs in a process
+// of its own, so the signals are real.
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	fillSweepTable(t, name, 10, 0, 0)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		p := newProxy(t)
+		held := stallSecondPage(p)
+		p.published()
+		var out bytes.Buffer
+		errOut := &signalWriter{wrote: make(chan struct{}, 1)}
+		cmd := toolProcess(t, "run", &out, errOut, "stats", "--table", name, "--key-prefix", "app:", "--endpoint", p.url)
+		select {
+		case <-held: // the first page is counted; the second hangs
+		case <-time.After(2 * time.Minute): // only a hang reaches it
+			t.Fatalf("%v: waited 2m for the second page; stderr %q", sig, errOut.String())
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		state := exited(t, cmd)
+		if state.ExitCode() != 1 || !strings.HasPrefix(out.String(), "stopped early: the counts of the 5 items scanned before it stopped\n") ||
+			!strings.Contains(errOut.String(), "dynamostore stats: interrupted: ") {
+			t.Fatalf("%v: got %v, %q, %q: expected exit 1, the counts so far and the interruption", sig, state, out.String(), errOut.String())
+		}
+	}
+}
+
+// TestSecondSignal: after a first SIGINT or SIGTERM has cancelled the run,
+// a second ends the process at once, should the run not stop.
+func TestSecondSignal(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		out := &signalWriter{wrote: make(chan struct{}, 1)}
+		cmd := toolProcess(t, "signals", out, io.Discard)
+		for _, line := range []string{"waiting\n", "waiting\ncancelled\n"} {
+			hang := time.After(2 * time.Minute) // only a hang reaches it
+			for out.String() != line {
+				select {
+				case <-out.wrote:
+				case <-hang:
+					t.Fatalf("%v: waited 2m for %q; got %q", sig, line, out.String())
+				}
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state := exited(t, cmd)
+		if ws, ok := state.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != sig {
+			t.Fatalf("%v: got %v: expected the second signal to end the process", sig, state)
+		}
 	}
 }
 
@@ -359,17 +505,33 @@ func TestVersion(t *testing.T) {
 }
 
 // TestMissingTable: every subcommand that needs the table says the same
-// thing when it is missing, once, without a doubled prefix.
+// thing when it is missing, once, without a doubled prefix, and the
+// create-table it suggests keeps the names create-table reads and where
+// the table is: the flags given that are not the defaults.
 func TestMissingTable(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"check"}, {"stats"}, {"delete-expired"}, {"delete-expired", "--dry-run"}, {"sessions", "--owner", "u1"}, {"revoke", "--owner", "u1"},
 	} {
 		code, out, errOut := dynamostoreCmd(t, append(args, "--table", "no-such-table")...)
-		want := fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table'\n", args[0])
+		want := fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table --endpoint %s'\n", args[0], endpoint)
 		if code != 1 || errOut != want || out != "" {
 			t.Fatalf("%v: got %d, %q, %q: expected %q alone", args, code, out, errOut, want)
 		}
+		// create-table's names, but for the defaults, and the region; not
+		// the names it does not read (--data-attribute, --key-prefix).
+		code, out, errOut = dynamostoreCmd(t, append(args, "--table", "no-such-table", "--key-attribute", "id", "--expiry-attribute", "ttl",
+			"--owner-attribute", "user", "--owner-index", "by-user", "--data-attribute", "d", "--key-prefix", "app:", "--region", "us-east-1")...)
+		want = fmt.Sprintf("dynamostore %s: table no-such-table does not exist; create it with 'dynamostore create-table --table no-such-table --key-attribute id --expiry-attribute ttl --owner-attribute user --owner-index by-user --endpoint %s --region us-east-1'\n", args[0], endpoint)
+		if code != 1 || errOut != want || out != "" {
+			t.Fatalf("%v: got %d, %q, %q: expected %q alone", args, code, out, errOut, want)
+		}
+	}
+	// A name a shell would split is quoted.
+	var errOut bytes.Buffer
+	run(context.Background(), []string{"check", "--table", "no-such-table", "--owner-index", "by user", "--endpoint", endpoint}, io.Discard, &errOut)
+	if want := `create it with 'dynamostore create-table --table no-such-table --owner-index "by user" --endpoint `; !strings.Contains(errOut.String(), want) {
+		t.Fatalf("got %q: expected %q", errOut.String(), want)
 	}
 }
 
@@ -486,13 +648,46 @@ func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
 	name := tableName(t)
 	createWithoutTTL(t, name)
-	_, out, _ := dynamostoreCmd(t, "check", "--table", name)
-	if !strings.Contains(out, "owner index: owner-index missing") || !strings.Contains(out, "dynamostore create-table") {
-		t.Fatalf("got %q: expected the missing index reported, with how to add it", out)
+	_, out, _ := dynamostoreCmd(t, "check", "--table", name, "--owner-attribute", "user")
+	if want := fmt.Sprintf("owner index: owner-index missing; revoke, sessions and DeleteOwner need it: add it with 'dynamostore create-table --table %s --owner-attribute user --endpoint %s', which keeps", name, endpoint); !strings.Contains(out, want) {
+		t.Fatalf("got %q: expected the missing index reported, with how to add it: %q", out, want)
 	}
-	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1")
-	if code != 1 || out != "" || !strings.Contains(errOut, `has no index "owner-index"`) || strings.Count(errOut, "\n") != 1 {
-		t.Fatalf("got %d, %q, %q: expected one line about the missing index", code, out, errOut)
+	code, out, errOut := dynamostoreCmd(t, "revoke", "--table", name, "--owner", "u1", "--expiry-attribute", "ttl")
+	if code != 1 || out != "" || !strings.Contains(errOut, fmt.Sprintf(`has no index "owner-index" (it has no global secondary index); add it with 'dynamostore create-table --table %s --expiry-attribute ttl --endpoint %s'`, name, endpoint)) ||
+		strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("got %d, %q, %q: expected one line about the missing index, with how to add it", code, out, errOut)
+	}
+}
+
+// TestCheckOwnerIndexName: check of a table whose owner index has another
+// name than --owner-index names the indexes it has; when one is keyed on
+// --owner-attribute, --owner-index is likely mistyped: a problem, exit 1.
+func TestCheckOwnerIndexName(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	ddblocal.Setup(t, "CreateTable "+name, func(ctx context.Context) error {
+		return dynamostore.CreateTable(ctx, client(), func(o *dynamostore.Options) {
+			o.TableName = name
+			o.Logger = slog.New(slog.DiscardHandler) // dynalite has no TTL API
+		})
+	})
+	t.Cleanup(func() { client().DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &name}) })
+	code, out, errOut := dynamostoreCmd(t, "check", "--table", name, "--owner-index", "oi")
+	problem := fmt.Sprintf(`table %s has no index "oi", but its index owner-index is keyed on owner; is --owner-index right?`, name)
+	if code != 1 || !strings.Contains(out, "owner index: oi missing; the table's indexes: owner-index on owner\n") || !strings.Contains(errOut, problem) ||
+		strings.Count(errOut, "\n") != 1 || strings.Contains(out, "\nok\n") {
+		t.Fatalf("got %d, %q, %q: expected the indexes named and one line with %q", code, out, errOut, problem)
+	}
+	// No index on --owner-attribute: the indexes named, and the advice.
+	code, out, errOut = dynamostoreCmd(t, "check", "--table", name, "--owner-index", "oi", "--owner-attribute", "user")
+	if !strings.Contains(out, "owner index: oi missing; the table's indexes: owner-index on owner\n") ||
+		!strings.Contains(out, "need one on user: is --owner-index or --owner-attribute wrong? If not, add it with 'dynamostore create-table --table "+name+" --owner-attribute user --owner-index oi") ||
+		strings.Contains(errOut, "--owner-index right?") {
+		t.Fatalf("got %d, %q, %q: expected the indexes named and advice, no owner index problem", code, out, errOut)
+	}
+	// The right name: no problem with the index.
+	if code, out, errOut = dynamostoreCmd(t, "check", "--table", name); strings.Contains(errOut, "index") || !strings.Contains(out, "owner index: owner-index on owner, ACTIVE") {
+		t.Fatalf("got %d, %q, %q: expected the owner index found", code, out, errOut)
 	}
 }
 

@@ -21,6 +21,21 @@ func sessions(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	tokens, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).OwnerTokens(ctx, f.owner)
 	if err != nil {
+		// What it had seen: the index's list, and the sessions read.
+		now := time.Now()
+		var live, expired int
+		oc.mu.Lock()
+		listed, read := len(oc.listed), len(oc.read)
+		for _, e := range oc.read {
+			if e.ok && sessionitem.Expired(e.millis, now) {
+				expired++
+			} else {
+				live++
+			}
+		}
+		oc.mu.Unlock()
+		fmt.Fprintf(out, "stopped early: the owner index listed %d items for the owner under the key prefix; of the %d sessions read before it stopped, %d had not expired and %d had\n",
+			listed, read, live, expired)
 		return err
 	}
 	// The live sessions are the library's (OwnerTokens); the others it
@@ -70,11 +85,15 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 	n, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).DeleteOwner(ctx, f.owner)
 	stop()
 	oc.mu.Lock()
-	expired := oc.expired
+	expired, inFlight := oc.expired, oc.sent-oc.revoked-oc.refused
 	oc.mu.Unlock()
 	// What DeleteOwner deleted, as each item was the moment it went.
 	summary := fmt.Sprintf("revoked %d sessions: %d live, %d expired", n, n-expired, expired)
 	if err != nil {
+		if inFlight > 0 {
+			// Sent, unanswered: DynamoDB may have applied them.
+			summary = fmt.Sprintf("revoked at least %d sessions: %d live, %d expired; %d more were in flight and may have been applied", n, n-expired, expired, inFlight)
+		}
 		fmt.Fprintf(out, "stopped early: %s\n", summary)
 		return err
 	}
@@ -115,8 +134,10 @@ type ownerWatch struct {
 	indexed int               // items the owner index read for the owner, under any prefix
 	listed  []string          // keys it returned under the prefix
 	read    map[string]expiry // the owner's sessions BatchGetItem read
-	revoked int               // revocations put, for the progress line
-	expired int               // of them, sessions that had expired
+	sent    int               // revocations sent
+	revoked int               // of them, put: the condition held
+	expired int               // of those, sessions that had expired
+	refused int               // of them, refused by DynamoDB: not put
 }
 
 type expiry struct {
@@ -167,8 +188,18 @@ func (w *ownerWatch) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opt
 	}
 	withOld := *in
 	withOld.ReturnValues = types.ReturnValueAllOld
+	w.mu.Lock()
+	if ctx.Err() == nil { // else the SDK sends nothing
+		w.sent++
+	}
+	w.mu.Unlock()
 	out, err := w.Client.PutItem(ctx, &withOld, optFns...)
 	if err != nil {
+		if refused(err) {
+			w.mu.Lock()
+			w.refused++
+			w.mu.Unlock()
+		}
 		return out, err
 	}
 	// DeleteOwner's condition held: the old item was the owner's session.

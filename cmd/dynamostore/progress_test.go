@@ -10,14 +10,18 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/creack/pty"
 
 	"github.com/dynamostore/dynamostore"
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // terminal is a pseudo-terminal of the given width, with what the command
@@ -259,5 +263,89 @@ func TestStoppedEarlyOnTerminal(t *testing.T) {
 		if c.args[0] == "revoke" && !regexp.MustCompile(`revoked 2 sessions: (2 live, 0|1 live, 1|0 live, 2) expired\r\n`).MatchString(screen) {
 			t.Fatalf("got screen %q: expected the 2 revoked counted as live or expired", screen)
 		}
+	}
+}
+
+// TestProgressCountsSessions: delete-expired's progress line counts the
+// expired sessions it deleted, as its summary does, and not the ended
+// revocations it removed with them, which the summary counts apart. The
+// sweep's second page is held, so that the progress line shows the count
+// once all of the first page's deletes are answered.
+func TestProgressCountsSessions(t *testing.T) {
+	t.Parallel()
+	name := tableName(t)
+	createWithoutTTL(t, name)
+	fillSweepTable(t, name, 3, 0, 0)
+	past := time.Now().Add(-time.Hour)
+	for _, key := range []string{"app:rev-1", "app:rev-2"} { // revocations whose period is over
+		if _, err := client().PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &name, Item: map[string]types.AttributeValue{
+			"session_key":                &types.AttributeValueMemberS{Value: key},
+			"expires":                    &types.AttributeValueMemberN{Value: strconv.FormatInt(past.Unix(), 10)},
+			sessionitem.RevokedAttribute: &types.AttributeValueMemberN{Value: strconv.FormatInt(past.UnixMilli(), 10)},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProxy(t)
+	held := stallSecondPage(p) // pages of 5: the 5 expired items, then a page held
+	var mu sync.Mutex
+	answered, allAnswered := 0, make(chan struct{})
+	p.holdAnswer = func(ctx context.Context, op string, body map[string]any) bool {
+		if op == "DeleteItem" {
+			mu.Lock()
+			if answered++; answered == 5 {
+				close(allAnswered)
+			}
+			mu.Unlock()
+		}
+		return true
+	}
+	term := newTerminal(t, 200)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"delete-expired", "--table", name, "--key-prefix", "app:", "--endpoint", p.url}, term.tty, term.tty)
+	}()
+	for _, wait := range []chan struct{}{held, allAnswered} {
+		select {
+		case <-wait:
+		case <-time.After(2 * time.Minute): // only a hang reaches it
+			t.Fatal("waited 2m for the sweep's first page and its 5 deletes")
+		}
+	}
+	// The progress lines from now on: the last delete's answer may still
+	// be on its way to the counter, but no line counts more than the 3
+	// sessions, and one counts them all.
+	term.mu.Lock()
+	from := term.screen.Len()
+	term.mu.Unlock()
+	deleted := regexp.MustCompile(`\r[^\r]*, deleted (\d+) \(`)
+	hang := time.After(2 * time.Minute) // only a hang reaches it
+	for counted := false; !counted; {
+		term.mu.Lock()
+		lines := deleted.FindAllStringSubmatch(term.screen.String()[from:], -1)
+		term.mu.Unlock()
+		for _, m := range lines {
+			if n, _ := strconv.Atoi(m[1]); n > 3 {
+				t.Fatalf("got progress %q: expected no more than the 3 expired sessions counted", m[0])
+			} else if n == 3 {
+				counted = true
+			}
+		}
+		if counted {
+			break
+		}
+		select {
+		case <-term.wrote:
+		case <-hang:
+			t.Fatalf("waited 2m for the progress to count the 3 deletes")
+		}
+	}
+	cancel()
+	code := <-done
+	screen := term.close()
+	want := regexp.MustCompile("\r\x1b\\[Kstopped early: deleted 3 expired sessions of 5 items scanned in [^;\r\n]*; removed 2 revocations whose period was over\r\n")
+	if code != 1 || !want.MatchString(screen) {
+		t.Fatalf("got %d, screen %q: expected the summary to count the 3 sessions and the 2 revocations apart", code, screen)
 	}
 }

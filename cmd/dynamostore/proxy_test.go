@@ -29,6 +29,10 @@ type ddbProxy struct {
 	// request and response, when set, change a request's body before it
 	// is forwarded and a successful answer's body before it returns.
 	request, response func(op string, body map[string]any)
+	// holdAnswer, when set, runs once DynamoDB has answered a request (and
+	// so applied it), before the answer is passed on; it returns false to
+	// drop the answer, as a connection cut at that moment would.
+	holdAnswer func(ctx context.Context, op string, body map[string]any) bool
 
 	mu    sync.Mutex
 	calls []proxyCall
@@ -94,6 +98,9 @@ func (p *ddbProxy) serve(t *testing.T) func(http.ResponseWriter, *http.Request) 
 		if err != nil {
 			return
 		}
+		if p.holdAnswer != nil && !p.holdAnswer(r.Context(), op, body) {
+			return
+		}
 		if p.response != nil && resp.StatusCode == http.StatusOK {
 			var out map[string]any
 			if err := json.Unmarshal(answer, &out); err != nil {
@@ -109,6 +116,14 @@ func (p *ddbProxy) serve(t *testing.T) func(http.ResponseWriter, *http.Request) 
 		w.WriteHeader(resp.StatusCode)
 		w.Write(answer)
 	}
+}
+
+// published makes the hooks set so far visible to the proxy's handlers,
+// for a client in another process: the race detector cannot see that its
+// requests follow the hooks.
+func (p *ddbProxy) published() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 }
 
 // requests returns the bodies of the requests for op so far.

@@ -65,6 +65,10 @@ func itemShapes(prefix string, now time.Time) []shape {
 		{key: "seconds-past-ms-future", item: map[string]types.AttributeValue{"data": data, "expires": sec(past), "expires_ms": ms(future)}, want: expired},
 		{key: "ms-past-seconds-future", item: map[string]types.AttributeValue{"data": data, "expires": sec(future), "expires_ms": ms(past)}, want: expired},
 		{key: "expired-zstd", item: map[string]types.AttributeValue{"data_zstd": zstdData, "expires": sec(past), "expires_ms": ms(past)}, want: expired},
+		// Expired, whatever the data: the sweep deletes it, and stats counts
+		// it expired, not unreadable.
+		{key: "two-formats-expired", item: map[string]types.AttributeValue{"data": data, "data_zstd": data, "expires": sec(past), "expires_ms": ms(past)}, want: expired},
+		{key: "bad-zstd-expired", item: map[string]types.AttributeValue{"data_zstd": data, "expires": sec(past)}, want: expired},
 		// Not a session's shape: never deleted, even when "expired".
 		{key: "ms-only", item: map[string]types.AttributeValue{"data": data, "expires_ms": ms(past)}, want: other},
 		{key: "seconds-not-N", item: map[string]types.AttributeValue{"data": data, "expires": s("1")}, want: other},
@@ -175,8 +179,8 @@ func testItemShapes(t *testing.T, prefix string) {
 
 	// The tool counts by the same rule.
 	args := []string{"--table", name, "--key-prefix", prefix}
-	wantStats := fmt.Sprintf("items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: 2\nencrypted sessions: 0\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
-		len(shapes), len(want[live]), len(want[expired]), len(want[unreadable]), len(want[revoked])+len(want[revokedEnd]), len(want[other]))
+	wantStats := fmt.Sprintf("items scanned: %d\nlive sessions: %d\nexpired sessions: %d\nexpired sessions past --grace 1m: %d (what delete-expired --grace 1m deletes)\ncompressed sessions: 2\nencrypted sessions: 0\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
+		len(shapes), len(want[live]), len(want[expired]), len(want[expired]), len(want[unreadable]), len(want[revoked])+len(want[revokedEnd]), len(want[other]))
 	if code, out, errOut := dynamostoreCmd(t, append([]string{"stats"}, args...)...); code != 0 || !strings.HasPrefix(out, wantStats) {
 		t.Fatalf("got %d, %q, %q: expected stats to begin %q", code, out, errOut, wantStats)
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -33,11 +36,11 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	// same Scan, segments, read cap, grace and rule, whose filter is the
 	// delete's condition, so it counts what a real run would delete at that
 	// moment.
-	counter := &countingClient{Client: client, dryRun: f.dryRun}
+	counter := &countingClient{Client: client, dryRun: f.dryRun, keyAttr: f.opts.KeyAttribute}
 	store := dynamostore.NewWithCleanupInterval(counter, 0, f.options)
-	verb := "deleted"
+	verb, removes := "deleted", "removed"
 	if f.dryRun {
-		verb = "would delete"
+		verb, removes = "would delete", "would remove"
 	}
 	stop := f.progress.start(func() string {
 		deleted := counter.deleted.Load()
@@ -47,9 +50,22 @@ func deleteExpired(ctx context.Context, f *flags, out io.Writer) error {
 	n, err := store.DeleteExpired(ctx)
 	stop()
 	elapsed := time.Since(start)
-	summary := fmt.Sprintf("%s %d expired sessions of %d items scanned in %s (%.0f per second)",
-		verb, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	inFlight := counter.sent.Load() - counter.deleted.Load() - counter.removed.Load() - counter.refused.Load()
+	atLeast := ""
+	if err != nil && inFlight > 0 {
+		atLeast = "at least " // sent, unanswered: DynamoDB may have applied them
+	}
+	// The grace says why stats counts more expired sessions than this.
+	summary := fmt.Sprintf("%s %s%d expired sessions of %d items scanned in %s (%.0f per second), each expired at least %s ago (--grace)",
+		verb, atLeast, n, counter.scanned.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), formatDuration(f.opts.SweepGrace))
+	if removed := counter.removed.Load(); removed > 0 {
+		// DeleteExpired removes them without counting them as sessions.
+		summary += fmt.Sprintf("; %s %d revocations whose period was over", removes, removed)
+	}
 	if err != nil {
+		if inFlight > 0 {
+			summary += fmt.Sprintf("; %d more deletes were in flight and may have been applied", inFlight)
+		}
 		fmt.Fprintf(out, "stopped early: %s\n", summary)
 		return err
 	}
@@ -81,10 +97,10 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 	st, err := scanTable(ctx, client, f, time.Now())
 	if err != nil {
 		fmt.Fprintf(out, "stopped early: the counts of the %d items scanned before it stopped\n", st.scanned)
-		st.print(out)
+		st.print(out, f.opts.SweepGrace)
 		return err
 	}
-	st.print(out)
+	st.print(out, f.opts.SweepGrace)
 	m := f.misnamed(st.sample)
 	switch {
 	case m == nil:
@@ -100,15 +116,16 @@ func stats(ctx context.Context, f *flags, out io.Writer) error {
 
 type tableStats struct {
 	scanned, live, expired, corrupt int
+	pastGrace                       int // of the expired, those a sweep with --grace deletes
 	revocations, other              int
 	compressed, sealed              int
 	sizes                           []int                             // data bytes of sessions, live and expired
 	sample                          []map[string]types.AttributeValue // the first items that are no session, for misnamed
 }
 
-func (st *tableStats) print(out io.Writer) {
-	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
-		st.scanned, st.live, st.expired, st.compressed, st.sealed, st.corrupt, st.revocations, st.other)
+func (st *tableStats) print(out io.Writer, grace time.Duration) {
+	fmt.Fprintf(out, "items scanned: %d\nlive sessions: %d\nexpired sessions: %d\nexpired sessions past --grace %s: %d (what delete-expired --grace %s deletes)\ncompressed sessions: %d\nencrypted sessions: %d\nunreadable sessions: %d\nrevocations: %d\nnot this store's sessions: %d\n",
+		st.scanned, st.live, st.expired, formatDuration(grace), st.pastGrace, formatDuration(grace), st.compressed, st.sealed, st.corrupt, st.revocations, st.other)
 	if len(st.sizes) == 0 {
 		return
 	}
@@ -120,8 +137,11 @@ func (st *tableStats) print(out io.Writer) {
 
 // scanTable reads every item of the table and counts, by the store's rules
 // (package sessionitem), the sessions under the key prefix's fence, live or
-// expired at at, the revocations, and every other item apart. On error it
-// returns the counts so far.
+// expired at at, the revocations, and every other item apart. An expired
+// session is counted expired whether its data can be read or not, as the
+// sweep deletes it, and apart when it expired at least --grace before at,
+// as the sweep's rule says; an unexpired one whose data the store cannot
+// read is unreadable. On error it returns the counts so far.
 func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.Time) (tableStats, error) {
 	var st tableStats
 	var read atomic.Int64
@@ -150,24 +170,33 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 				st.revocations++ // what a Delete leaves: no session
 				continue
 			}
-			// Sized as stored: compressed, sealed or plain, as the
-			// attribute's name says; reading it needs no key.
-			data, format, err := sessionitem.Data(item, f.opts.DataAttribute)
-			if err != nil {
-				st.corrupt++
-				continue
-			}
 			expiry, err := sessionitem.ExpiryMillis(item, f.opts.ExpiryAttribute)
 			if err != nil {
 				st.corrupt++
 				continue
 			}
-			if format.Compressed && !format.Sealed {
+			// Sized as stored: compressed, sealed or plain, as the
+			// attribute's name says; reading it needs no key.
+			data, format, err := sessionitem.Data(item, f.opts.DataAttribute)
+			if err == nil && format.Compressed && !format.Sealed {
 				// The store would refuse it; sealed data needs the key.
-				if _, err := sessionitem.Decompress(data); err != nil {
-					st.corrupt++
-					continue
+				_, err = sessionitem.Decompress(data)
+			}
+			if sessionitem.Expired(expiry, at) {
+				// The sweep's rule: a session's shape, expired, whether
+				// its data can be read or not.
+				st.expired++
+				if sessionitem.Expired(expiry, at.Add(-f.opts.SweepGrace)) {
+					st.pastGrace++
 				}
+			} else if err != nil {
+				st.corrupt++ // unexpired, and the store cannot read it
+				continue
+			} else {
+				st.live++
+			}
+			if err != nil {
+				continue
 			}
 			if format.Compressed {
 				st.compressed++
@@ -176,41 +205,68 @@ func scanTable(ctx context.Context, client *dynamodb.Client, f *flags, at time.T
 				st.sealed++
 			}
 			st.sizes = append(st.sizes, len(data))
-			if sessionitem.Expired(expiry, at) {
-				st.expired++
-			} else {
-				st.live++
-			}
 		}
 	}
 	return st, nil
 }
 
-// countingClient counts the items a sweep scans and deletes, for the
-// progress line and the summary; with dryRun, it sends no DeleteItem and
-// answers each as if its condition held.
+// countingClient counts the items a sweep scans, the sessions it deletes
+// and the revocations it removes (apart, as DeleteExpired counts them), for
+// the progress line and the summary, and the deletes it sent and DynamoDB
+// refused, so that those in flight when the sweep stopped are told apart;
+// with dryRun, it sends no DeleteItem and answers each as if its condition
+// held.
 type countingClient struct {
 	dynamostore.Client
-	dryRun           bool
-	scanned, deleted atomic.Int64
+	dryRun                                   bool
+	keyAttr                                  string
+	scanned, sent, deleted, removed, refused atomic.Int64
+	revocations                              sync.Map // the keys of the revocations the Scan found
 }
 
 func (c *countingClient) Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
 	out, err := c.Client.Scan(ctx, in, optFns...)
-	if err == nil {
-		c.scanned.Add(int64(out.ScannedCount))
+	if err != nil {
+		return out, err
+	}
+	c.scanned.Add(int64(out.ScannedCount))
+	for _, item := range out.Items {
+		if key, ok := item[c.keyAttr].(*types.AttributeValueMemberS); ok && sessionitem.Revoked(item) {
+			c.revocations.Store(key.Value, true)
+		}
 	}
 	return out, err
 }
 
 func (c *countingClient) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	done := &c.deleted
+	if key, ok := in.Key[c.keyAttr].(*types.AttributeValueMemberS); ok {
+		if _, revocation := c.revocations.LoadAndDelete(key.Value); revocation {
+			done = &c.removed
+		}
+	}
 	if c.dryRun {
-		c.deleted.Add(1)
+		done.Add(1)
 		return &dynamodb.DeleteItemOutput{}, nil
 	}
+	if ctx.Err() == nil { // else the SDK sends nothing
+		c.sent.Add(1)
+	}
 	out, err := c.Client.DeleteItem(ctx, in, optFns...)
-	if err == nil {
-		c.deleted.Add(1)
+	switch {
+	case err == nil:
+		done.Add(1)
+	case refused(err):
+		c.refused.Add(1)
 	}
 	return out, err
+}
+
+// refused reports whether err is DynamoDB's answer that it did not apply a
+// write: a 4xx (a condition that failed, throttling, a permission), not a
+// 5xx, after which it may have applied it, nor an error of the network,
+// which may have lost the answer to a write applied.
+func refused(err error) bool {
+	var answer *awshttp.ResponseError
+	return errors.As(err, &answer) && answer.HTTPStatusCode() >= 400 && answer.HTTPStatusCode() < 500
 }

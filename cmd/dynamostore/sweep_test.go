@@ -88,7 +88,7 @@ func TestDryRunIsTheRealRun(t *testing.T) {
 	dryCount, _ := strings.CutPrefix(dry, "would delete ")
 	realCount, _ := strings.CutPrefix(real, "deleted ")
 	if !strings.HasPrefix(dryCount, want) || !strings.HasPrefix(realCount, want) ||
-		!regexp.MustCompile(`^would delete 12 expired sessions of 19 items scanned in \S+ \(\d+ per second\)\n$`).MatchString(dry) {
+		!regexp.MustCompile(`^would delete 12 expired sessions of 19 items scanned in \S+ \(\d+ per second\), each expired at least 0s ago \(--grace\)\n$`).MatchString(dry) {
 		t.Fatalf("got dry run %q and real run %q: expected both to begin %q after their verb", dry, real, want)
 	}
 
@@ -215,6 +215,14 @@ func TestReadRateTooSlow(t *testing.T) {
 	if code != 2 || out != "" || errOut != want {
 		t.Fatalf("got %d, %q, %q: expected exit 2 and %q", code, out, errOut, want)
 	}
+	// Estimates beyond what a time.Duration holds (about 292 years).
+	for rate, estimate := range map[string]string{"0.0001": "about 415.6 years", "1e-10": "more than 1000 years", "1e-300": "more than 1000 years"} {
+		code, out, errOut := proxyCmd(context.Background(), p, "delete-expired", "--table", name, "--read-rate", rate)
+		want := fmt.Sprintf("dynamostore delete-expired: --read-rate %s: a Scan of table %s (about 10.0 GB, 1310720 read units) would take %s at that rate; ", rate, name, estimate)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, want) {
+			t.Fatalf("--read-rate %s: got %d, %q, %q: expected exit 2 and %q", rate, code, out, errOut, want)
+		}
+	}
 	if n := len(p.requests("Scan")); n != 0 {
 		t.Fatalf("got %d Scans: expected none", n)
 	}
@@ -287,6 +295,71 @@ func TestStoppedEarlyCounts(t *testing.T) {
 			if code != 1 || !strings.HasPrefix(out, want) || !strings.Contains(errOut, "dynamostore "+c.args[0]+": interrupted: ") {
 				t.Fatalf("%v: got %d, %q, %q: expected %q and the interruption", c.args, code, out, errOut, want)
 			}
+		}
+	}
+}
+
+// TestStoppedEarlyInFlight: a revoke and a delete-expired stopped while
+// their writes had reached DynamoDB, but not their answers, the client,
+// count them apart: done for certain, and in flight, which may have been
+// applied (here all were).
+func TestStoppedEarlyInFlight(t *testing.T) {
+	t.Parallel()
+	swept := tableName(t)
+	createWithoutTTL(t, swept)
+	fillSweepTable(t, swept, 3, 0, 0)
+	owned := tableName(t)
+	ownedTable(t, owned)
+	for _, c := range []struct {
+		args      []string
+		op        string
+		want      *regexp.Regexp
+		remaining []string // a command, and what it prints after
+	}{
+		{[]string{"revoke", "--table", owned, "--key-prefix", "app:", "--owner", "u6"}, "PutItem",
+			regexp.MustCompile(`^stopped early: revoked at least 0 sessions: 0 live, 0 expired; 3 more were in flight and may have been applied\n$`),
+			[]string{"sessions", "--table", owned, "--key-prefix", "app:", "--owner", "u6", "live sessions: 0\nexpired sessions: 0\n"}},
+		{[]string{"delete-expired", "--table", swept, "--key-prefix", "app:", "--grace", "0s"}, "DeleteItem",
+			regexp.MustCompile(`^stopped early: deleted at least 0 expired sessions of 3 items scanned in \S+ \(0 per second\), each expired at least 0s ago \(--grace\); 3 more deletes were in flight and may have been applied\n$`),
+			[]string{"stats", "--table", swept, "--key-prefix", "app:", "items scanned: 0\n"}},
+	} {
+		p := newProxy(t)
+		held := make(chan struct{}, 3)
+		p.holdAnswer = func(ctx context.Context, op string, body map[string]any) bool {
+			if op != c.op {
+				return true
+			}
+			held <- struct{}{}
+			select {
+			case <-ctx.Done():
+			case <-p.stop:
+			}
+			return false
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		var code int
+		var out, errOut string
+		go func() {
+			defer close(done)
+			code, out, errOut = proxyCmd(ctx, p, c.args...)
+		}()
+		hang := time.After(2 * time.Minute) // only a hang reaches it
+		for range 3 {
+			select {
+			case <-held:
+			case <-hang:
+				t.Fatalf("%v: waited 2m for 3 answers of %s", c.args, c.op)
+			}
+		}
+		cancel()
+		<-done
+		if code != 1 || !c.want.MatchString(out) || !strings.Contains(errOut, "dynamostore "+c.args[0]+": interrupted: ") {
+			t.Fatalf("%v: got %d, %q, %q: expected %v and the interruption", c.args, code, out, errOut, c.want)
+		}
+		last := len(c.remaining) - 1
+		if code, out, errOut := dynamostoreCmd(t, c.remaining[:last]...); code != 0 || !strings.HasPrefix(out, c.remaining[last]) {
+			t.Fatalf("%v: got %d, %q, %q: expected %q: the writes in flight applied", c.remaining[:last], code, out, errOut, c.remaining[last])
 		}
 	}
 }

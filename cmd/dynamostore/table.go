@@ -32,8 +32,8 @@ func createTable(ctx context.Context, f *flags, out io.Writer) error {
 	stop()
 	if err != nil {
 		if status := w.waiting(); status != "" && ctx.Err() != nil {
-			return fmt.Errorf("index %s of table %s did not become ACTIVE (it is %s after %s); the table and its sessions are kept: run 'dynamostore create-table' again to wait on, with a longer --timeout, or 'dynamostore check' to see it: %w",
-				f.opts.OwnerIndex, f.opts.TableName, status, time.Since(w.start).Round(time.Second), err)
+			return fmt.Errorf("index %s of table %s did not become ACTIVE (it is %s after %s); the table and its sessions are kept: run '%s' again to wait on, with a longer --timeout, or '%s' to see it: %w",
+				f.opts.OwnerIndex, f.opts.TableName, status, time.Since(w.start).Round(time.Second), f.command("create-table"), f.command("check"), err)
 		}
 		return err
 	}
@@ -140,9 +140,32 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 	}
 	idx, err := sessionitem.OwnerIndex(t, f.opts.OwnerIndex, f.opts.OwnerAttribute)
 	switch {
+	case idx == nil && len(t.GlobalSecondaryIndexes) > 0:
+		// Another name, or a name mistyped: a --owner-index that names no
+		// index while one is keyed on --owner-attribute is likely wrong.
+		var others, owners []string
+		for _, g := range t.GlobalSecondaryIndexes {
+			name := aws.ToString(g.IndexName)
+			var keys []string
+			for _, k := range g.KeySchema {
+				keys = append(keys, aws.ToString(k.AttributeName))
+			}
+			others = append(others, fmt.Sprintf("%s on %s", name, strings.Join(keys, " and ")))
+			if _, err := sessionitem.OwnerIndex(t, name, f.opts.OwnerAttribute); err == nil {
+				owners = append(owners, name)
+			}
+		}
+		fmt.Fprintf(out, "owner index: %s missing; the table's indexes: %s\n", f.opts.OwnerIndex, strings.Join(others, ", "))
+		if len(owners) > 0 {
+			problems = append(problems, fmt.Sprintf("table %s has no index %q, but its index %s is keyed on %s; is --owner-index right?",
+				f.opts.TableName, f.opts.OwnerIndex, strings.Join(owners, " and "), f.opts.OwnerAttribute))
+		} else {
+			fmt.Fprintf(out, "owner index: revoke, sessions and DeleteOwner need one on %s: is --owner-index or --owner-attribute wrong? If not, add it with '%s', which keeps the table and its sessions\n",
+				f.opts.OwnerAttribute, f.command("create-table"))
+		}
 	case idx == nil:
 		// Only DeleteOwner and OwnerTokens need it.
-		fmt.Fprintf(out, "owner index: %s missing; revoke, sessions and DeleteOwner need it: add it with 'dynamostore create-table', which keeps the table and its sessions\n", f.opts.OwnerIndex)
+		fmt.Fprintf(out, "owner index: %s missing; revoke, sessions and DeleteOwner need it: add it with '%s', which keeps the table and its sessions\n", f.opts.OwnerIndex, f.command("create-table"))
 	case err != nil:
 		fmt.Fprintf(out, "owner index: %s, %s\n", f.opts.OwnerIndex, idx.IndexStatus)
 		problems = append(problems, err.Error())
@@ -162,7 +185,7 @@ func check(ctx context.Context, f *flags, out io.Writer) error {
 			status = ttl.TimeToLiveDescription.TimeToLiveStatus
 		}
 		fmt.Fprintf(out, "ttl: %s\n", status)
-		problems = append(problems, fmt.Sprintf("TTL is %s, so only the sweeper deletes expired sessions; enable it on %s (dynamostore create-table does where the endpoint has the TTL API)", status, f.opts.ExpiryAttribute))
+		problems = append(problems, fmt.Sprintf("TTL is %s, so only the sweeper deletes expired sessions; enable it on %s ('%s' does where the endpoint has the TTL API)", status, f.opts.ExpiryAttribute, f.command("create-table")))
 	default:
 		attr, _ := sessionitem.TTL(ttl.TimeToLiveDescription)
 		fmt.Fprintf(out, "ttl: %s on %s\n", ttl.TimeToLiveDescription.TimeToLiveStatus, attr)

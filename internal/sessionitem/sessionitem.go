@@ -88,16 +88,24 @@ const MaxPageReadUnits = (1 << 20) / ScanBytesPerReadUnit
 // units per second, as SweepReadRate caps it, takes to scan tableBytes of
 // items: the first MaxPageReadUnits at once, the rest at readRate. A
 // readRate of 0 or less is no cap, and takes no time by this measure.
+// It is SweepReadSeconds, at most the longest time.Duration (about 292
+// years).
 func SweepReadTime(tableBytes int64, readRate float64) time.Duration {
-	if readRate <= 0 || math.IsNaN(readRate) {
-		return 0
-	}
-	units := math.Ceil(float64(max(tableBytes, 0)) / ScanBytesPerReadUnit)
-	seconds := max(units-MaxPageReadUnits, 0) / readRate
+	seconds := SweepReadSeconds(tableBytes, readRate)
 	if seconds >= math.MaxInt64/float64(time.Second) {
 		return math.MaxInt64
 	}
 	return time.Duration(seconds * float64(time.Second))
+}
+
+// SweepReadSeconds is SweepReadTime in seconds, without its bound: a
+// readRate small enough may make it +Inf.
+func SweepReadSeconds(tableBytes int64, readRate float64) float64 {
+	if readRate <= 0 || math.IsNaN(readRate) {
+		return 0
+	}
+	units := math.Ceil(float64(max(tableBytes, 0)) / ScanBytesPerReadUnit)
+	return max(units-MaxPageReadUnits, 0) / readRate
 }
 
 // CheckKeySchema returns an error unless the table's key is a single
@@ -380,6 +388,27 @@ const DefaultRevocationPeriod = 24 * time.Hour
 func Revoked(item map[string]types.AttributeValue) bool {
 	_, ok := item[RevokedAttribute]
 	return ok
+}
+
+// MaxKeyBytes is DynamoDB's limit on a partition key's value, in bytes: a
+// session's key, and an owner, the owner index's partition key.
+const MaxKeyBytes = 2048
+
+// CheckOwner returns an error, saying why without the owner itself, when
+// owner is none that DynamoDB can index as the owner index's partition key:
+// a non-empty string of at most MaxKeyBytes bytes of valid UTF-8 (the SDK
+// would silently replace invalid UTF-8). The store stores a session whose
+// Options.Owner names such an owner as one with no owner.
+func CheckOwner(owner string) error {
+	switch {
+	case owner == "":
+		return errors.New("the owner is empty")
+	case len(owner) > MaxKeyBytes:
+		return fmt.Errorf("the owner is %d bytes, over DynamoDB's %d-byte limit on an index key", len(owner), MaxKeyBytes)
+	case !utf8.ValidString(owner):
+		return errors.New("the owner is not valid UTF-8")
+	}
+	return nil
 }
 
 // A KeyPrefix is a fence: a store reads, counts, rewrites and deletes only

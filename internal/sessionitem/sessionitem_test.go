@@ -113,6 +113,13 @@ func TestSweepReadTime(t *testing.T) {
 			t.Errorf("SweepReadTime(%d, %v): got %v: expected %v", c.bytes, c.rate, got, c.want)
 		}
 	}
+	// Unbounded in seconds: beyond what a Duration holds, and +Inf.
+	if got, want := SweepReadSeconds(10<<30, 0.0001), float64(10<<30/ScanBytesPerReadUnit-MaxPageReadUnits)/0.0001; got != want {
+		t.Errorf("SweepReadSeconds(10 GB, 0.0001): got %v: expected %v", got, want)
+	}
+	if got := SweepReadSeconds(1<<62, 1e-300); !math.IsInf(got, 1) {
+		t.Errorf("SweepReadSeconds(1<<62, 1e-300): got %v: expected +Inf", got)
+	}
 	if MaxPageReadUnits != 128 {
 		t.Errorf("got %d: expected 128 units in a 1 MB page", MaxPageReadUnits)
 	}
