@@ -432,7 +432,7 @@ func TestDeleteOwnerErrors(t *testing.T) {
 func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
 	ctx := setupContext(t) // CreateTable waits for the index
-	client := newClient(t)
+	client := ddblocal.NewClient(ddblocal.ForNewIndex(t, endpoint)) // it adds an index to the table
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeS)
 	setName := func(o *Options) { o.TableName = name }

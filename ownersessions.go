@@ -3,11 +3,11 @@ package dynamostore
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -27,25 +27,6 @@ type OwnerSession struct {
 	Expiry    time.Time // when the session expires, to the millisecond
 	LastWrite time.Time // when a Commit last wrote it, to the millisecond
 	Size      int       // the item's size in bytes as DynamoDB counts it
-}
-
-// The ID of a session is the first idBytes of SHA-256 over idDomain and
-// the session's key (KeyPrefix and the token as stored), in base64url
-// without padding. The key is unambiguous, since a KeyPrefix ends with a
-// character no token holds. 128 bits make two sessions of one owner
-// collide never in practice and an ID no guess; the hash reveals neither
-// the token nor the key; and its 22 characters are never the 43 of an
-// scs token or of the hash HashTokenInStore stores, so as a cookie it is
-// no session.
-const (
-	idDomain = "dynamostore owner session ID v1\x00"
-	idBytes  = 16
-)
-
-// sessionID returns the ID of the session with key.
-func sessionID(key string) string {
-	sum := sha256.Sum256([]byte(idDomain + key))
-	return base64.RawURLEncoding.EncodeToString(sum[:idBytes])
 }
 
 // OwnerSessions returns the owner's live sessions under this store's
@@ -116,7 +97,7 @@ func (s *DynamoStore) ownerSessions(ctx context.Context, op operation, owner str
 			}
 		}
 		listed = append(listed, listedSession{key: key, OwnerSession: OwnerSession{
-			ID:        sessionID(key),
+			ID:        sessionitem.SessionID(key),
 			Data:      data,
 			Expiry:    time.UnixMilli(expiry),
 			LastWrite: lastWrite,
@@ -152,14 +133,13 @@ func (s *DynamoStore) CurrentSessionID(ctx context.Context, sm *scs.SessionManag
 		return ""
 	}
 	if sm.HashTokenInStore {
-		sum := sha256.Sum256([]byte(token))
-		token = base64.RawURLEncoding.EncodeToString(sum[:])
+		token = sessionitem.HashToken(token)
 	}
 	key, ok := s.key(token)
 	if !ok {
 		return ""
 	}
-	return sessionID(key)
+	return sessionitem.SessionID(key)
 }
 
 // DeleteOwnerSession revokes the owner's session whose ID (see
@@ -190,14 +170,14 @@ func (s *DynamoStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id stri
 	}
 	var keys []string
 	err = s.ownerKeys(ctx, opDeleteOwnerSession, owner, func(key string) {
-		if sessionID(key) == id {
+		if sessionitem.SessionID(key) == id {
 			keys = append(keys, key)
 		}
 	})
 	if err != nil {
 		return false, err
 	}
-	n, err := s.revokeOwned(ctx, opDeleteOwnerSession, owner, keys, fn)
+	n, err := s.revokeOwned(ctx, opDeleteOwnerSession, owner, keys, nil, fn)
 	return n > 0, err
 }
 
@@ -226,21 +206,24 @@ func (s *DynamoStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID s
 	}
 	var keys []string
 	err = s.ownerKeys(ctx, opDeleteOwnerExcept, owner, func(key string) {
-		if sessionID(key) != keepID {
+		if sessionitem.SessionID(key) != keepID {
 			keys = append(keys, key)
 		}
 	})
 	if err != nil {
 		return 0, err
 	}
-	return s.revokeOwned(ctx, opDeleteOwnerExcept, owner, keys, fn)
+	return s.revokeOwned(ctx, opDeleteOwnerExcept, owner, keys, nil, fn)
 }
 
 // LimitOwner keeps the keep most recently written live sessions of the
 // owner (as OwnerSessions orders them) and revokes the rest, as DeleteOwner
 // does, returning how many it revoked. Expired sessions neither count
 // toward keep nor in the result. A keep of 0 revokes every live session; a
-// negative keep is an error, before any request.
+// negative keep is an error, before any request. A session written again
+// between the listing and its revocation is now among the most recent: it
+// is left alone, and not counted, so under concurrent requests the owner
+// may keep more than keep for a moment, never lose the session in use.
 //
 // To cap a user at N sessions, call LimitOwner(ctx, owner, N-1) in the
 // login handler: scs commits the new session after the handler returns,
@@ -266,17 +249,22 @@ func (s *DynamoStore) LimitOwnerFunc(ctx context.Context, owner string, keep int
 		return 0, err
 	}
 	keys := make([]string, 0, len(listed)-keep)
+	lastWrite := make(map[string]time.Time, len(listed)-keep)
 	for _, l := range listed[keep:] {
 		keys = append(keys, l.key)
+		lastWrite[l.key] = l.LastWrite
 	}
-	return s.revokeOwned(ctx, opLimitOwner, owner, keys, fn)
+	return s.revokeOwned(ctx, opLimitOwner, owner, keys, lastWrite, fn)
 }
 
 // revokeOwned revokes each session with one of keys, with the revocation
 // Delete writes, conditional on it still being a live session of owner, 8
 // at a time, calling fn around each as DeleteOwnerFunc does, and returns
-// how many it revoked.
-func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owner string, keys []string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+// how many it revoked. With lastWrite, each revocation also holds only
+// while the session's last write is the one listed for its key: a session
+// written again since it was listed is now among the most recent, and
+// LimitOwner leaves it.
+func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owner string, keys []string, lastWrite map[string]time.Time, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
 	if fn == nil {
 		fn = func(ctx context.Context, _ string, del func(context.Context) error) error { return del(ctx) }
 	}
@@ -291,6 +279,17 @@ func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owne
 	for _, key := range keys {
 		if gctx.Err() != nil {
 			break
+		}
+		cond, names, values := cond, names, values
+		if lastWrite != nil {
+			names, values = maps.Clone(names), maps.Clone(values)
+			names["#w"] = sessionitem.LastWriteAttribute
+			if w := lastWrite[key]; w.IsZero() {
+				cond += " AND attribute_not_exists(#w)"
+			} else {
+				cond += " AND #w = :w"
+				values[":w"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(w.UnixMilli(), 10)}
+			}
 		}
 		g.Go(func() error {
 			return fn(gctx, key[len(s.prefix):], func(ctx context.Context) error {

@@ -78,7 +78,7 @@ func tokensOf(s *DynamoStore, listed []OwnerSession, tokens ...string) []string 
 	var got []string
 	for _, l := range listed {
 		for _, token := range tokens {
-			if sessionID(s.prefix+token) == l.ID {
+			if sessionitem.SessionID(s.prefix+token) == l.ID {
 				got = append(got, token)
 			}
 		}
@@ -217,7 +217,7 @@ func TestOwnerSessionIDs(t *testing.T) {
 		t.Fatal("expected the ID, hashed as a cookie, to be no session")
 	}
 	// The same token under another prefix is another session.
-	if other := sessionID("other:" + token); other == id {
+	if other := sessionitem.SessionID("other:" + token); other == id {
 		t.Fatal("expected the KeyPrefix to be part of the ID")
 	}
 	if n, err := s2.DeleteOwnerSession(context.Background(), "u1", id); !n || err != nil {
@@ -283,7 +283,7 @@ func TestCurrentSessionID(t *testing.T) {
 					sum := sha256.Sum256([]byte(stored))
 					stored = base64.RawURLEncoding.EncodeToString(sum[:])
 				}
-				want := sessionID(stored)
+				want := sessionitem.SessionID(stored)
 				page := b.do(http.MethodGet, app.URL+"/devices", nil)
 				if !strings.HasPrefix(page, "current="+want+"\n") || !strings.Contains(page, "*"+want) || strings.Count(page, "*") != 1 {
 					t.Fatalf("got page %q: expected this browser's session %s marked, and only it", page, want)
@@ -320,8 +320,8 @@ func TestDeleteOwnerSession(t *testing.T) {
 	}
 	waitOwnerSessions(t, s, "u1", 2)
 	waitOwnerSessions(t, s, "u2", 1)
-	id := sessionID("alice1")
-	for _, c := range []struct{ owner, id string }{{"u2", id}, {"u1", ""}, {"u1", sessionID("nobody")}, {"u1", sessionID("mallory")}, {"", id}} {
+	id := sessionitem.SessionID("alice1")
+	for _, c := range []struct{ owner, id string }{{"u2", id}, {"u1", ""}, {"u1", sessionitem.SessionID("nobody")}, {"u1", sessionitem.SessionID("mallory")}, {"", id}} {
 		if ok, err := s.DeleteOwnerSession(ctx, c.owner, c.id); ok || err != nil {
 			t.Fatalf("owner %q, ID %q: got %v, %v: expected nothing revoked", c.owner, c.id, ok, err)
 		}
@@ -361,7 +361,7 @@ func TestDeleteOwnerSessionChangedHands(t *testing.T) {
 		}
 		return err
 	}
-	if ok, err := s.DeleteOwnerSession(context.Background(), "u1", sessionID("moves")); ok || err != nil {
+	if ok, err := s.DeleteOwnerSession(context.Background(), "u1", sessionitem.SessionID("moves")); ok || err != nil {
 		t.Fatalf("got %v, %v: expected nothing revoked", ok, err)
 	}
 	mustFind(t, s, "moves", "u2|data")
@@ -394,7 +394,7 @@ func TestDeleteOwnerExcept(t *testing.T) {
 		t.Fatalf("got %d, %v: expected an error saying keepID is empty", n, err)
 	}
 	waitOwnerSessions(t, s, "u1", 3)
-	if n, err := s.DeleteOwnerExcept(ctx, "u1", sessionID("b")); n != 2 || err != nil {
+	if n, err := s.DeleteOwnerExcept(ctx, "u1", sessionitem.SessionID("b")); n != 2 || err != nil {
 		t.Fatalf("got %d, %v: expected the 2 other live sessions revoked", n, err)
 	}
 	mustFind(t, s, "a", "")
@@ -468,12 +468,12 @@ func TestOwnerSessionsSealed(t *testing.T) {
 		t.Fatal("expected the session sealed")
 	}
 	got := waitOwnerSessions(t, s, "u1", 1)
-	if string(got[0].Data) != "u1|secret" || got[0].ID != sessionID("tok") || !got[0].LastWrite.Equal(wrote) {
+	if string(got[0].Data) != "u1|secret" || got[0].ID != sessionitem.SessionID("tok") || !got[0].LastWrite.Equal(wrote) {
 		t.Fatalf("got %q, %s, %v: expected the data opened, last written %v", got[0].Data, got[0].ID, got[0].LastWrite, wrote)
 	}
 	keyless := NewWithCleanupInterval(newClient(t), 0, append(fns[:1:1], withOwner, quietLog)...)
 	got = waitOwnerSessions(t, keyless, "u1", 1)
-	if got[0].Data != nil || got[0].ID != sessionID("tok") || got[0].Size == 0 {
+	if got[0].Data != nil || got[0].ID != sessionitem.SessionID("tok") || got[0].Size == 0 {
 		t.Fatalf("got %q, %s, %d bytes: expected the sealed session listed with nil Data", got[0].Data, got[0].ID, got[0].Size)
 	}
 }
@@ -497,7 +497,7 @@ func TestCachedOwnerSessions(t *testing.T) {
 	if order := tokensOf(s, listed, "a", "b", "c", "d"); !slices.Equal(order, []string{"d", "c", "b", "a"}) {
 		t.Fatalf("got %v: expected the newest first", order)
 	}
-	if ok, err := c.DeleteOwnerSession(ctx, "u1", sessionID("a")); !ok || err != nil {
+	if ok, err := c.DeleteOwnerSession(ctx, "u1", sessionitem.SessionID("a")); !ok || err != nil {
 		t.Fatalf("got %v, %v: expected a revoked", ok, err)
 	}
 	mustFind(t, c, "a", "")
@@ -507,7 +507,7 @@ func TestCachedOwnerSessions(t *testing.T) {
 	}
 	mustFind(t, c, "b", "")
 	waitOwnerSessions(t, c, "u1", 2)
-	if n, err := c.DeleteOwnerExcept(ctx, "u1", sessionID("d")); n != 1 || err != nil {
+	if n, err := c.DeleteOwnerExcept(ctx, "u1", sessionitem.SessionID("d")); n != 1 || err != nil {
 		t.Fatalf("got %d, %v: expected c revoked", n, err)
 	}
 	mustFind(t, c, "c", "")
@@ -678,4 +678,40 @@ func TestOwnerIndexLag(t *testing.T) {
 	slices.Sort(lags)
 	t.Logf("index lag over %d sessions (%d listings): p50 %v, p99 %v, max %v",
 		trials, polls, lags[trials/2], lags[trials*99/100], lags[trials-1])
+}
+
+// TestLimitOwnerWrittenMeanwhile: a session that LimitOwner listed among
+// those to revoke, and that a request commits again before its revocation
+// is sent, is now the most recent: it stays, and is not counted.
+func TestLimitOwnerWrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	var clock steppedClock
+	s := newStoreWith(t, newClient(t), clock.hooks(), withOwner)
+	ctx := context.Background()
+	commitAt(t, s, &clock, "a", "u1|a", liveAt())
+	commitAt(t, s, &clock, "b", "u1|b", liveAt())
+	waitOwnerSessions(t, s, "u1", 2)
+	var wrote time.Time
+	n, err := s.LimitOwnerFunc(ctx, "u1", 1, func(ctx context.Context, token string, del func(context.Context) error) error {
+		if token != "a" {
+			t.Errorf("got %q to revoke: expected a, the older", token)
+		}
+		wrote = commitAt(t, s, &clock, "a", "u1|a again", liveAt()) // a request in flight commits it
+		return del(ctx)
+	})
+	if n != 0 || err != nil {
+		t.Fatalf("got %d, %v: expected nothing revoked, a having been written since it was listed", n, err)
+	}
+	mustFind(t, s, "a", "u1|a again")
+	mustFind(t, s, "b", "u1|b")
+	listed := waitOwnerSessions(t, s, "u1", 2)
+	if got := tokensOf(s, listed, "a", "b"); !slices.Equal(got, []string{"a", "b"}) || !listed[0].LastWrite.Equal(wrote) {
+		t.Fatalf("got %v, %v: expected a listed first, written at %v", got, listed[0].LastWrite, wrote)
+	}
+	// Once listed as it is, LimitOwner revokes the older, b.
+	if n, err := s.LimitOwner(ctx, "u1", 1); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected b revoked", n, err)
+	}
+	mustFind(t, s, "b", "")
+	mustFind(t, s, "a", "u1|a again")
 }

@@ -122,7 +122,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // newBrowser returns a client with a cookie jar of its own.
 func newBrowser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar}
+	return &http.Client{Jar: jar, Timeout: hangTimeout} // only a hang reaches it: the test fails, naming the request
 }
 
 // demo is the example app served on a table of its own, with what a test

@@ -548,7 +548,7 @@ func request(t *testing.T, c *http.Client, method, url string) (int, string) {
 
 func browser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar}
+	return &http.Client{Jar: jar, Timeout: hang} // only a hang reaches it: the test fails, naming the request
 }
 
 // putAndGet drives the Use program's two handlers with c and fails unless
@@ -780,6 +780,7 @@ func iamRows(t *testing.T) []iamRow {
 type policyProxy struct {
 	allowed map[string]bool
 	url     string
+	target  string // the endpoint it relays to
 
 	mu      sync.Mutex
 	seen    []string
@@ -787,9 +788,9 @@ type policyProxy struct {
 	changed chan struct{} // closed and replaced at each request
 }
 
-func newPolicyProxy(t *testing.T, allowed map[string]bool) *policyProxy {
+func newPolicyProxy(t *testing.T, endpoint string, allowed map[string]bool) *policyProxy {
 	t.Helper()
-	p := &policyProxy{allowed: allowed, changed: make(chan struct{})}
+	p := &policyProxy{target: endpoint, allowed: allowed, changed: make(chan struct{})}
 	target, err := url.Parse(endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -993,7 +994,8 @@ func TestREADMEIAM(t *testing.T) {
 	// test unless it exits with code and prints want.
 	runTool := func(t *testing.T, proxy *policyProxy, code int, want string, args ...string) {
 		t.Helper()
-		cmd := exec.Command(tool, append(args, "--endpoint", proxy.url)...)
+		// --timeout: only a hang reaches it, and the tool then says what it waited for.
+		cmd := exec.Command(tool, append(args, "--endpoint", proxy.url, "--timeout", hang.String())...)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "AWS_REGION=us-east-1")
 		out, _ := cmd.CombinedOutput()
 		if cmd.ProcessState.ExitCode() != code || !strings.Contains(string(out), want) {
@@ -1102,7 +1104,7 @@ func TestREADMEIAM(t *testing.T) {
 				})
 			})
 			// A table without the owner index and TTL: create-table adds them.
-			ddblocal.CreateTableWithoutTTL(t, direct, bare, "session_key", types.ScalarAttributeTypeS)
+			ddblocal.CreateTableWithoutTTL(t, ddblocal.NewClient(proxy.target), bare, "session_key", types.ScalarAttributeTypeS)
 			if ddblocal.IsDynalite() {
 				// dynalite cannot add an index to a table: it refuses one
 				// without capacity of its own, as on an on-demand table.
@@ -1120,7 +1122,11 @@ func TestREADMEIAM(t *testing.T) {
 		}
 		t.Run(row.role, func(t *testing.T) {
 			t.Parallel()
-			proxy := newPolicyProxy(t, row.actions)
+			target := endpoint
+			if strings.HasPrefix(row.role, "Set-up") {
+				target = ddblocal.ForNewIndex(t, endpoint) // it adds an index to a table
+			}
+			proxy := newPolicyProxy(t, target, row.actions)
 			test(t, proxy)
 			proxy.check(t)
 		})

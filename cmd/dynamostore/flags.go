@@ -66,6 +66,8 @@ type flags struct {
 	force                     bool
 	owner                     string
 	showTokens                bool
+	session                   string        // revoke --session: the ID of one session
+	keep                      int           // revoke --keep: how many sessions to keep, or -1
 	requestTimeout            time.Duration // requestTimeout; tests make it shorter
 
 	stderr   io.Writer
@@ -73,7 +75,7 @@ type flags struct {
 }
 
 func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
-	f := &flags{segments: 1, timeout: defaultTimeouts[name], requestTimeout: requestTimeout, opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
+	f := &flags{segments: 1, keep: -1, timeout: defaultTimeouts[name], requestTimeout: requestTimeout, opts: dynamostore.Options{SweepGrace: sessionitem.DefaultSweepGrace}}
 	fs := flag.NewFlagSet("dynamostore "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	var bad error            // the first value a typed flag refused
@@ -106,7 +108,11 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 		fs.StringVar(&f.owner, "owner", "", "the owner `ID`, as Options.Owner returns it (required)")
 	}
 	if name == "sessions" {
-		fs.Var(boolFlag("show-tokens", &f.showTokens, &bad), "show-tokens", "also print the live sessions' tokens, as the store holds them (without the key prefix), one per line; unless the application uses scs's HashTokenInStore, a token is the session's cookie")
+		fs.Var(boolFlag("show-tokens", &f.showTokens, &bad), "show-tokens", "also print each live session's token, as the store holds it (without the key prefix); unless the application uses scs's HashTokenInStore, a token is the session's cookie")
+	}
+	if name == "revoke" {
+		fs.StringVar(&f.session, "session", "", "revoke only the owner's session with this `ID`, as 'dynamostore sessions' lists it")
+		fs.Var(keepFlag(&f.keep, &bad), "keep", "keep the owner's `N` most recently written live sessions and revoke the other live ones")
 	}
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +141,9 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	}
 	if (name == "sessions" || name == "revoke") && f.owner == "" {
 		return nil, errors.New("--owner is required")
+	}
+	if f.session != "" && f.keep >= 0 {
+		return nil, errors.New("--session and --keep: give one, --session to revoke one session, --keep to keep the N most recent")
 	}
 	if f.owner != "" {
 		// The library stores such an owner as none: the index never lists
@@ -267,6 +276,22 @@ func readRateFlag(p *float64, bad *error) flag.Value {
 		parse: func(s string) (float64, bool) {
 			r, err := strconv.ParseFloat(s, 64)
 			return r, err == nil && !math.IsNaN(r) && !math.IsInf(r, 0) && r >= 0
+		}}
+}
+
+// keepFlag is revoke's --keep: a whole number, 0 or more.
+func keepFlag(p *int, bad *error) flag.Value {
+	return &typedFlag[int]{name: "keep", p: p, bad: bad,
+		show: func(n int) string {
+			if n < 0 {
+				return "" // not given: no default shown
+			}
+			return strconv.Itoa(n)
+		},
+		want: "a whole number of sessions to keep, 0 or more, such as 3",
+		parse: func(s string) (int, bool) {
+			n, err := strconv.Atoi(s)
+			return n, err == nil && n >= 0
 		}}
 }
 

@@ -22,9 +22,14 @@
 // exits 1 with the flag that is likely wrong. Its counts say what they
 // count: live sessions, expired ones, and items that are no sessions. A run
 // interrupted (Ctrl-C or SIGTERM) or timed out prints what it had done so
-// far, then why it stopped; a second Ctrl-C or SIGTERM ends it at once. delete-expired --dry-run is the real run, the library's
-// DeleteExpired with its Scan, segments, read cap and rule, without its
-// deletes.
+// far, then why it stopped; a second Ctrl-C or SIGTERM ends it at once.
+// delete-expired --dry-run is the real run, the library's DeleteExpired
+// with its Scan, segments, read cap and rule, without its deletes.
+//
+// sessions lists one owner's live sessions as the library's OwnerSessions
+// does, with each session's ID, last write, expiry and size; revoke
+// revokes them all (DeleteOwner), one by its ID (--session,
+// DeleteOwnerSession) or all but the most recent (--keep N, LimitOwner).
 //
 // Exit codes: 0 on success, 1 when the command failed or found a problem, 2
 // for a usage error (a flag refused before any request is sent, or a
@@ -58,8 +63,9 @@ Subcommands:
   check           check the table's key schema, owner index and TTL against the options
   delete-expired  delete expired sessions once (--dry-run: the same sweep without its deletes)
   stats           count live and expired sessions and their sizes (a full Scan)
-  sessions        count one owner's live and expired sessions (--owner ID; a Query of the owner index)
-  revoke          delete every session of one owner, live and expired (--owner ID; a Query of the owner index)
+  sessions        list one owner's live sessions: ID, last write, expiry, size (--owner ID; a Query of the owner index)
+  revoke          revoke every session of one owner, live and expired (--owner ID; a Query of the owner index);
+                  --session ID only that one, --keep N all but the N most recently written
   version         print the tool's version and the Go version it was built with
 
 Every subcommand takes --timeout, with a default of its own.

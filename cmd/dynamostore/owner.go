@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -19,7 +21,7 @@ func sessions(ctx context.Context, f *flags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).OwnerTokens(ctx, f.owner)
+	listed, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).OwnerSessions(ctx, f.owner)
 	if err != nil {
 		// What it had seen: the index's list, and the sessions read.
 		now := time.Now()
@@ -38,18 +40,21 @@ func sessions(ctx context.Context, f *flags, out io.Writer) error {
 			listed, read, live, expired)
 		return err
 	}
-	// The live sessions are the library's (OwnerTokens); the others it
+	// The live sessions are the library's (OwnerSessions); the others it
 	// read, by sessionitem's rules, expired or unreadable.
 	live := map[string]bool{}
-	for _, t := range tokens {
-		live[f.opts.KeyPrefix+t] = true
+	for _, s := range listed {
+		live[s.ID] = true
 	}
+	tokens := map[string]string{} // by ID
 	now := time.Now()
 	var expired, unreadable int
 	oc.mu.Lock()
 	for key, expiry := range oc.read {
+		id := sessionitem.SessionID(key)
 		switch {
-		case live[key]:
+		case live[id]:
+			tokens[id] = strings.TrimPrefix(key, f.opts.KeyPrefix)
 		case expiry.ok && sessionitem.Expired(expiry.millis, now):
 			expired++
 		default:
@@ -57,19 +62,41 @@ func sessions(ctx context.Context, f *flags, out io.Writer) error {
 		}
 	}
 	oc.mu.Unlock()
-	fmt.Fprintf(out, "live sessions: %d\nexpired sessions: %d\n", len(tokens), expired)
+	fmt.Fprintf(out, "live sessions: %d\nexpired sessions: %d\n", len(listed), expired)
 	if unreadable > 0 {
 		fmt.Fprintf(out, "unreadable sessions: %d\n", unreadable)
 	}
-	if f.showTokens {
-		for _, t := range tokens {
-			fmt.Fprintln(out, t)
+	if len(listed) > 0 {
+		// Most recently written first, as OwnerSessions lists them.
+		w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		header := "ID\tLAST WRITE\tEXPIRES\tSIZE"
+		if f.showTokens {
+			header += "\tTOKEN"
 		}
+		fmt.Fprintln(w, header)
+		for _, s := range listed {
+			line := fmt.Sprintf("%s\t%s\t%s\t%d", s.ID, formatTime(s.LastWrite), formatTime(s.Expiry), s.Size)
+			if f.showTokens {
+				line += "\t" + tokens[s.ID]
+			}
+			fmt.Fprintln(w, line)
+		}
+		w.Flush()
 	}
-	if len(tokens)+expired+unreadable > 0 {
+	if len(listed)+expired+unreadable > 0 {
 		return nil
 	}
 	return oc.nothingFound(ctx, client, "found no session")
+}
+
+// formatTime writes t in UTC to the millisecond, as the table holds it,
+// and a zero t (a session last written before the store recorded its last
+// write) as "-".
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
 func revoke(ctx context.Context, f *flags, out io.Writer) error {
@@ -82,13 +109,30 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 		defer oc.mu.Unlock()
 		return fmt.Sprintf("revoke in %s: revoked %d sessions (%d expired)", f.opts.TableName, oc.revoked, oc.expired)
 	})
-	n, err := dynamostore.NewWithCleanupInterval(oc, 0, f.options).DeleteOwner(ctx, f.owner)
+	store := dynamostore.NewWithCleanupInterval(oc, 0, f.options)
+	var n int
+	switch {
+	case f.session != "":
+		var ok bool
+		ok, err = store.DeleteOwnerSession(ctx, f.owner, f.session)
+		if ok {
+			n = 1
+		}
+	case f.keep >= 0:
+		n, err = store.LimitOwner(ctx, f.owner, f.keep)
+	default:
+		n, err = store.DeleteOwner(ctx, f.owner)
+	}
 	stop()
 	oc.mu.Lock()
 	expired, inFlight := oc.expired, oc.sent-oc.revoked-oc.refused
 	oc.mu.Unlock()
-	// What DeleteOwner deleted, as each item was the moment it went.
+	// What was revoked, as each item was the moment it went: --session
+	// and --keep revoke live sessions only.
 	summary := fmt.Sprintf("revoked %d sessions: %d live, %d expired", n, n-expired, expired)
+	if f.keep >= 0 {
+		summary = fmt.Sprintf("revoked %d live sessions, keeping the %d most recently written", n, f.keep)
+	}
 	if err != nil {
 		if inFlight > 0 {
 			// Sent, unanswered: DynamoDB may have applied them.
@@ -97,8 +141,14 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 		fmt.Fprintf(out, "stopped early: %s\n", summary)
 		return err
 	}
+	if f.session != "" && n == 0 {
+		if err := oc.nothingFound(ctx, client, "revoked no session"); err != nil {
+			return err
+		}
+		return fmt.Errorf("revoked no session: the owner has no live session with ID %q under --key-prefix %q; 'dynamostore sessions --owner ID' lists the IDs (a session committed a moment ago may not be listed yet)", f.session, f.opts.KeyPrefix)
+	}
 	fmt.Fprintln(out, summary)
-	if n > 0 {
+	if n > 0 || f.keep > 0 {
 		return nil
 	}
 	return oc.nothingFound(ctx, client, "revoked no session")

