@@ -431,7 +431,7 @@ func TestDeleteOwnerErrors(t *testing.T) {
 // endpoint can, or says it could not.
 func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
-	ctx := setupContext(t) // CreateTable waits for the index
+	ctx := setupContext(t)                                          // CreateTable waits for the index
 	client := ddblocal.NewClient(ddblocal.ForNewIndex(t, endpoint)) // it adds an index to the table
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeS)
