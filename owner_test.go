@@ -431,8 +431,9 @@ func TestDeleteOwnerErrors(t *testing.T) {
 // endpoint can, or says it could not.
 func TestOwnerIndexMissing(t *testing.T) {
 	t.Parallel()
-	ctx := setupContext(t)                                          // CreateTable waits for the index
-	client := ddblocal.NewClient(ddblocal.ForNewIndex(t, endpoint)) // it adds an index to the table
+	ctx := setupContext(t) // CreateTable waits for the index
+	// CreateTable adds an index to the table: see ddblocal.ForNewIndex.
+	client := ddblocal.NewClient(ddblocal.ForNewIndex(t, endpoint))
 	name := newTableName(t)
 	ddblocal.CreateTableWithoutTTL(t, client, name, "session_key", types.ScalarAttributeTypeS)
 	setName := func(o *Options) { o.TableName = name }
