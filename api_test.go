@@ -50,6 +50,9 @@ var (
 	_ func(*dynamostore.DynamoStore, context.Context, string) ([]string, error)                                = (*dynamostore.DynamoStore).OwnerTokens
 	_ func(*dynamostore.DynamoStore, context.Context) (int, error)                                             = (*dynamostore.DynamoStore).Reseal
 	_ func(*dynamostore.DynamoStore, context.Context, string) ([]dynamostore.OwnerSession, error)              = (*dynamostore.DynamoStore).OwnerSessions
+	_ func(*dynamostore.DynamoStore, context.Context, string, []byte, time.Time) (bool, error)                 = (*dynamostore.DynamoStore).CommitNewCtx
+	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.DynamoStore)(nil)
+	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.CachedStore)(nil)
 	_ func(*dynamostore.DynamoStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.DynamoStore).CurrentSessionID
 	_ func(*dynamostore.DynamoStore, context.Context, string, string) (bool, error)                            = (*dynamostore.DynamoStore).DeleteOwnerSession
 	_ func(*dynamostore.DynamoStore, context.Context, string, string) (int, error)                             = (*dynamostore.DynamoStore).DeleteOwnerExcept

@@ -209,3 +209,16 @@ type OwnerSessionStore interface {
 	DeleteOwnerExceptFunc(ctx context.Context, owner, keepID string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error)
 	LimitOwnerFunc(ctx context.Context, owner string, keep int, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error)
 }
+
+// CommitNewStore is a store that stores a session only where it holds
+// neither a live session nor a revocation under its token, and says
+// whether it did: how a session moves in from another store (NewMigrating,
+// Import) without overwriting newer data or bringing back a revoked
+// session. DynamoStore and CachedStore are ones; a wrapper around either
+// must forward CommitNewCtx.
+type CommitNewStore interface {
+	// CommitNewCtx stores the session unless the store holds a live
+	// session or a revocation in force under token (see
+	// DynamoStore.CommitNewCtx).
+	CommitNewCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error)
+}

@@ -312,6 +312,35 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	return err
 }
 
+// CommitNewCtx stores the session through the backing store, a
+// CommitNewStore such as a DynamoStore, only where it holds neither a live
+// session nor a revocation under token, and caches a copy of what it
+// stored, as CommitCtx does. It returns an error wrapping ErrClientMethod
+// when the backing store is not a CommitNewStore.
+func (c *CachedStore) CommitNewCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error) {
+	cs, ok := c.backing.(CommitNewStore)
+	if !ok {
+		return false, c.opError("commit new", fmt.Errorf("%w: the backing store, a %T, has no CommitNewCtx method", ErrClientMethod, c.backing))
+	}
+	write, err := c.beginWrite(ctx, token)
+	if err != nil {
+		return false, c.opError("commit new: cache", err)
+	}
+	var entry *CacheEntry
+	until := c.until(c.now(), expiry)
+	defer func() {
+		// Even when ctx is done: the write is over.
+		if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, entry, until); err != nil {
+			c.cacheError(ctx)
+		}
+	}()
+	stored, err = cs.CommitNewCtx(ctx, token, b, expiry)
+	if err == nil && stored && until.After(c.now()) {
+		entry = &CacheEntry{Data: b, Expiry: expiry.Truncate(time.Millisecond)}
+	}
+	return stored, err
+}
+
 // Delete removes the session from the backing store and the cache. It calls
 // DeleteCtx with context.Background().
 func (c *CachedStore) Delete(token string) error {

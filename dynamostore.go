@@ -290,6 +290,35 @@ func (s *DynamoStore) CommitStoredCtx(ctx context.Context, token string, b []byt
 	return err == nil, err
 }
 
+// CommitNewCtx stores the session as CommitCtx does, but only where the
+// table holds neither a live session nor a revocation in force under the
+// token, and reports whether it stored it. It is how a session moves in
+// from another store (NewMigrating, Import): it never overwrites what a
+// Commit wrote, and never brings back a session deleted less than
+// Options.RevocationPeriod ago. An expired session, or an ended
+// revocation, under the token is replaced. It costs what Commit costs; a
+// write it refuses is billed as one it makes.
+func (s *DynamoStore) CommitNewCtx(ctx context.Context, token string, b []byte, expiry time.Time) (stored bool, err error) {
+	defer func(start time.Time) { s.metrics.done(ctx, opCommitNew, start, err, true) }(time.Now())
+	key, ok := s.key(token)
+	if !ok {
+		return false, fmt.Errorf("dynamostore: commit new in table %q: token is not one or more base64url characters, as scs's are, or is longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
+	}
+	now := s.now()
+	live, names, values := sessionitem.LiveCondition(s.names, now)
+	values[":now"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}
+	cond := "(" + notRevoked + ") AND NOT (" + live + ")"
+	err = s.commit(ctx, opCommitNew, key, b, expiry, &dynamodb.PutItemInput{
+		ConditionExpression:       &cond,
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+	}, nil)
+	if isConditionFailed(err) {
+		return false, nil // a live session or a revocation
+	}
+	return err == nil, err
+}
+
 // commit writes the session with key, data b and expiry, in one PutItem
 // for op. The PutItem's condition is cond's when cond is not nil, and
 // otherwise that the token is not revoked; a failed condition is returned

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -1099,5 +1100,57 @@ func TestDecompressBounded(t *testing.T) {
 		if (derr == nil) != c.ok || n > c.within {
 			t.Errorf("%s: got %v and %d bytes allocated: expected ok=%v within %d", c.name, derr, n, c.ok, c.within)
 		}
+	}
+}
+
+// TestCommitNew: CommitNewCtx stores a session where the table holds none,
+// or an expired one, and never over a live session or a revocation in
+// force; through a CachedStore too, which caches what it stored.
+func TestCommitNew(t *testing.T) {
+	t.Parallel()
+	s := newStoreWith(t, nil, clockAhead)
+	ctx := context.Background()
+	commitNew := func(st CommitNewStore, token, data string, want bool) {
+		t.Helper()
+		if stored, err := st.CommitNewCtx(ctx, token, []byte(data), liveAt()); stored != want || err != nil {
+			t.Fatalf("%s: got %v, %v: expected stored=%v", token, stored, err, want)
+		}
+	}
+	commitNew(s, "absent", "moved", true)
+	mustFind(t, s, "absent", "moved")
+	if err := s.Commit("live", []byte("newer"), liveAt()); err != nil {
+		t.Fatal(err)
+	}
+	commitNew(s, "live", "older", false)
+	mustFind(t, s, "live", "newer")
+	if err := s.Delete("revoked"); err != nil {
+		t.Fatal(err)
+	}
+	commitNew(s, "revoked", "back", false)
+	mustFind(t, s, "revoked", "")
+	if err := s.Commit("expired", []byte("old"), expiredAt()); err != nil {
+		t.Fatal(err)
+	}
+	commitNew(s, "expired", "moved", true)
+	mustFind(t, s, "expired", "moved")
+
+	c := NewCached(s)
+	commitNew(c, "cached", "moved", true)
+	mustFind(t, c, "cached", "moved")
+	if st := c.Stats(); st.Hits != 1 {
+		t.Fatalf("got %+v: expected the stored session served from the cache", st)
+	}
+	commitNew(c, "cached", "again", false)
+	mustFind(t, c, "cached", "moved")
+	if err := c.Delete("cached"); err != nil {
+		t.Fatal(err)
+	}
+	commitNew(c, "cached", "back", false)
+	mustFind(t, c, "cached", "")
+
+	// A CachedStore in front of a store without CommitNewCtx says so.
+	m := NewCached(memstore.NewWithCleanupInterval(0))
+	if _, err := m.CommitNewCtx(ctx, "token", []byte("x"), liveAt()); !errors.Is(err, ErrClientMethod) {
+		t.Fatalf("got %v: expected ErrClientMethod", err)
 	}
 }

@@ -32,12 +32,13 @@ const (
 	opDeleteOwnerSession
 	opDeleteOwnerExcept
 	opLimitOwner
+	opCommitNew
 	numOperations
 )
 
 // operationNames are the operation attribute's values.
 var operationNames = [numOperations]string{"find", "commit", "delete", "all", "delete_expired", "delete_owner", "owner_tokens", "reseal",
-	"owner_sessions", "delete_owner_session", "delete_owner_except", "limit_owner"}
+	"owner_sessions", "delete_owner_session", "delete_owner_except", "limit_owner", "commit_new"}
 
 // String returns the operation as errors name it.
 func (o operation) String() string {
