@@ -190,7 +190,11 @@ func (s *DynamoStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id stri
 //
 // It costs one Query of OwnerIndex and one write per session revoked. A
 // session committed a moment before it may not be listed yet by the
-// eventually consistent index, and survives (see DeleteOwner). The store's
+// eventually consistent index, and survives (see DeleteOwner). It revokes,
+// and counts, every session of the owner the index lists, including one
+// that OwnerSessions leaves out because Find would not serve it (an item
+// it cannot open or that Options.RequireEncryption refuses), since it
+// reads no item: such a session was no device the user could use. The store's
 // Client must also have the Query method; see DeleteOwner for the errors.
 func (s *DynamoStore) DeleteOwnerExcept(ctx context.Context, owner, keepID string) (int, error) {
 	return s.DeleteOwnerExceptFunc(ctx, owner, keepID, nil)
@@ -219,16 +223,20 @@ func (s *DynamoStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID s
 // LimitOwner keeps the keep most recently written live sessions of the
 // owner (as OwnerSessions orders them) and revokes the rest, as DeleteOwner
 // does, returning how many it revoked. Expired sessions neither count
-// toward keep nor in the result. A keep of 0 revokes every live session; a
-// negative keep is an error, before any request. A session written again
-// between the listing and its revocation is now among the most recent: it
-// is left alone, and not counted, so under concurrent requests the owner
-// may keep more than keep for a moment, never lose the session in use.
+// toward keep nor in the result. A keep of 0 revokes every live session it
+// lists, written meanwhile or not; a negative keep is an error, before any
+// request. With a keep of 1 or more, a session written again between the
+// listing and its revocation is now among the most recent: it is left
+// alone, and not counted, so that the session in use is never lost.
 //
 // To cap a user at N sessions, call LimitOwner(ctx, owner, N-1) in the
 // login handler: scs commits the new session after the handler returns,
 // and the index lists it a moment later, so the new session is not among
-// those LimitOwner sees.
+// those LimitOwner sees. The cap is the one at each login: two logins of
+// one user at once, or a second within the index's lag, each see the
+// sessions before both, and the user has N+1 until the next login. Where
+// that matters, call LimitOwner(ctx, owner, N) again after the Commit,
+// from a later request.
 //
 // It costs what OwnerSessions costs and one write per session revoked.
 // The store's Client must also have the Query and BatchGetItem methods;
@@ -249,10 +257,15 @@ func (s *DynamoStore) LimitOwnerFunc(ctx context.Context, owner string, keep int
 		return 0, err
 	}
 	keys := make([]string, 0, len(listed)-keep)
-	lastWrite := make(map[string]time.Time, len(listed)-keep)
+	var lastWrite map[string]time.Time // keep 0 keeps none, however recent
+	if keep > 0 {
+		lastWrite = make(map[string]time.Time, len(listed)-keep)
+	}
 	for _, l := range listed[keep:] {
 		keys = append(keys, l.key)
-		lastWrite[l.key] = l.LastWrite
+		if lastWrite != nil {
+			lastWrite[l.key] = l.LastWrite
+		}
 	}
 	return s.revokeOwned(ctx, opLimitOwner, owner, keys, lastWrite, fn)
 }

@@ -715,3 +715,22 @@ func TestLimitOwnerWrittenMeanwhile(t *testing.T) {
 	mustFind(t, s, "b", "")
 	mustFind(t, s, "a", "u1|a again")
 }
+
+// TestLimitOwnerZeroWrittenMeanwhile: keep 0 keeps nothing, however
+// recent: a session committed between the listing and its revocation is
+// revoked all the same (one stolen cookie in busy use survives no cap of 1).
+func TestLimitOwnerZeroWrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	var clock steppedClock
+	s := newStoreWith(t, newClient(t), clock.hooks(), withOwner)
+	commitAt(t, s, &clock, "a", "u1|a", liveAt())
+	waitOwnerSessions(t, s, "u1", 1)
+	n, err := s.LimitOwnerFunc(context.Background(), "u1", 0, func(ctx context.Context, token string, del func(context.Context) error) error {
+		commitAt(t, s, &clock, token, "u1|busy", liveAt()) // a request in flight commits it
+		return del(ctx)
+	})
+	if n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected the session revoked", n, err)
+	}
+	mustFind(t, s, "a", "")
+}

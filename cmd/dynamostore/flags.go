@@ -142,8 +142,14 @@ func parseFlags(name string, args []string, stdout io.Writer) (*flags, error) {
 	if (name == "sessions" || name == "revoke") && f.owner == "" {
 		return nil, errors.New("--owner is required")
 	}
-	if f.session != "" && f.keep >= 0 {
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	if given["session"] && given["keep"] {
 		return nil, errors.New("--session and --keep: give one, --session to revoke one session, --keep to keep the N most recent")
+	}
+	if given["session"] && f.session == "" {
+		// Else it would be revoke without --session: every session.
+		return nil, errors.New("--session is empty: give the ID of the session to revoke, as 'dynamostore sessions' lists it, or leave --session out to revoke every session of the owner")
 	}
 	if f.owner != "" {
 		// The library stores such an owner as none: the index never lists

@@ -145,7 +145,8 @@ func revoke(ctx context.Context, f *flags, out io.Writer) error {
 		if err := oc.nothingFound(ctx, client, "revoked no session"); err != nil {
 			return err
 		}
-		return fmt.Errorf("revoked no session: the owner has no live session with ID %q under --key-prefix %q; 'dynamostore sessions --owner ID' lists the IDs (a session committed a moment ago may not be listed yet)", f.session, f.opts.KeyPrefix)
+		// The ID is not repeated: a token pasted by mistake goes no further.
+		return fmt.Errorf("revoked no session: the owner has no live session with the --session ID under --key-prefix %q; 'dynamostore sessions --owner ID' lists the IDs (a session committed a moment ago may not be listed yet)", f.opts.KeyPrefix)
 	}
 	fmt.Fprintln(out, summary)
 	if n > 0 || f.keep > 0 {

@@ -160,7 +160,7 @@ func TestRevokeSessionAndKeep(t *testing.T) {
 	// Another owner's ID, or one that names no session: nothing, exit 1.
 	for _, c := range []struct{ owner, id string }{{"u2", t2}, {"u1", "AAAAAAAAAAAAAAAAAAAAAA"}} {
 		code, out, errOut := revoke("--owner", c.owner, "--session", c.id)
-		if code != 1 || out != "" || !strings.Contains(errOut, "the owner has no live session with ID") || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, c.owner) {
+		if code != 1 || out != "" || !strings.Contains(errOut, "the owner has no live session with the --session ID") || strings.Contains(errOut, c.id) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, c.owner) {
 			t.Fatalf("--owner %s --session %s: got %d, %q, %q: expected one line without the owner, exit 1", c.owner, c.id, code, out, errOut)
 		}
 	}
@@ -173,7 +173,7 @@ func TestRevokeSessionAndKeep(t *testing.T) {
 	if found("t2") || !found("t1") || !found("t3") || !found("t4") {
 		t.Fatal("expected t2 revoked and only t2")
 	}
-	if code, _, errOut := revoke("--owner", "u1", "--session", t2); code != 1 || !strings.Contains(errOut, "no live session with ID") {
+	if code, _, errOut := revoke("--owner", "u1", "--session", t2); code != 1 || !strings.Contains(errOut, "no live session with the --session ID") {
 		t.Fatalf("got %d, %q: expected a revoked session not found again", code, errOut)
 	}
 
@@ -196,6 +196,8 @@ func TestRevokeSessionAndKeep(t *testing.T) {
 	// Usage errors, before any request.
 	for _, args := range [][]string{
 		{"--owner", "u1", "--session", t2, "--keep", "1"},
+		{"--owner", "u1", "--session", "", "--keep", "1"},
+		{"--owner", "u1", "--session", ""},
 		{"--owner", "u1", "--keep", "-1"},
 		{"--owner", "u1", "--keep", "many"},
 	} {
@@ -203,5 +205,8 @@ func TestRevokeSessionAndKeep(t *testing.T) {
 		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 {
 			t.Fatalf("%v: got %d, %q, %q: expected a one-line usage error", args, code, out, errOut)
 		}
+	}
+	if !found("t1") || !found("t4") {
+		t.Fatal("a refused revoke revoked something")
 	}
 }

@@ -68,6 +68,15 @@ func Start() (*Server, error) {
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		return &Server{Endpoint: ep}, nil
 	}
+	return start()
+}
+
+// givenEndpoint is EnvEndpoint as the process found it, before Run set it
+// for the fuzzing workers: an endpoint of the user's own.
+var givenEndpoint = os.Getenv(EnvEndpoint)
+
+// start starts the implementation EnvBackend names.
+func start() (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -313,10 +322,10 @@ type TB interface {
 // thread dump: 7 threads in TimeToLiveDeletionJob, none in CreateGSIJob.
 func ForNewIndex(tb TB, shared string) string {
 	tb.Helper()
-	if os.Getenv(EnvEndpoint) != "" || IsDynalite() {
+	if givenEndpoint != "" || IsDynalite() {
 		return shared
 	}
-	s, err := Start()
+	s, err := start()
 	if err != nil {
 		tb.Fatalf("ddblocal: a DynamoDB Local of the test's own: %v", err)
 	}

@@ -1,0 +1,426 @@
+package dynamostore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// MigratePhase is a phase of a move from one scs store to another, one
+// deploy each, in the order MigrateReadFrom, MigrateWriteBoth,
+// MigrateToOnly. During a rolling deploy the instances of two neighbouring
+// phases run side by side; each phase reads and writes so that no request
+// sees data older than the last a Commit stored, on either kind of
+// instance. The README's "Move in from another store" walks through them.
+type MigratePhase int
+
+const (
+	// MigrateToOnly, the last phase and the default, reads the new store
+	// first and, on a miss, the old one, moving a live session it finds
+	// there into the new store; it writes the new store only. Its
+	// instances may run beside those of MigrateWriteBoth.
+	MigrateToOnly MigratePhase = iota
+
+	// MigrateWriteBoth, the second phase, reads as MigrateToOnly does
+	// and writes the new store, then the old. Its instances may run
+	// beside those of MigrateReadFrom, which still read the old store
+	// only, and of MigrateToOnly.
+	MigrateWriteBoth
+
+	// MigrateReadFrom, the first phase, reads and writes the old store
+	// only, as the application did before, and after each write removes
+	// any copy of the session in the new store, without revoking its
+	// token there. Its instances may run beside those of the application
+	// before the move, which know nothing of the new store, and of
+	// MigrateWriteBoth: the copy it removes would otherwise be older than
+	// what it wrote.
+	MigrateReadFrom
+)
+
+// String returns the phase's name, as MigrateOptions' godoc writes it.
+func (p MigratePhase) String() string {
+	switch p {
+	case MigrateToOnly:
+		return "MigrateToOnly"
+	case MigrateWriteBoth:
+		return "MigrateWriteBoth"
+	case MigrateReadFrom:
+		return "MigrateReadFrom"
+	}
+	return fmt.Sprintf("MigratePhase(%d)", int(p))
+}
+
+// MigrateOptions configure a MigratingStore.
+type MigrateOptions struct {
+	// Phase is the phase of the move this deploy runs. The default is
+	// MigrateToOnly, the last.
+	Phase MigratePhase
+
+	// MeterProvider makes the MigratingStore's OpenTelemetry counter,
+	// dynamostore.migrate.finds, by result: to, from, moved or miss, as
+	// Stats counts them. The default is nil: otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+}
+
+// MigrateStats counts a MigratingStore's Finds by where their answer came
+// from. Once Moved and From stay at zero for a session lifetime, the old
+// store holds nothing a user still needs, and the next deploy can drop it.
+type MigrateStats struct {
+	To     uint64 // Finds answered by the new store
+	Moved  uint64 // Finds answered by the old store, the session moved into the new one
+	From   uint64 // Finds answered by the old store without a move (MigrateReadFrom, or a copy that changed while it moved)
+	Misses uint64 // Finds neither store answered with a live session
+}
+
+// MigratingStore is an scs store for the deploys that move an application
+// from one scs store (the old, from) to another (the new, to), such as
+// from scs's redisstore or postgresstore to a DynamoStore, without logging
+// anyone out. See NewMigrating.
+type MigratingStore struct {
+	from, to scs.Store
+	codec    scs.Codec
+	phase    MigratePhase
+
+	counts [4]atomic.Uint64 // by resultTo, resultMoved, resultFrom, resultMiss
+	finds  metric.Int64Counter
+	result [4][]metric.AddOption // the counter's attributes, by result
+}
+
+const (
+	resultTo = iota
+	resultMoved
+	resultFrom
+	resultMiss
+)
+
+// NewMigrating returns a store that serves the sessions of from while the
+// application moves to to, as the phase in the options says (the default,
+// MigrateToOnly, is the last phase):
+//
+//   - Find reads to first. On a miss it reads from, and a session found
+//     there whose deadline, as codec decodes it from the data (scs encodes
+//     the deadline with the values), is still ahead is written to to with
+//     that deadline, then served. A session past its decoded deadline, or
+//     one whose data codec cannot decode, is never served.
+//   - Commit writes to only; Delete removes the session from both.
+//
+// A revocation in to is final here too. A token deleted through to
+// (Delete, DeleteOwner, RenewToken's Delete, the "your devices" methods)
+// is never moved in again from a copy that from still holds, or that an
+// instance still on the old deploy writes there later: the move is
+// CommitNewCtx when to is a CommitNewStore (a DynamoStore, or a
+// CachedStore in front of one), which stores nothing over a revocation in
+// force. That holds for to's Options.RevocationPeriod; with a
+// RevocationPeriod at least the session lifetime (the default, 24 hours,
+// is scs's default Lifetime), every copy in from has passed its deadline
+// before the revocation ends. A to that is no CommitNewStore, such as
+// scs's memstore, has no revocations, and the move is a Commit.
+//
+// Each move also reads from again: if a Commit through an instance of the
+// phase before changed the session meanwhile, the copy just moved is
+// removed and the newer data served. A move thus costs, beside the miss
+// in to, two reads of from and one write of to (with a DynamoStore, one
+// write unit per KB of the session); a Find of a session to already holds
+// costs what it costs without the move.
+//
+// All and AllCtx return the union of both stores' sessions, the one Find
+// reads first winning where both have a token (to, except in
+// MigrateReadFrom); they return an error when a store cannot be iterated.
+// The MigratingStore calls the Ctx methods of each store that has them
+// (scs's goredisstore panics on the plain ones), works behind NewCached
+// (it is a CacheableStore), and with scs's HashTokenInStore, since both
+// stores receive the token scs sends.
+func NewMigrating(from, to scs.Store, codec scs.Codec, optFns ...func(*MigrateOptions)) *MigratingStore {
+	var o MigrateOptions
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	mp := o.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := &MigratingStore{from: from, to: to, codec: codec, phase: o.Phase}
+	m.finds, _ = mp.Meter(instrumentationScope).Int64Counter("dynamostore.migrate.finds",
+		metric.WithDescription("MigratingStore Finds, by result: to (the new store answered), moved (the old store answered, the session moved), from (the old store answered, no move) or miss."))
+	for i, r := range []string{"to", "moved", "from", "miss"} {
+		m.result[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))}
+	}
+	return m
+}
+
+// Stats returns the counts of Finds since NewMigrating.
+func (m *MigratingStore) Stats() MigrateStats {
+	return MigrateStats{To: m.counts[resultTo].Load(), Moved: m.counts[resultMoved].Load(), From: m.counts[resultFrom].Load(), Misses: m.counts[resultMiss].Load()}
+}
+
+func (m *MigratingStore) count(ctx context.Context, result int) {
+	m.counts[result].Add(1)
+	m.finds.Add(ctx, 1, m.result[result]...)
+}
+
+// Find returns the session's data as NewMigrating says. It calls FindCtx
+// with context.Background().
+func (m *MigratingStore) Find(token string) ([]byte, bool, error) {
+	return m.FindCtx(context.Background(), token)
+}
+
+// FindCtx is like Find with a context, passed to the stores that take one.
+func (m *MigratingStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	b, _, found, err := m.FindExpiryCtx(ctx, token)
+	return b, found, err
+}
+
+// FindExpiryCtx is FindCtx that also returns the session's expiry, the
+// deadline codec decodes from its data (or the new store's, when it is a
+// CacheableStore): it makes the MigratingStore a CacheableStore, which a
+// CachedStore can cache in front of.
+func (m *MigratingStore) FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error) {
+	if m.phase == MigrateReadFrom {
+		b, expiry, found, err = m.findLive(ctx, m.from, token)
+		if err == nil {
+			m.countFound(ctx, found, resultFrom)
+		}
+		return b, expiry, found, err
+	}
+	b, expiry, found, err = m.findLive(ctx, m.to, token)
+	if err != nil || found {
+		if found {
+			m.count(ctx, resultTo)
+		}
+		return b, expiry, found, err
+	}
+	b, expiry, found, err = m.findLive(ctx, m.from, token)
+	if err != nil || !found {
+		if err == nil {
+			m.count(ctx, resultMiss)
+		}
+		return nil, time.Time{}, false, err
+	}
+	stored, err := m.commitNew(ctx, token, b, expiry)
+	if err != nil {
+		return nil, time.Time{}, false, m.opError("find: move", err)
+	}
+	if !stored {
+		// to holds the session (written since it missed) or a
+		// revocation: what to holds now is the answer.
+		b, expiry, found, err = m.findLive(ctx, m.to, token)
+		if err == nil {
+			m.countFound(ctx, found, resultTo)
+		}
+		return b, expiry, found, err
+	}
+	// An instance of the phase before may have committed the session to
+	// from, and removed to's copy, while this one moved it: then the copy
+	// just moved is older than from's, which is removed again.
+	again, againExpiry, againFound, err := m.findLive(ctx, m.from, token)
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	if againFound && bytes.Equal(again, b) {
+		m.count(ctx, resultMoved)
+		return b, expiry, true, nil
+	}
+	if err := m.forget(ctx, token); err != nil {
+		return nil, time.Time{}, false, m.opError("find: move", err)
+	}
+	m.countFound(ctx, againFound, resultFrom)
+	return again, againExpiry, againFound, nil
+}
+
+// countFound counts a Find as result, or as a miss.
+func (m *MigratingStore) countFound(ctx context.Context, found bool, result int) {
+	if !found {
+		result = resultMiss
+	}
+	m.count(ctx, result)
+}
+
+// findLive reads the session from s and returns it with its expiry when
+// its deadline, as codec decodes it, is still ahead.
+func (m *MigratingStore) findLive(ctx context.Context, s scs.Store, token string) ([]byte, time.Time, bool, error) {
+	b, found, err := findCtx(ctx, s, token)
+	if err != nil || !found {
+		return nil, time.Time{}, false, err
+	}
+	deadline, _, err := m.codec.Decode(b)
+	if err != nil || !deadline.After(time.Now()) {
+		return nil, time.Time{}, false, nil // never served: undecodable, or past its deadline
+	}
+	return b, deadline, true, nil
+}
+
+// commitNew moves the session into to: CommitNewCtx where to has it, so
+// that a revocation there holds, and otherwise a Commit.
+func (m *MigratingStore) commitNew(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	if cn, ok := m.to.(CommitNewStore); ok {
+		return cn.CommitNewCtx(ctx, token, b, expiry)
+	}
+	return true, commitCtx(ctx, m.to, token, b, expiry)
+}
+
+// forget removes to's copy of the session without revoking its token
+// there: a DynamoStore's or CachedStore's item is deleted unless it is a
+// revocation; another store's is deleted.
+func (m *MigratingStore) forget(ctx context.Context, token string) error {
+	if f, ok := m.to.(forgetter); ok {
+		return f.forgetCtx(ctx, token)
+	}
+	return deleteCtx(ctx, m.to, token)
+}
+
+// Commit writes the session as the phase says: the new store (and then
+// the old, in MigrateWriteBoth), or the old store (MigrateReadFrom). It
+// calls CommitCtx with context.Background().
+func (m *MigratingStore) Commit(token string, b []byte, expiry time.Time) error {
+	return m.CommitCtx(context.Background(), token, b, expiry)
+}
+
+// CommitCtx is like Commit with a context, passed to the stores that take
+// one.
+func (m *MigratingStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	_, err := m.CommitStoredCtx(ctx, token, b, expiry)
+	return err
+}
+
+// CommitStoredCtx is CommitCtx that also reports whether the new store
+// stored the session: false, with a nil error, when its token is revoked
+// there. It makes the MigratingStore a CacheableStore. In MigrateWriteBoth
+// a session the new store refused is not written to the old one either.
+func (m *MigratingStore) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	if m.phase == MigrateReadFrom {
+		if err := commitCtx(ctx, m.from, token, b, expiry); err != nil {
+			return false, err
+		}
+		// A copy in to is now older than from's: gone, so that an
+		// instance of the next phase, which reads to first, moves this.
+		if err := m.forget(ctx, token); err != nil {
+			return false, m.opError("commit: remove the new store's copy", err)
+		}
+		return true, nil
+	}
+	stored := true
+	var err error
+	if cs, ok := m.to.(CacheableStore); ok {
+		stored, err = cs.CommitStoredCtx(ctx, token, b, expiry)
+	} else {
+		err = commitCtx(ctx, m.to, token, b, expiry)
+	}
+	if err != nil || !stored || m.phase != MigrateWriteBoth {
+		return stored, err
+	}
+	// The old store last, so that it is never newer than the new one
+	// while instances of MigrateReadFrom read it.
+	return true, commitCtx(ctx, m.from, token, b, expiry)
+}
+
+// Delete removes the session from both stores: the new first, so that no
+// move brings it back. It calls DeleteCtx with context.Background().
+func (m *MigratingStore) Delete(token string) error {
+	return m.DeleteCtx(context.Background(), token)
+}
+
+// DeleteCtx is like Delete with a context, passed to the stores that take
+// one.
+func (m *MigratingStore) DeleteCtx(ctx context.Context, token string) error {
+	return errors.Join(deleteCtx(ctx, m.to, token), deleteCtx(ctx, m.from, token))
+}
+
+// All returns the union of both stores' sessions. It calls AllCtx with
+// context.Background().
+func (m *MigratingStore) All() (map[string][]byte, error) {
+	return m.AllCtx(context.Background())
+}
+
+// AllCtx is like All with a context, passed to the stores that take one.
+// Where both stores hold a token, the one Find reads first wins. Sessions
+// of the old store past their decoded deadline are left out.
+func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
+	first, second := m.to, m.from
+	if m.phase == MigrateReadFrom {
+		first, second = m.from, m.to
+	}
+	a, err := allCtx(ctx, first)
+	if err != nil {
+		return nil, err
+	}
+	b, err := allCtx(ctx, second)
+	if err != nil {
+		return nil, err
+	}
+	all := make(map[string][]byte, len(a)+len(b))
+	for _, s := range []map[string][]byte{b, a} { // a last: it wins
+		for token, data := range s {
+			if deadline, _, err := m.codec.Decode(data); err == nil && deadline.After(time.Now()) {
+				all[token] = data
+			}
+		}
+	}
+	return all, nil
+}
+
+func (m *MigratingStore) opError(op string, err error) error {
+	return fmt.Errorf("dynamostore: migrating %s: %w", op, err)
+}
+
+// allCtx iterates s, with a context where it takes one.
+func allCtx(ctx context.Context, s scs.Store) (map[string][]byte, error) {
+	switch s := s.(type) {
+	case scs.IterableCtxStore:
+		return s.AllCtx(ctx)
+	case scs.IterableStore:
+		return s.All()
+	}
+	return nil, fmt.Errorf("dynamostore: migrating all: a %T cannot be iterated: it has no All method", s)
+}
+
+// forgetter removes a session's item without revoking its token:
+// MigrateReadFrom's removal of the new store's copy.
+type forgetter interface {
+	forgetCtx(ctx context.Context, token string) error
+}
+
+// forgetCtx deletes the session's item unless it is a revocation, which
+// stays in force. It costs a write unit per KB of the item it deletes, and
+// one when there is none.
+func (s *DynamoStore) forgetCtx(ctx context.Context, token string) error {
+	key, ok := s.key(token)
+	if !ok {
+		return nil
+	}
+	cond := "attribute_not_exists(#r)"
+	_, err := s.deleteIf(ctx, opDelete, &dynamodb.DeleteItemInput{
+		TableName:                s.table,
+		Key:                      map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ConditionExpression:      aws.String(cond),
+		ExpressionAttributeNames: map[string]string{"#r": sessionitem.RevokedAttribute},
+	})
+	return err
+}
+
+// forgetCtx removes the session from the backing store as
+// DynamoStore.forgetCtx does (a Delete for another backing store), and
+// drops the cached copy.
+func (c *CachedStore) forgetCtx(ctx context.Context, token string) error {
+	write, err := c.beginWrite(ctx, token)
+	if err != nil {
+		return c.opError("commit: cache", err)
+	}
+	defer c.endWrite(ctx, token, write)
+	if f, ok := c.backing.(forgetter); ok {
+		return f.forgetCtx(ctx, token)
+	}
+	return deleteCtx(ctx, c.backing, token)
+}
