@@ -1,0 +1,364 @@
+package dynamostore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// migrateApp serves an scs application on store: /login?user=U&v=V logs
+// in as U with V, /incr adds one to the count and writes it, /get writes
+// the user and the value and the count ("anonymous" when no one is logged
+// in).
+func migrateApp(t *testing.T, store scs.Store, hashed bool) *httptest.Server {
+	t.Helper()
+	sm := scs.New()
+	sm.Store = store
+	sm.HashTokenInStore = hashed
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "user_id", r.FormValue("user"))
+		sm.Put(r.Context(), "v", r.FormValue("v"))
+	})
+	mux.HandleFunc("GET /put", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "v", r.FormValue("v"))
+	})
+	mux.HandleFunc("GET /incr", func(w http.ResponseWriter, r *http.Request) {
+		n := sm.GetInt(r.Context(), "n") + 1
+		sm.Put(r.Context(), "n", n)
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		user := sm.GetString(r.Context(), "user_id")
+		if user == "" {
+			fmt.Fprint(w, "anonymous")
+			return
+		}
+		fmt.Fprintf(w, "%s %s %d", user, sm.GetString(r.Context(), "v"), sm.GetInt(r.Context(), "n"))
+	})
+	srv := httptest.NewServer(sm.LoadAndSave(mux))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// browse sends GET path to srv with the browser's cookies and returns the
+// body. Servers on 127.0.0.1 share the browser's cookies, whatever their
+// ports, as two deploys behind one domain do.
+func browse(t *testing.T, browser *http.Client, srv *httptest.Server, path string) string {
+	t.Helper()
+	resp, err := browser.Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: got %d, %q, %v", path, resp.StatusCode, body, err)
+	}
+	return string(body)
+}
+
+func newBrowserClient(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 2 * time.Minute} // only a hang reaches it
+}
+
+// sessionOwner is the Owner of migrateApp's sessions, by scs's GobCodec.
+func sessionOwner(o *Options) { o.Owner = SessionValue(scs.GobCodec{}, "user_id") }
+
+// TestMigrateFromMemstore: over HTTP, with and without HashTokenInStore,
+// sessions that scs's memstore held before the switch stay logged in
+// after it (the cookie replayed), are moved on first use with their
+// deadline, are logged out everywhere with DeleteOwner after the move and
+// stay out though memstore still holds them, and one past its deadline is
+// never served.
+func TestMigrateFromMemstore(t *testing.T) {
+	t.Parallel()
+	for _, hashed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hashed=%v", hashed), func(t *testing.T) {
+			t.Parallel()
+			from := memstore.NewWithCleanupInterval(0)
+			to := newStore(t, nil, sessionOwner)
+			before := migrateApp(t, from, hashed)
+			ann, bo := newBrowserClient(t), newBrowserClient(t)
+			browse(t, ann, before, "/login?user=ann&v=a1")
+			browse(t, bo, before, "/login?user=bo&v=b1")
+
+			// One past its deadline, which memstore still holds.
+			codec := scs.GobCodec{}
+			stale, err := codec.Encode(time.Now().Add(-time.Minute), map[string]any{"user_id": "cy"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			staleToken := "c2Vzc2lvbi1wYXN0LWl0cy1kZWFkbGluZS0wMDAwMDAwMDA"
+			stored := staleToken
+			if hashed {
+				stored = sessionitem.HashToken(staleToken)
+			}
+			if err := from.Commit(stored, stale, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			cy := newBrowserClient(t)
+			u, _ := url.Parse(before.URL)
+			cy.Jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: staleToken}})
+
+			m := NewMigrating(from, to, codec)
+			after := migrateApp(t, m, hashed)
+			if got := browse(t, ann, after, "/get"); got != "ann a1 0" {
+				t.Fatalf("got %q: expected ann still logged in after the switch", got)
+			}
+			if st := m.Stats(); st.Moved != 1 || st.To != 0 {
+				t.Fatalf("got %+v: expected one session moved", st)
+			}
+			// Moved with its deadline, to the millisecond.
+			all, err := to.AllCtx(context.Background())
+			if err != nil || len(all) != 1 {
+				t.Fatalf("got %d sessions, %v: expected ann's moved", len(all), err)
+			}
+			for token, data := range all {
+				_, expiry, found, err := to.FindExpiryCtx(context.Background(), token)
+				want, _, _ := codec.Decode(data)
+				if !found || err != nil || !expiry.Equal(want.Truncate(time.Millisecond)) {
+					t.Fatalf("got %v, %v, %v: expected the session moved with its deadline %v", expiry, found, err, want)
+				}
+			}
+			if got := browse(t, ann, after, "/get"); got != "ann a1 0" || m.Stats().To != 1 {
+				t.Fatalf("got %q, %+v: expected ann served by the new store", got, m.Stats())
+			}
+			browse(t, ann, after, "/put?v=a2")
+			if got := browse(t, ann, after, "/get"); got != "ann a2 0" {
+				t.Fatalf("got %q: expected the new write", got)
+			}
+			if got := browse(t, cy, after, "/get"); got != "anonymous" {
+				t.Fatalf("got %q: expected a session past its deadline never served", got)
+			}
+
+			// Log bo out everywhere once moved: out for good, though
+			// memstore still holds bo's session.
+			if got := browse(t, bo, after, "/get"); got != "bo b1 0" {
+				t.Fatalf("got %q: expected bo moved", got)
+			}
+			waitOwnerTokensN(t, to, "bo", 1)
+			if n, err := to.DeleteOwner(context.Background(), "bo"); n != 1 || err != nil {
+				t.Fatalf("got %d, %v: expected bo's session revoked", n, err)
+			}
+			if n := len(mustAll(t, from)); n != 3 {
+				t.Fatalf("memstore holds %d sessions: expected all three still", n)
+			}
+			for range 2 {
+				if got := browse(t, bo, after, "/get"); got != "anonymous" {
+					t.Fatalf("got %q: expected bo logged out, the old store's copy never moved back", got)
+				}
+			}
+		})
+	}
+}
+
+// waitOwnerTokensN polls OwnerTokens until it lists n tokens.
+func waitOwnerTokensN(t *testing.T, s *DynamoStore, owner string, n int) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("the owner index to list %d sessions", n), func() bool {
+		tokens, err := s.OwnerTokens(context.Background(), owner)
+		return err == nil && len(tokens) == n
+	})
+}
+
+func mustAll(t *testing.T, s scs.IterableStore) map[string][]byte {
+	t.Helper()
+	all, err := s.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// TestMigrateRollingDeploy: at each boundary between deploys, an instance
+// of the deploy before and one of the deploy after serve one browser side
+// by side, a request to either at random; every request sees the count
+// the one before it wrote, and the browser's next login and its sessions
+// created before the deploy stay served. Skipping MigrateReadFrom is
+// shown to serve an older copy.
+func TestMigrateRollingDeploy(t *testing.T) {
+	t.Parallel()
+	type instance func(from, to scs.Store) scs.Store
+	phase := func(p MigratePhase) instance {
+		return func(from, to scs.Store) scs.Store {
+			return NewMigrating(from, to, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = p })
+		}
+	}
+	beforeMove := func(from, _ scs.Store) scs.Store { return from }
+	for _, b := range []struct {
+		name        string
+		old, new    instance
+		olderCopies bool
+	}{
+		{"before/MigrateReadFrom", beforeMove, phase(MigrateReadFrom), false},
+		{"MigrateReadFrom/MigrateWriteBoth", phase(MigrateReadFrom), phase(MigrateWriteBoth), false},
+		{"MigrateWriteBoth/MigrateToOnly", phase(MigrateWriteBoth), phase(MigrateToOnly), false},
+		{"before/MigrateWriteBoth", beforeMove, phase(MigrateWriteBoth), true},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			from := memstore.NewWithCleanupInterval(0)
+			to := newStore(t, nil)
+			old := migrateApp(t, b.old(from, to), false)
+			new := migrateApp(t, b.new(from, to), false)
+			browser := newBrowserClient(t)
+			browse(t, browser, old, "/login?user=ann&v=x") // before the deploy
+			if b.olderCopies {
+				// The new writes both stores, the old then from only: the
+				// new reads its own older copy.
+				browse(t, browser, new, "/incr")
+				browse(t, browser, old, "/incr")
+				if got := browse(t, browser, new, "/get"); got != "ann x 1" {
+					t.Fatalf("got %q: expected the older copy served, the hazard MigrateReadFrom is for", got)
+				}
+				return
+			}
+			rng := rand.New(rand.NewPCG(1, uint64(len(b.name))))
+			servers := [2]*httptest.Server{old, new}
+			for i := 1; i <= 60; i++ {
+				srv := servers[rng.IntN(2)]
+				if got := browse(t, browser, srv, "/incr"); got != strconv.Itoa(i) {
+					t.Fatalf("request %d to the %s deploy: got %q: expected %d, the count the request before wrote", i, map[bool]string{true: "old", false: "new"}[srv == old], got, i)
+				}
+				if got := browse(t, browser, servers[rng.IntN(2)], "/get"); got != fmt.Sprintf("ann x %d", i) {
+					t.Fatalf("after request %d: got %q: expected ann x %d", i, got, i)
+				}
+			}
+		})
+	}
+}
+
+// heldStore is a store whose CommitNewCtx, once armed, waits until
+// released: a move held between its read of the old store and its write.
+type heldStore struct {
+	*DynamoStore
+	armed   atomic.Bool   // it holds the next move once armed
+	held    chan struct{} // closed when it holds one
+	release chan struct{}
+}
+
+func (h *heldStore) CommitNewCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.held)
+		<-h.release
+	}
+	return h.DynamoStore.CommitNewCtx(ctx, token, b, expiry)
+}
+
+// TestMigrateMoveOverlapsCommit: a MigrateWriteBoth instance moves a
+// session while a MigrateReadFrom instance commits newer data to the old
+// store (and removes the new store's copy) between the move's read and its
+// write: the move's re-read sees the newer data, serves it, and leaves no
+// older copy in the new store.
+func TestMigrateMoveOverlapsCommit(t *testing.T) {
+	t.Parallel()
+	from := memstore.NewWithCleanupInterval(0)
+	h := &heldStore{DynamoStore: newStore(t, nil), held: make(chan struct{}), release: make(chan struct{})}
+	readFrom := NewMigrating(from, h, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = MigrateReadFrom })
+	writeBoth := NewMigrating(from, h, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = MigrateWriteBoth })
+	codec := scs.GobCodec{}
+	deadline := time.Now().Add(time.Hour)
+	v1, _ := codec.Encode(deadline, map[string]any{"v": 1})
+	v2, _ := codec.Encode(deadline, map[string]any{"v": 2})
+	if err := readFrom.Commit("token", v1, deadline); err != nil {
+		t.Fatal(err)
+	}
+	h.armed.Store(true)
+	found := make(chan []byte, 1)
+	go func() {
+		b, _, err := writeBoth.Find("token")
+		if err != nil {
+			t.Error(err)
+		}
+		found <- b
+	}()
+	waitChan(t, h.held, "the move's write")
+	if err := readFrom.Commit("token", v2, deadline); err != nil {
+		t.Fatal(err)
+	}
+	close(h.release)
+	if b := waitChan(t, found, "the Find"); string(b) != string(v2) {
+		t.Fatalf("got %q: expected the newer data", b)
+	}
+	if b, ok, err := h.DynamoStore.Find("token"); ok || err != nil {
+		t.Fatalf("got %q, %v, %v: expected no older copy left in the new store", b, ok, err)
+	}
+	if b, _, err := writeBoth.Find("token"); err != nil || string(b) != string(v2) {
+		t.Fatalf("got %q, %v: expected the newer data moved", b, err)
+	}
+	if st := writeBoth.Stats(); st.From != 1 || st.Moved != 1 {
+		t.Fatalf("got %+v: expected one Find answered by the old store unmoved, one moved", st)
+	}
+}
+
+// noAll is a store that cannot be iterated.
+type noAll struct{ scs.Store }
+
+// TestMigrateAll: the union of both stores, the one Find reads first
+// winning, sessions past their deadline left out; an error when a store
+// cannot be iterated. Behind NewCached, a moved session is cached.
+func TestMigrateAll(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	to := newStore(t, nil)
+	deadline := time.Now().Add(time.Hour)
+	enc := func(v string, deadline time.Time) []byte {
+		b, err := codec.Encode(deadline, map[string]any{"v": v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	from.Commit("both", enc("old", deadline), deadline)
+	from.Commit("from", enc("from", deadline), deadline)
+	from.Commit("past", enc("past", time.Now().Add(-time.Minute)), deadline)
+	to.Commit("both", enc("new", deadline), deadline)
+	to.Commit("to", enc("to", deadline), deadline)
+	for _, c := range []struct {
+		phase    MigratePhase
+		bothWins string
+	}{{MigrateToOnly, "new"}, {MigrateWriteBoth, "new"}, {MigrateReadFrom, "old"}} {
+		m := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = c.phase })
+		all, err := m.AllCtx(context.Background())
+		if err != nil || len(all) != 3 || string(all["both"]) != string(enc(c.bothWins, deadline)) {
+			t.Fatalf("%v: got %d sessions, %v: expected both, from and to, with %q for both", c.phase, len(all), err, c.bothWins)
+		}
+	}
+	if _, err := NewMigrating(noAll{from}, to, codec).All(); err == nil {
+		t.Fatal("expected an error for a store that cannot be iterated")
+	}
+
+	c := NewCached(NewMigrating(from, to, codec))
+	mustFind(t, c, "from", string(enc("from", deadline)))
+	mustFind(t, c, "from", string(enc("from", deadline)))
+	if st := c.Stats(); st.Hits != 1 {
+		t.Fatalf("got %+v: expected the moved session cached", st)
+	}
+	if err := c.Delete("from"); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "from", "")
+	if _, ok, _ := from.Find("from"); ok {
+		t.Fatal("expected Delete to remove the old store's copy")
+	}
+}
