@@ -53,6 +53,12 @@ var (
 	_ func(*dynamostore.DynamoStore, context.Context, string, []byte, time.Time) (bool, error)                 = (*dynamostore.DynamoStore).CommitNewCtx
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.DynamoStore)(nil)
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.CachedStore)(nil)
+	_ func(scs.Store, scs.Store, scs.Codec, ...func(*dynamostore.MigrateOptions)) *dynamostore.MigratingStore  = dynamostore.NewMigrating
+	_ func(*dynamostore.MigratingStore) dynamostore.MigrateStats                                               = (*dynamostore.MigratingStore).Stats
+	_ scs.IterableCtxStore                                                                                     = (*dynamostore.MigratingStore)(nil)
+	_ dynamostore.CacheableStore                                                                               = (*dynamostore.MigratingStore)(nil)
+	_ dynamostore.OwnerStore                                                                                   = (*dynamostore.MigratingStore)(nil)
+	_                                                                                                          = []dynamostore.MigratePhase{dynamostore.MigrateToOnly, dynamostore.MigrateWriteBoth, dynamostore.MigrateReadFrom}
 	_ func(*dynamostore.DynamoStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.DynamoStore).CurrentSessionID
 	_ func(*dynamostore.DynamoStore, context.Context, string, string) (bool, error)                            = (*dynamostore.DynamoStore).DeleteOwnerSession
 	_ func(*dynamostore.DynamoStore, context.Context, string, string) (int, error)                             = (*dynamostore.DynamoStore).DeleteOwnerExcept

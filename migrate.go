@@ -338,6 +338,27 @@ func (m *MigratingStore) DeleteCtx(ctx context.Context, token string) error {
 	return errors.Join(deleteCtx(ctx, m.to, token), deleteCtx(ctx, m.from, token))
 }
 
+// DeleteOwner revokes every session of the owner in the new store, which
+// must be an OwnerStore such as a DynamoStore (see
+// DynamoStore.DeleteOwner); their copies in the old store are never moved
+// in again (see NewMigrating). It returns an error wrapping
+// ErrClientMethod when the new store is not an OwnerStore.
+func (m *MigratingStore) DeleteOwner(ctx context.Context, owner string) (int, error) {
+	return m.DeleteOwnerFunc(ctx, owner, nil)
+}
+
+// DeleteOwnerFunc is DeleteOwner that calls fn around each delete, as
+// DynamoStore.DeleteOwnerFunc does. It makes the MigratingStore an
+// OwnerStore, so that CachedStore.DeleteOwner in front of it drops the
+// cached copies.
+func (m *MigratingStore) DeleteOwnerFunc(ctx context.Context, owner string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+	owners, ok := m.to.(OwnerStore)
+	if !ok {
+		return 0, m.opError("delete owner", fmt.Errorf("%w: the new store, a %T, is no OwnerStore", ErrClientMethod, m.to))
+	}
+	return owners.DeleteOwnerFunc(ctx, owner, fn)
+}
+
 // All returns the union of both stores' sessions. It calls AllCtx with
 // context.Background().
 func (m *MigratingStore) All() (map[string][]byte, error) {
