@@ -97,6 +97,9 @@ var (
 	_ func(dynamostore.AEAD, []byte, []byte) ([]byte, error)                                                   = dynamostore.AEAD.Encrypt
 	_ func(dynamostore.AEAD, []byte, []byte) ([]byte, error)                                                   = dynamostore.AEAD.Decrypt
 
+	// Bulk import from another scs store.
+	_ func(*dynamostore.DynamoStore, context.Context, scs.IterableStore, scs.Codec, ...func(*dynamostore.ImportOptions)) (int, error) = (*dynamostore.DynamoStore).Import
+
 	// Every field of the option and result structs, with its type.
 	_ = dynamostore.Options{
 		TableName: "", KeyAttribute: "", DataAttribute: "", CompressAbove: 0, ExpiryAttribute: "", KeyPrefix: "",
@@ -114,4 +117,6 @@ var (
 	_ = dynamostore.CacheEntry{Data: []byte(nil), Expiry: time.Time{}}
 	_ = dynamostore.CacheLookup{Entry: dynamostore.CacheEntry{}, Found: false, Lease: uint64(0), Granted: false}
 	_ = dynamostore.CacheStats{Hits: uint64(0), Misses: uint64(0), SkippedWrites: uint64(0), CacheErrors: uint64(0)}
+	_ = dynamostore.ImportOptions{WriteRate: float64(0), IdleTimeout: time.Duration(0), Workers: 0, Progress: func(dynamostore.ImportProgress) {}}
+	_ = dynamostore.ImportProgress{Total: 0, Read: 0, Written: 0, Expired: 0, Present: 0, Undecodable: 0, Unstorable: 0}
 )

@@ -33,12 +33,13 @@ const (
 	opDeleteOwnerExcept
 	opLimitOwner
 	opCommitNew
+	opImport
 	numOperations
 )
 
 // operationNames are the operation attribute's values.
 var operationNames = [numOperations]string{"find", "commit", "delete", "all", "delete_expired", "delete_owner", "owner_tokens", "reseal",
-	"owner_sessions", "delete_owner_session", "delete_owner_except", "limit_owner", "commit_new"}
+	"owner_sessions", "delete_owner_session", "delete_owner_except", "limit_owner", "commit_new", "import"}
 
 // String returns the operation as errors name it.
 func (o operation) String() string {
