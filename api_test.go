@@ -51,6 +51,7 @@ var (
 	_ func(*dynamostore.DynamoStore, context.Context) (int, error)                                             = (*dynamostore.DynamoStore).Reseal
 	_ func(*dynamostore.DynamoStore, context.Context, string) ([]dynamostore.OwnerSession, error)              = (*dynamostore.DynamoStore).OwnerSessions
 	_ func(*dynamostore.DynamoStore, context.Context, string, []byte, time.Time) (bool, error)                 = (*dynamostore.DynamoStore).CommitNewCtx
+	_ func(*dynamostore.DynamoStore) dynamostore.ClearTokenStats                                               = (*dynamostore.DynamoStore).ClearTokenStats
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.DynamoStore)(nil)
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.CachedStore)(nil)
 	_ func(*dynamostore.DynamoStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.DynamoStore).CurrentSessionID
@@ -98,6 +99,7 @@ var (
 		SweepSegments: 0, SweepReadRate: float64(0), SweepGrace: time.Duration(0),
 		Owner: func([]byte) (string, bool) { return "", false }, OwnerAttribute: "", OwnerIndex: "",
 		Encryption: dynamostore.AEAD(nil), RequireEncryption: false, RevocationPeriod: time.Duration(0),
+		HashTokens: false, ClearTokenFallback: false,
 		MeterProvider: metric.MeterProvider(nil), Logger: (*slog.Logger)(nil),
 	}
 	_ = dynamostore.CacheOptions{
@@ -108,4 +110,5 @@ var (
 	_ = dynamostore.CacheEntry{Data: []byte(nil), Expiry: time.Time{}}
 	_ = dynamostore.CacheLookup{Entry: dynamostore.CacheEntry{}, Found: false, Lease: uint64(0), Granted: false}
 	_ = dynamostore.CacheStats{Hits: uint64(0), Misses: uint64(0), SkippedWrites: uint64(0), CacheErrors: uint64(0)}
+	_ = dynamostore.ClearTokenStats{Moved: uint64(0), NotFound: uint64(0)}
 )
