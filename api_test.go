@@ -51,6 +51,7 @@ var (
 	_ func(*dynamostore.DynamoStore, context.Context) (int, error)                                             = (*dynamostore.DynamoStore).Reseal
 	_ func(*dynamostore.DynamoStore, context.Context, string) ([]dynamostore.OwnerSession, error)              = (*dynamostore.DynamoStore).OwnerSessions
 	_ func(*dynamostore.DynamoStore, context.Context, string, []byte, time.Time) (bool, error)                 = (*dynamostore.DynamoStore).CommitNewCtx
+	_ func(*dynamostore.DynamoStore) dynamostore.ClearTokenStats                                               = (*dynamostore.DynamoStore).ClearTokenStats
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.DynamoStore)(nil)
 	_ dynamostore.CommitNewStore                                                                               = (*dynamostore.CachedStore)(nil)
 	_ func(scs.Store, scs.Store, scs.Codec, ...func(*dynamostore.MigrateOptions)) *dynamostore.MigratingStore  = dynamostore.NewMigrating
@@ -107,6 +108,7 @@ var (
 		SweepSegments: 0, SweepReadRate: float64(0), SweepGrace: time.Duration(0),
 		Owner: func([]byte) (string, bool) { return "", false }, OwnerAttribute: "", OwnerIndex: "",
 		Encryption: dynamostore.AEAD(nil), RequireEncryption: false, RevocationPeriod: time.Duration(0),
+		HashTokens: false, ClearTokenFallback: false,
 		MeterProvider: metric.MeterProvider(nil), Logger: (*slog.Logger)(nil),
 	}
 	_ = dynamostore.CacheOptions{
@@ -119,4 +121,5 @@ var (
 	_ = dynamostore.CacheStats{Hits: uint64(0), Misses: uint64(0), SkippedWrites: uint64(0), CacheErrors: uint64(0)}
 	_ = dynamostore.ImportOptions{WriteRate: float64(0), IdleTimeout: time.Duration(0), Workers: 0, Progress: func(dynamostore.ImportProgress) {}}
 	_ = dynamostore.ImportProgress{Total: 0, Read: 0, Written: 0, Expired: 0, Present: 0, Undecodable: 0, Unstorable: 0}
+	_ = dynamostore.ClearTokenStats{Moved: uint64(0), NotFound: uint64(0)}
 )

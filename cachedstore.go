@@ -13,6 +13,8 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/maypok86/otter/v2/stats"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
 // CachedStore is an scs session store that keeps a cache in front of another
@@ -28,6 +30,7 @@ type CachedStore struct {
 	backing   scs.Store
 	cache     SharedCache
 	namespace string // before each token in a SharedCache; see cacheKey
+	hash      bool   // the backing store's Options.HashTokens; see cacheKey
 	table     string // the backing TableStore's table, or ""
 	opts      CacheOptions
 	now       func() time.Time
@@ -102,6 +105,9 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	table := tableOf(backing)
 	c := &CachedStore{backing: backing, table: table, opts: o, now: time.Now, seed: maphash.MakeSeed(),
 		lookups: stats.NewCounter(), metrics: newCacheMetrics(o.MeterProvider, table)}
+	if ts, ok := backing.(TableStore); ok {
+		c.hash = ts.Options().HashTokens
+	}
 	switch cache := o.Cache.(type) {
 	case SharedCache:
 		c.cache = cache
@@ -259,14 +265,29 @@ func (c *CachedStore) until(start, expiry time.Time) time.Time {
 }
 
 // cacheKey returns the key of token's copy in the cache layer: the token
-// itself in the CachedStore's own in-process cache, and in a SharedCache
-// the token behind the backing DynamoStore's table and KeyPrefix, so that
-// applications fenced apart in DynamoDB stay apart in a cache they share.
+// as the backing store keeps it (storedKey). That is the token itself,
+// and its hash when the backing DynamoStore has Options.HashTokens: the
+// owner methods name the sessions they delete by the key as stored, a
+// hash no cache could turn back into the token, a shared cache then holds
+// no usable cookie either, and its keys stay the same when the
+// application moves to scs's HashTokenInStore.
 func (c *CachedStore) cacheKey(token string) string {
-	if c.namespace == "" {
-		return token
+	if c.hash {
+		token = sessionitem.HashToken(token)
 	}
-	return c.namespace + token
+	return c.storedKey(token)
+}
+
+// storedKey returns the key in the cache layer of the session that the
+// backing store keeps under stored: stored itself in the CachedStore's own
+// in-process cache, and in a SharedCache stored behind the backing
+// DynamoStore's table and KeyPrefix, so that applications fenced apart in
+// DynamoDB stay apart in a cache they share.
+func (c *CachedStore) storedKey(stored string) string {
+	if c.namespace == "" {
+		return stored
+	}
+	return c.namespace + stored
 }
 
 // Commit writes the session to the backing store and then to the cache. It
@@ -282,12 +303,13 @@ func (c *CachedStore) Commit(token string, b []byte, expiry time.Time) error {
 // SharedCache it returns an error, and writes nothing, when the cache
 // cannot be told of the write.
 func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error) {
-	if c.skipWrite(ctx, token, b, expiry) {
+	key := c.cacheKey(token)
+	if c.skipWrite(ctx, key, b, expiry) {
 		c.skipped.Add(1)
 		c.metrics.skipped.Add(ctx, 1, c.metrics.table...)
 		return nil
 	}
-	write, err := c.beginWrite(ctx, token)
+	write, err := c.beginWrite(ctx, key)
 	if err != nil {
 		return c.opError("commit: cache", err)
 	}
@@ -295,7 +317,7 @@ func (c *CachedStore) CommitCtx(ctx context.Context, token string, b []byte, exp
 	until := c.until(c.now(), expiry)
 	defer func() {
 		// Even when ctx is done: the write is over.
-		if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, entry, until); err != nil {
+		if err := c.cache.EndWrite(context.WithoutCancel(ctx), key, write, entry, until); err != nil {
 			c.cacheError(ctx)
 		}
 	}()
@@ -322,7 +344,8 @@ func (c *CachedStore) CommitNewCtx(ctx context.Context, token string, b []byte, 
 	if !ok {
 		return false, c.opError("commit new", fmt.Errorf("%w: the backing store, a %T, has no CommitNewCtx method", ErrClientMethod, c.backing))
 	}
-	write, err := c.beginWrite(ctx, token)
+	key := c.cacheKey(token)
+	write, err := c.beginWrite(ctx, key)
 	if err != nil {
 		return false, c.opError("commit new: cache", err)
 	}
@@ -330,7 +353,7 @@ func (c *CachedStore) CommitNewCtx(ctx context.Context, token string, b []byte, 
 	until := c.until(c.now(), expiry)
 	defer func() {
 		// Even when ctx is done: the write is over.
-		if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, entry, until); err != nil {
+		if err := c.cache.EndWrite(context.WithoutCancel(ctx), key, write, entry, until); err != nil {
 			c.cacheError(ctx)
 		}
 	}()
@@ -353,26 +376,28 @@ func (c *CachedStore) Delete(token string) error {
 // the Delete. With a SharedCache it returns an error, and deletes nothing,
 // when the cache cannot be told of the delete.
 func (c *CachedStore) DeleteCtx(ctx context.Context, token string) error {
-	write, err := c.beginWrite(ctx, token)
+	key := c.cacheKey(token)
+	write, err := c.beginWrite(ctx, key)
 	if err != nil {
 		return c.opError("delete: cache", err)
 	}
-	defer c.endWrite(ctx, token, write)
+	defer c.endWrite(ctx, key, write)
 	return deleteCtx(ctx, c.backing, token)
 }
 
-// beginWrite begins a write of the token, counting a failure.
-func (c *CachedStore) beginWrite(ctx context.Context, token string) (uint64, error) {
-	write, err := c.cache.BeginWrite(ctx, c.cacheKey(token))
+// beginWrite begins a write of the copy with key in the cache layer,
+// counting a failure.
+func (c *CachedStore) beginWrite(ctx context.Context, key string) (uint64, error) {
+	write, err := c.cache.BeginWrite(ctx, key)
 	if err != nil {
 		c.cacheError(ctx)
 	}
 	return write, err
 }
 
-// endWrite ends a delete, even when ctx is done.
-func (c *CachedStore) endWrite(ctx context.Context, token string, write uint64) {
-	if err := c.cache.EndWrite(context.WithoutCancel(ctx), c.cacheKey(token), write, nil, time.Time{}); err != nil {
+// endWrite ends a delete of the copy with key, even when ctx is done.
+func (c *CachedStore) endWrite(ctx context.Context, key string, write uint64) {
+	if err := c.cache.EndWrite(context.WithoutCancel(ctx), key, write, nil, time.Time{}); err != nil {
 		c.cacheError(ctx)
 	}
 }
@@ -400,11 +425,14 @@ func (c *CachedStore) DeleteOwner(ctx context.Context, owner string) (deleted in
 // delete is under way.
 func (c *CachedStore) dropAround(op string) func(ctx context.Context, token string, del func(context.Context) error) error {
 	return func(ctx context.Context, token string, del func(context.Context) error) error {
-		write, err := c.beginWrite(ctx, token)
+		// token is as the backing store keeps it: hashed already under
+		// its Options.HashTokens.
+		key := c.storedKey(token)
+		write, err := c.beginWrite(ctx, key)
 		if err != nil {
 			return c.opError(op+": cache", err)
 		}
-		defer c.endWrite(ctx, token, write)
+		defer c.endWrite(ctx, key, write)
 		return del(ctx)
 	}
 }
@@ -505,11 +533,11 @@ func (c *CachedStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 // SkipWriteWithin: the cache holds a fresh copy with the same data, whose
 // expiry is at most SkipWriteWithin before this one. It never skips a
 // Commit that shortens the expiry.
-func (c *CachedStore) skipWrite(ctx context.Context, token string, b []byte, expiry time.Time) bool {
+func (c *CachedStore) skipWrite(ctx context.Context, key string, b []byte, expiry time.Time) bool {
 	if c.opts.SkipWriteWithin <= 0 {
 		return false
 	}
-	lk, err := c.cache.Lookup(ctx, c.cacheKey(token), false)
+	lk, err := c.cache.Lookup(ctx, key, false)
 	if err != nil {
 		c.cacheError(ctx)
 		return false

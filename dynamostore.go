@@ -11,7 +11,9 @@
 // Find is one GetItem, Commit one PutItem and Delete one PutItem, which
 // leaves a revocation so that no Commit of the token in flight or from a
 // cached copy stores the session again (see Options.RevocationPeriod);
-// nothing else runs on the request path.
+// nothing else runs on the request path. (Options.ClearTokenFallback, for
+// the move to hashed tokens, adds a read to a Find that misses and a write
+// to Delete while it is on.)
 //
 // DynamoDB's TTL deletes expired items lazily, often days late, so the store
 // never trusts an item's presence: Find and All compare the expiry with the
@@ -103,6 +105,7 @@ type DynamoStore struct {
 	unreadable  rate.Sometimes // warnings of items that cannot be read
 	badOwnerLog rate.Sometimes // warnings of owners DynamoDB cannot index
 	metrics     *storeMetrics
+	clearTokens clearTokenCounts // Options.ClearTokenFallback's: hashtokens.go
 
 	sweeper // the background sweeper and its lease: cleanup.go and lease.go
 }
@@ -204,7 +207,10 @@ func (s *DynamoStore) Options() Options {
 // read (corrupt, tampered with, sealed with a key Options.Encryption does
 // not have, or not sealed under RequireEncryption), which is logged at
 // Warn: an error would make scs answer every request with that cookie with
-// a 500 until it expired. It calls FindCtx with context.Background().
+// a 500 until it expired. It is one GetItem; under
+// Options.ClearTokenFallback, a Find that finds no session there reads the
+// clear token's key too, and moves a session it finds there. It calls
+// FindCtx with context.Background().
 func (s *DynamoStore) Find(token string) (b []byte, found bool, err error) {
 	return s.FindCtx(context.Background(), token)
 }
@@ -229,30 +235,52 @@ func (s *DynamoStore) find(ctx context.Context, token string) (data []byte, expi
 	if !ok {
 		return nil, time.Time{}, false, nil
 	}
+	item, err := s.getItem(ctx, opFind, key, s.consistent)
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	data, expiry, found = s.session(opFind, item)
+	if !found && s.opts.ClearTokenFallback && !sessionitem.Revoked(item) {
+		// A revocation under the hashed key is final: nothing moves over it.
+		return s.findClear(ctx, token, key)
+	}
+	return data, expiry, found, nil
+}
+
+// getItem reads the item with key for op, strongly consistent when
+// *consistent is true; a missing item is nil.
+func (s *DynamoStore) getItem(ctx context.Context, op operation, key string, consistent *bool) (map[string]types.AttributeValue, error) {
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:              s.table,
 		Key:                    map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
-		ConsistentRead:         s.consistent,
+		ConsistentRead:         consistent,
 		ReturnConsumedCapacity: s.metrics.capacityRequest(ctx),
 	})
 	if err != nil {
-		return nil, time.Time{}, false, s.opError("find", err)
+		return nil, s.opError(op.String(), err)
 	}
-	s.metrics.consumed(ctx, opFind, kindRead, out.ConsumedCapacity)
-	if out.Item == nil || sessionitem.Revoked(out.Item) {
-		return nil, time.Time{}, false, nil
+	s.metrics.consumed(ctx, op, kindRead, out.ConsumedCapacity)
+	return out.Item, nil
+}
+
+// session returns the data and expiry of item, read for op, when it is a
+// session Find serves: not missing, no revocation, readable and
+// unexpired. An item that cannot be read is logged.
+func (s *DynamoStore) session(op operation, item map[string]types.AttributeValue) (data []byte, expiry time.Time, found bool) {
+	if item == nil || sessionitem.Revoked(item) {
+		return nil, time.Time{}, false
 	}
-	data, ms, derr := s.decode(out.Item)
-	if derr != nil {
+	data, ms, err := s.decode(item)
+	if err != nil {
 		// No session, not an error: scs turns a Find error into a 500 for
 		// every request with this cookie until it expires.
-		s.logUnreadable("find", derr)
-		return nil, time.Time{}, false, nil
+		s.logUnreadable(op.String(), err)
+		return nil, time.Time{}, false
 	}
 	if sessionitem.Expired(ms, s.now()) {
-		return nil, time.Time{}, false, nil
+		return nil, time.Time{}, false
 	}
-	return data, time.UnixMilli(ms), true, nil
+	return data, time.UnixMilli(ms), true
 }
 
 // Commit adds the session token and data to the store with the given expiry,
@@ -304,15 +332,20 @@ func (s *DynamoStore) CommitNewCtx(ctx context.Context, token string, b []byte, 
 	if !ok {
 		return false, fmt.Errorf("dynamostore: commit new in table %q: token is not one or more base64url characters, as scs's are, or is longer than DynamoDB's %d-byte key limit", s.tableName, maxKeyBytes)
 	}
+	return s.commitNew(ctx, opCommitNew, key, b, expiry, nil)
+}
+
+// commitNew is CommitNewCtx for key, for op, with commit's keep.
+func (s *DynamoStore) commitNew(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, keep *storedOwner) (bool, error) {
 	now := s.now()
 	live, names, values := sessionitem.LiveCondition(s.names, now)
 	values[":now"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}
 	cond := "(" + notRevoked + ") AND NOT (" + live + ")"
-	err = s.commit(ctx, opCommitNew, key, b, expiry, &dynamodb.PutItemInput{
+	err := s.commit(ctx, operation, key, b, expiry, &dynamodb.PutItemInput{
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
-	}, nil)
+	}, keep)
 	if isConditionFailed(err) {
 		return false, nil // a live session or a revocation
 	}
@@ -376,24 +409,43 @@ func (s *DynamoStore) Delete(token string) error {
 // DeleteCtx is like Delete with a context for the request. The request is
 // one PutItem that replaces the session's item with a revocation (see
 // Options.RevocationPeriod), billed as a DeleteItem of the session would
-// be: one write unit per KB of the larger of the two items.
+// be: one write unit per KB of the larger of the two items. Under
+// Options.ClearTokenFallback a second PutItem revokes the clear token's
+// key as well, so that the logout is final for a session not yet moved
+// too.
 func (s *DynamoStore) DeleteCtx(ctx context.Context, token string) (err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDelete, start, err, true) }(time.Now())
 	key, ok := s.key(token)
 	if !ok {
 		return nil
 	}
+	if err := s.revoke(ctx, opDelete, key); err != nil {
+		return err
+	}
+	if s.opts.ClearTokenFallback {
+		// The session may still be under its clear token, which Find
+		// would otherwise move in again.
+		clear, _ := s.clearKey(token)
+		return s.revoke(ctx, opDelete, clear)
+	}
+	return nil
+}
+
+// revoke puts a revocation in the place of the item with key, for op.
+func (s *DynamoStore) revoke(ctx context.Context, op operation, key string) error {
 	out, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: s.revocation(key), ReturnConsumedCapacity: s.metrics.capacityRequest(ctx)})
 	if err != nil {
-		return s.opError("delete", err)
+		return s.opError(op.String(), err)
 	}
-	s.metrics.consumed(ctx, opDelete, kindWrite, out.ConsumedCapacity)
+	s.metrics.consumed(ctx, op, kindWrite, out.ConsumedCapacity)
 	return nil
 }
 
 // All returns the data of every unexpired session under this store's
-// KeyPrefix, keyed by token without the prefix. With no sessions it returns an
-// empty, non-nil map. It reads the whole table with Scan, page by page, so it
+// KeyPrefix, keyed by token without the prefix, as stored: under
+// Options.HashTokens, the token's hash (or the clear token, for a session
+// Options.ClearTokenFallback has not moved yet). With no sessions it
+// returns an empty, non-nil map. It reads the whole table with Scan, page by page, so it
 // costs read capacity for every item in the table; items that cannot be
 // decoded are skipped and logged. It calls AllCtx with context.Background().
 func (s *DynamoStore) All() (map[string][]byte, error) {

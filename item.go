@@ -41,6 +41,7 @@ type itemRules struct {
 	ownerAttr    string
 	compress     int // CompressAbove; 0 for never
 	prefix       string
+	hashTokens   bool                        // Options.HashTokens
 	aead         AEAD                        // Options.Encryption
 	requireSeal  bool                        // Options.RequireEncryption, with Encryption
 	revokeFor    time.Duration               // Options.RevocationPeriod
@@ -63,6 +64,7 @@ func newItemRules(o Options, now func() time.Time) itemRules {
 		ownerAttr:    o.OwnerAttribute,
 		compress:     max(o.CompressAbove, 0),
 		prefix:       o.KeyPrefix,
+		hashTokens:   o.HashTokens,
 		aead:         o.Encryption,
 		requireSeal:  o.RequireEncryption && o.Encryption != nil,
 		revokeFor:    o.RevocationPeriod,
@@ -88,12 +90,42 @@ type storedOwner struct {
 // key returns the item key for token, and false when the store cannot use
 // it: a token is one or more base64url characters, as scs's are (see
 // sessionitem.IsToken, which keeps a KeyPrefix a fence), and the key must
-// fit DynamoDB's key limit.
+// fit DynamoDB's key limit. Under Options.HashTokens the key holds the
+// token's hash (sessionitem.HashToken), and the token must also be one
+// that clearKey can use.
 func (s *itemRules) key(token string) (string, bool) {
+	key, ok := s.clearKey(token)
+	if !ok || !s.hashTokens {
+		return key, ok
+	}
+	token = sessionitem.HashToken(token)
+	if len(s.prefix)+len(token) > maxKeyBytes {
+		return "", false
+	}
+	return s.prefix + token, true
+}
+
+// clearKey is key without Options.HashTokens: the token's key in a table
+// keyed by clear tokens.
+func (s *itemRules) clearKey(token string) (string, bool) {
 	if len(s.prefix)+len(token) > maxKeyBytes || !sessionitem.IsToken(token) {
 		return "", false
 	}
 	return s.prefix + token, true
+}
+
+// storedOwner returns the owner of item as it holds it, and the time of
+// its last write, for a write that keeps them whatever the store's Owner
+// option says: Reseal's, and a move under Options.ClearTokenFallback.
+func (s *itemRules) storedOwner(item map[string]types.AttributeValue) *storedOwner {
+	keep := &storedOwner{}
+	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
+		keep.owner, keep.ok = o.Value, true
+		if w, ok := item[sessionitem.LastWriteAttribute].(*types.AttributeValueMemberN); ok {
+			keep.lastWrite = w.Value
+		}
+	}
+	return keep
 }
 
 // encode returns the item that stores a session with key, data b and

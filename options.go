@@ -53,7 +53,9 @@ type Options struct {
 
 	// ConsistentRead makes Find and All read with strong consistency, so a
 	// session is visible as soon as Commit returns, at twice the read cost of
-	// an eventually consistent read. The default is true.
+	// an eventually consistent read. (The reads with which
+	// ClearTokenFallback checks what another instance just wrote are
+	// strongly consistent whatever it says.) The default is true.
 	ConsistentRead bool
 
 	// CleanupInterval is how often the background sweeper deletes expired
@@ -144,6 +146,51 @@ type Options struct {
 	// zero or less takes the default.
 	RevocationPeriod time.Duration
 
+	// HashTokens makes the store hash each token before it uses it as a
+	// key, exactly as scs's SessionManager.HashTokenInStore (scs v2.8)
+	// does: SHA-256, in base64url without padding. Find, Commit, Delete,
+	// CommitNewCtx and every other method that takes a token hash it, so
+	// the table holds no usable cookie; what the store hands back as a
+	// token (All's keys, OwnerTokens, the tokens DeleteOwnerFunc passes
+	// its function) is the key as stored, the hash. A CachedStore in front
+	// keys its cache by the hash too. A table written under HashTokens
+	// holds exactly the keys HashTokenInStore makes, so a team may later
+	// set HashTokenInStore and turn HashTokens off, in a rolling deploy,
+	// with nothing lost. Do not set both: the tokens would be hashed
+	// twice. A wrapper around the store in front of a CachedStore must
+	// forward Options (TableStore) for the cache to hash its keys too. To
+	// turn it on for a table keyed by clear tokens without logging anyone
+	// out, see ClearTokenFallback. The default is false.
+	HashTokens bool
+
+	// ClearTokenFallback moves a table keyed by clear tokens to HashTokens,
+	// which it needs (CheckOptions refuses it alone), without logging
+	// anyone out: a Find whose hashed key holds no session (nothing, or an
+	// expired or unreadable session; a revocation is final) reads the clear
+	// token's key once, and a live session it finds there is moved under
+	// the hashed key, with CommitNewCtx's condition, so that of two
+	// instances moving it at once one stores it and neither overwrites a
+	// Commit or a Delete of the hashed key, and then served. The clear
+	// item is replaced by a revocation, if it is still the session moved;
+	// if an instance still on clear tokens revoked it meanwhile (a
+	// logout), the hashed key is revoked too. A clear item that is expired
+	// or a revocation is never moved. Commit writes the hashed key only;
+	// Delete revokes both keys.
+	//
+	// It costs one extra read per Find that misses, while it is on (two
+	// reads in all; a hit reads once, as without it); a move costs two
+	// conditional writes as well, and a Delete two writes rather than one.
+	// ClearTokenStats, and the dynamostore.clear_token_fallback metric,
+	// count the moves and the reads that found nothing: once no instance
+	// has moved a session for a session lifetime, turn it off (and, if you
+	// like, move to scs's HashTokenInStore: see HashTokens).
+	//
+	// During the rolling deploy that turns it on, instances still on the
+	// old deploy read clear keys only: a session a new instance has moved
+	// is not found there. Keep that deploy short, or route each user to
+	// one kind of instance while it lasts. The default is false.
+	ClearTokenFallback bool
+
 	// MeterProvider makes the store's OpenTelemetry instruments (see the
 	// README's Telemetry section). The store asks DynamoDB for consumed
 	// capacity only while a provider records dynamostore.capacity. The
@@ -167,10 +214,10 @@ type AEAD interface {
 // CheckOptions returns an error wrapping ErrInvalidOptions when the options
 // that optFns set cannot work, saying which option to change: a KeyPrefix
 // that cannot be fenced (see Options.KeyPrefix), attribute names that
-// clash with each other or with the store's own, or RequireEncryption
-// without Encryption. New panics with the same error; call CheckOptions
-// first where options come from configuration, as the command-line tool
-// does with its flags.
+// clash with each other or with the store's own, RequireEncryption
+// without Encryption, or ClearTokenFallback without HashTokens. New
+// panics with the same error; call CheckOptions first where options come
+// from configuration, as the command-line tool does with its flags.
 func CheckOptions(optFns ...func(*Options)) error {
 	return checkOptions(resolveOptions(0, optFns))
 }
@@ -194,6 +241,9 @@ func checkOptions(o Options) error {
 	}
 	if err == nil && o.RequireEncryption && o.Encryption == nil {
 		err = errors.New("RequireEncryption is set without Encryption, so items would be read and written unsealed; set both, or neither")
+	}
+	if err == nil && o.ClearTokenFallback && !o.HashTokens {
+		err = errors.New("ClearTokenFallback is set without HashTokens, so there is no hashed key to move sessions to; set HashTokens too, or neither")
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)

@@ -18,11 +18,14 @@ import (
 // maxBatchGet is the most keys one BatchGetItem request may ask for.
 const maxBatchGet = 100
 
-// OwnerTokens returns the tokens (as the store was given them, without KeyPrefix) of
-// the owner's unexpired sessions under this store's KeyPrefix, those Find
-// serves; a store without Encryption, which cannot open a sealed session,
-// lists one by its shape and expiry. The index holds keys only, so telling
-// expired from live costs a read per session (BatchGetItem).
+// OwnerTokens returns the tokens (as the store keeps them, without
+// KeyPrefix: the tokens it was given, or under Options.HashTokens their
+// hashes, and the clear tokens of the sessions Options.ClearTokenFallback
+// has not moved yet) of the owner's unexpired sessions under this store's
+// KeyPrefix, those Find serves; a store without Encryption, which cannot
+// open a sealed session, lists one by its shape and expiry. The index
+// holds keys only, so telling expired from live costs a read per session
+// (BatchGetItem).
 //
 // The owner index is a global secondary index, which DynamoDB updates
 // eventually, usually within a second, and which cannot be read with
@@ -176,11 +179,11 @@ func (s *DynamoStore) DeleteOwner(ctx context.Context, owner string) (deleted in
 }
 
 // DeleteOwnerFunc is DeleteOwner that calls fn around each delete, with
-// the session's token and del, which deletes it; fn must call del, and
-// may return an error to stop DeleteOwner. It is called from several
-// goroutines at once. A nil fn calls del alone. It makes DynamoStore an
-// OwnerStore, through which a CachedStore drops its copies of the
-// sessions it deletes.
+// the session's token as the store keeps it (as OwnerTokens lists it) and
+// del, which deletes it; fn must call del, and may return an error to stop
+// DeleteOwner. It is called from several goroutines at once. A nil fn
+// calls del alone. It makes DynamoStore an OwnerStore, through which a
+// CachedStore drops its copies of the sessions it deletes.
 func (s *DynamoStore) DeleteOwnerFunc(ctx context.Context, owner string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (deleted int, err error) {
 	defer func(start time.Time) { s.metrics.done(ctx, opDeleteOwner, start, err, true) }(time.Now())
 	if fn == nil {

@@ -116,7 +116,8 @@ func (s *DynamoStore) ownerSessions(ctx context.Context, op operation, owner str
 // CurrentSessionID returns the ID, as OwnerSessions lists it, of the
 // session of the request whose context ctx is: sm.Token(ctx), hashed as
 // scs hashes it when sm.HashTokenInStore is set (SHA-256, base64url
-// without padding). It returns "" where there is none: a session not yet
+// without padding), and as the store hashes what scs gives it under
+// Options.HashTokens. It returns "" where there is none: a session not yet
 // committed, a nil sm, or a ctx that sm.LoadAndSave did not make (where
 // scs's Token would panic). It sends no request.
 func (s *DynamoStore) CurrentSessionID(ctx context.Context, sm *scs.SessionManager) (id string) {

@@ -85,16 +85,10 @@ func (s *DynamoStore) reseal(ctx context.Context, key string, item map[string]ty
 			cond += " AND attribute_not_exists(" + a.name + ")"
 		}
 	}
-	// The owner stays as stored, whatever this store's Owner option.
-	keep := &storedOwner{}
-	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
-		keep.owner, keep.ok = o.Value, true
-		// Resealing is no use of the session: its place in its owner's
-		// list stays.
-		if w, ok := item[sessionitem.LastWriteAttribute].(*types.AttributeValueMemberN); ok {
-			keep.lastWrite = w.Value
-		}
-	}
+	// The owner stays as stored, whatever this store's Owner option, and
+	// so does the last write: resealing is no use of the session, so its
+	// place in its owner's list stays.
+	keep := s.storedOwner(item)
 	err = s.commit(ctx, opReseal, key, data, time.UnixMilli(expiry), &dynamodb.PutItemInput{
 		ConditionExpression:       &cond,
 		ExpressionAttributeNames:  names,

@@ -75,6 +75,7 @@ type storeMetrics struct {
 	sweepItems    metric.Int64Counter
 	sweepDuration metric.Float64Histogram
 	leaseHeld     metric.Int64UpDownCounter
+	clearTokens   metric.Int64Counter
 
 	opAttrs       [numOperations][numOutcomes][]metric.AddOption
 	durationAttrs [numOperations][]metric.RecordOption
@@ -83,6 +84,8 @@ type storeMetrics struct {
 	deleted       []metric.AddOption
 	sweepAttrs    []metric.RecordOption
 	leaseAttrs    []metric.AddOption
+	moved         []metric.AddOption
+	notMoved      []metric.AddOption
 }
 
 // newStoreMetrics makes the instruments on mp's meter, or the global
@@ -109,6 +112,8 @@ func newStoreMetrics(mp metric.MeterProvider, table string) *storeMetrics {
 		metric.WithExplicitBucketBoundaries(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600))
 	m.leaseHeld, _ = meter.Int64UpDownCounter("dynamostore.sweep.lease_held",
 		metric.WithDescription("1 while this store holds the sweeper lease."))
+	m.clearTokens, _ = meter.Int64Counter("dynamostore.clear_token_fallback",
+		metric.WithDescription("Finds that read a clear token's key under ClearTokenFallback, by result: moved (a live session moved under the hashed key) or not_found."))
 
 	tableAttr := attribute.String("table", table)
 	for op, name := range operationNames {
@@ -123,6 +128,8 @@ func newStoreMetrics(mp metric.MeterProvider, table string) *storeMetrics {
 	}
 	m.scanned = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(tableAttr, attribute.String("result", "scanned")))}
 	m.deleted = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(tableAttr, attribute.String("result", "deleted")))}
+	m.moved = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(tableAttr, attribute.String("result", "moved")))}
+	m.notMoved = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(tableAttr, attribute.String("result", "not_found")))}
 	table1 := metric.WithAttributeSet(attribute.NewSet(tableAttr))
 	m.sweepAttrs = []metric.RecordOption{table1}
 	m.leaseAttrs = []metric.AddOption{table1}
