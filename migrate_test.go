@@ -192,9 +192,11 @@ func mustAll(t *testing.T, s scs.IterableStore) map[string][]byte {
 // TestMigrateRollingDeploy: at each boundary between deploys, an instance
 // of the deploy before and one of the deploy after serve one browser side
 // by side, a request to either at random; every request sees the count
-// the one before it wrote, and the browser's next login and its sessions
-// created before the deploy stay served. Skipping MigrateReadFrom is
-// shown to serve an older copy.
+// the one before it wrote, and the browser's login from before the deploy
+// stays served. Skipping MigrateReadFrom is shown to serve an older copy.
+// Two moves: from scs's memstore to a DynamoStore, and from a table's
+// clear-token keys to its hashed ones (a store without HashTokens to one
+// with, on the same table).
 func TestMigrateRollingDeploy(t *testing.T) {
 	t.Parallel()
 	type instance func(from, to scs.Store) scs.Store
@@ -204,46 +206,54 @@ func TestMigrateRollingDeploy(t *testing.T) {
 		}
 	}
 	beforeMove := func(from, _ scs.Store) scs.Store { return from }
-	for _, b := range []struct {
-		name        string
-		old, new    instance
-		olderCopies bool
-	}{
-		{"before/MigrateReadFrom", beforeMove, phase(MigrateReadFrom), false},
-		{"MigrateReadFrom/MigrateWriteBoth", phase(MigrateReadFrom), phase(MigrateWriteBoth), false},
-		{"MigrateWriteBoth/MigrateToOnly", phase(MigrateWriteBoth), phase(MigrateToOnly), false},
-		{"before/MigrateWriteBoth", beforeMove, phase(MigrateWriteBoth), true},
-	} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			from := memstore.NewWithCleanupInterval(0)
-			to := newStore(t, nil)
-			old := migrateApp(t, b.old(from, to), false)
-			new := migrateApp(t, b.new(from, to), false)
-			browser := newBrowserClient(t)
-			browse(t, browser, old, "/login?user=ann&v=x") // before the deploy
-			if b.olderCopies {
-				// The new writes both stores, the old then from only: the
-				// new reads its own older copy.
-				browse(t, browser, new, "/incr")
-				browse(t, browser, old, "/incr")
-				if got := browse(t, browser, new, "/get"); got != "ann x 1" {
-					t.Fatalf("got %q: expected the older copy served, the hazard MigrateReadFrom is for", got)
+	moves := map[string]func(t *testing.T) (from, to scs.Store){
+		"memstore": func(t *testing.T) (scs.Store, scs.Store) { return memstore.NewWithCleanupInterval(0), newStore(t, nil) },
+		"hashed": func(t *testing.T) (scs.Store, scs.Store) {
+			clear := newStore(t, nil)
+			return clear, NewWithCleanupInterval(newClient(t), 0, func(o *Options) { *o = clear.Options(); o.HashTokens = true })
+		},
+	}
+	for move, stores := range moves {
+		for _, b := range []struct {
+			name        string
+			old, new    instance
+			olderCopies bool
+		}{
+			{"before/MigrateReadFrom", beforeMove, phase(MigrateReadFrom), false},
+			{"MigrateReadFrom/MigrateWriteBoth", phase(MigrateReadFrom), phase(MigrateWriteBoth), false},
+			{"MigrateWriteBoth/MigrateToOnly", phase(MigrateWriteBoth), phase(MigrateToOnly), false},
+			{"before/MigrateWriteBoth", beforeMove, phase(MigrateWriteBoth), true},
+		} {
+			t.Run(move+"/"+b.name, func(t *testing.T) {
+				t.Parallel()
+				from, to := stores(t)
+				old := migrateApp(t, b.old(from, to), false)
+				new := migrateApp(t, b.new(from, to), false)
+				browser := newBrowserClient(t)
+				browse(t, browser, old, "/login?user=ann&v=x") // before the deploy
+				if b.olderCopies {
+					// The new writes both stores, the old then from only: the
+					// new reads its own older copy.
+					browse(t, browser, new, "/incr")
+					browse(t, browser, old, "/incr")
+					if got := browse(t, browser, new, "/get"); got != "ann x 1" {
+						t.Fatalf("got %q: expected the older copy served, the hazard MigrateReadFrom is for", got)
+					}
+					return
 				}
-				return
-			}
-			rng := rand.New(rand.NewPCG(1, uint64(len(b.name))))
-			servers := [2]*httptest.Server{old, new}
-			for i := 1; i <= 60; i++ {
-				srv := servers[rng.IntN(2)]
-				if got := browse(t, browser, srv, "/incr"); got != strconv.Itoa(i) {
-					t.Fatalf("request %d to the %s deploy: got %q: expected %d, the count the request before wrote", i, map[bool]string{true: "old", false: "new"}[srv == old], got, i)
+				rng := rand.New(rand.NewPCG(1, uint64(len(b.name))))
+				servers := [2]*httptest.Server{old, new}
+				for i := 1; i <= 60; i++ {
+					srv := servers[rng.IntN(2)]
+					if got := browse(t, browser, srv, "/incr"); got != strconv.Itoa(i) {
+						t.Fatalf("request %d to the %s deploy: got %q: expected %d, the count the request before wrote", i, map[bool]string{true: "old", false: "new"}[srv == old], got, i)
+					}
+					if got := browse(t, browser, servers[rng.IntN(2)], "/get"); got != fmt.Sprintf("ann x %d", i) {
+						t.Fatalf("after request %d: got %q: expected ann x %d", i, got, i)
+					}
 				}
-				if got := browse(t, browser, servers[rng.IntN(2)], "/get"); got != fmt.Sprintf("ann x %d", i) {
-					t.Fatalf("after request %d: got %q: expected ann x %d", i, got, i)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
