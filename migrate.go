@@ -1,7 +1,6 @@
 package dynamostore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,33 +20,42 @@ import (
 
 // MigratePhase is a phase of a move from one scs store to another, one
 // deploy each, in the order MigrateReadFrom, MigrateWriteBoth,
-// MigrateToOnly. During a rolling deploy the instances of two neighbouring
-// phases run side by side; each phase reads and writes so that no request
-// sees data older than the last a Commit stored, on either kind of
-// instance. The README's "Move in from another store" walks through them.
+// MigrateReadTo, MigrateToOnly. During a rolling deploy the instances of
+// two neighbouring phases run side by side; each phase reads and writes so
+// that no request sees data older than the last Commit that had returned
+// before it began, on either kind of instance. While a Commit is in
+// flight, two instances of neighbouring phases may answer with the data
+// before it and after it. The README's "Move in from another store" walks
+// through them.
 type MigratePhase int
 
 const (
 	// MigrateToOnly, the last phase and the default, reads the new store
 	// first and, on a miss, the old one, moving a live session it finds
 	// there into the new store; it writes the new store only. Its
-	// instances may run beside those of MigrateWriteBoth.
+	// instances may run beside those of MigrateReadTo.
 	MigrateToOnly MigratePhase = iota
 
-	// MigrateWriteBoth, the second phase, reads as MigrateToOnly does
-	// and writes the new store, then the old. Its instances may run
-	// beside those of MigrateReadFrom, which still read the old store
-	// only, and of MigrateToOnly.
+	// MigrateWriteBoth, the second phase, reads the old store (and asks
+	// the new one whether the token is revoked there), and writes the new
+	// store, then the old. Its instances may run beside those of
+	// MigrateReadFrom and of MigrateReadTo.
 	MigrateWriteBoth
 
-	// MigrateReadFrom, the first phase, reads and writes the old store
-	// only, as the application did before, and after each write removes
-	// any copy of the session in the new store, without revoking its
-	// token there. Its instances may run beside those of the application
-	// before the move, which know nothing of the new store, and of
-	// MigrateWriteBoth: the copy it removes would otherwise be older than
-	// what it wrote.
+	// MigrateReadFrom, the first phase, reads the old store (and asks the
+	// new one whether the token is revoked there) and writes the old store
+	// only, as the application did before, removing after each write any
+	// copy of the session in the new store, without revoking its token
+	// there. Its instances may run beside those of the application before
+	// the move, which know nothing of the new store, and of
+	// MigrateWriteBoth.
 	MigrateReadFrom
+
+	// MigrateReadTo, the third phase, reads as MigrateToOnly does and
+	// writes the new store, then the old. Its instances may run beside
+	// those of MigrateWriteBoth, which still read the old store, and of
+	// MigrateToOnly.
+	MigrateReadTo
 )
 
 // String returns the phase's name, as MigrateOptions' godoc writes it.
@@ -59,15 +67,27 @@ func (p MigratePhase) String() string {
 		return "MigrateWriteBoth"
 	case MigrateReadFrom:
 		return "MigrateReadFrom"
+	case MigrateReadTo:
+		return "MigrateReadTo"
 	}
 	return fmt.Sprintf("MigratePhase(%d)", int(p))
 }
+
+// readsTo reports whether the phase reads the new store first.
+func (p MigratePhase) readsTo() bool { return p == MigrateReadTo || p == MigrateToOnly }
 
 // MigrateOptions configure a MigratingStore.
 type MigrateOptions struct {
 	// Phase is the phase of the move this deploy runs. The default is
 	// MigrateToOnly, the last.
 	Phase MigratePhase
+
+	// IdleTimeout is the scs.SessionManager's IdleTimeout, if it has one.
+	// scs stores a session under such a manager with an expiry of its
+	// last request plus IdleTimeout, earlier than the deadline in its
+	// data; a session moved in expires at the earlier of its deadline and
+	// IdleTimeout after the move. Zero, the default, keeps the deadline.
+	IdleTimeout time.Duration
 
 	// MeterProvider makes the MigratingStore's OpenTelemetry counter,
 	// dynamostore.migrate.finds, by result: to, from, moved or miss, as
@@ -81,7 +101,7 @@ type MigrateOptions struct {
 type MigrateStats struct {
 	To     uint64 // Finds answered by the new store
 	Moved  uint64 // Finds answered by the old store, the session moved into the new one
-	From   uint64 // Finds answered by the old store without a move (MigrateReadFrom, or a copy that changed while it moved)
+	From   uint64 // Finds answered by the old store without a move (MigrateReadFrom, MigrateWriteBoth)
 	Misses uint64 // Finds neither store answered with a live session
 }
 
@@ -93,6 +113,7 @@ type MigratingStore struct {
 	from, to scs.Store
 	codec    scs.Codec
 	phase    MigratePhase
+	idle     time.Duration
 
 	counts [4]atomic.Uint64 // by resultTo, resultMoved, resultFrom, resultMiss
 	finds  metric.Int64Counter
@@ -115,7 +136,8 @@ const (
 //     the deadline with the values), is still ahead is written to to with
 //     that deadline, then served. A session past its decoded deadline, or
 //     one whose data codec cannot decode, is never served.
-//   - Commit writes to only; Delete removes the session from both.
+//   - Commit writes to only; Delete removes the session from both, to
+//     first.
 //
 // A revocation in to is final here too. A token deleted through to
 // (Delete, DeleteOwner, RenewToken's Delete, the "your devices" methods)
@@ -123,26 +145,29 @@ const (
 // instance still on the old deploy writes there later: the move is
 // CommitNewCtx when to is a CommitNewStore (a DynamoStore, or a
 // CachedStore in front of one), which stores nothing over a revocation in
-// force. That holds for to's Options.RevocationPeriod; with a
+// force, and the phases that read from ask to first whether the token is
+// revoked there. That holds for to's Options.RevocationPeriod; with a
 // RevocationPeriod at least the session lifetime (the default, 24 hours,
 // is scs's default Lifetime), every copy in from has passed its deadline
 // before the revocation ends. A to that is no CommitNewStore, such as
-// scs's memstore, has no revocations, and the move is a Commit.
+// scs's memstore, has no revocations, and the move is a Commit. DeleteOwner
+// reaches the sessions to holds: one not yet moved is still only in from,
+// which has no owner index, so run Import before relying on it.
 //
-// Each move also reads from again: if a Commit through an instance of the
-// phase before changed the session meanwhile, the copy just moved is
-// removed and the newer data served. A move thus costs, beside the miss
-// in to, two reads of from and one write of to (with a DynamoStore, one
-// write unit per KB of the session); a Find of a session to already holds
-// costs what it costs without the move.
+// A move costs, beside the miss in to, one read of from and one write of
+// to (with a DynamoStore, one write unit per KB of session); a Find of a
+// session to already holds costs what it costs without the move. In
+// MigrateReadFrom and MigrateWriteBoth each Find costs a read of from and
+// one of to (whether the token is revoked there), and in MigrateReadFrom
+// each Commit a write of from and a delete in to.
 //
 // All and AllCtx return the union of both stores' sessions, the one Find
-// reads first winning where both have a token (to, except in
-// MigrateReadFrom); they return an error when a store cannot be iterated.
-// The MigratingStore calls the Ctx methods of each store that has them
-// (scs's goredisstore panics on the plain ones), works behind NewCached
-// (it is a CacheableStore), and with scs's HashTokenInStore, since both
-// stores receive the token scs sends.
+// reads first winning where both have a token; they return an error when
+// a store cannot be iterated. The MigratingStore calls the Ctx methods of
+// each store that has them (scs's goredisstore panics on the plain ones),
+// works behind NewCached (it is a CacheableStore and an OwnerStore), and
+// with scs's HashTokenInStore, since both stores receive the token scs
+// sends.
 func NewMigrating(from, to scs.Store, codec scs.Codec, optFns ...func(*MigrateOptions)) *MigratingStore {
 	var o MigrateOptions
 	for _, fn := range optFns {
@@ -152,7 +177,7 @@ func NewMigrating(from, to scs.Store, codec scs.Codec, optFns ...func(*MigrateOp
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	m := &MigratingStore{from: from, to: to, codec: codec, phase: o.Phase}
+	m := &MigratingStore{from: from, to: to, codec: codec, phase: o.Phase, idle: o.IdleTimeout}
 	m.finds, _ = mp.Meter(instrumentationScope).Int64Counter("dynamostore.migrate.finds",
 		metric.WithDescription("MigratingStore Finds, by result: to (the new store answered), moved (the old store answered, the session moved), from (the old store answered, no move) or miss."))
 	for i, r := range []string{"to", "moved", "from", "miss"} {
@@ -188,14 +213,23 @@ func (m *MigratingStore) FindCtx(ctx context.Context, token string) ([]byte, boo
 // CacheableStore): it makes the MigratingStore a CacheableStore, which a
 // CachedStore can cache in front of.
 func (m *MigratingStore) FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error) {
-	if m.phase == MigrateReadFrom {
+	if !m.phase.readsTo() {
+		// from is the one every instance writes, so the one to read;
+		// to says whether the token is revoked.
+		revoked, err := m.revoked(ctx, token)
+		if err != nil || revoked {
+			if err == nil {
+				m.count(ctx, resultMiss)
+			}
+			return nil, time.Time{}, false, err
+		}
 		b, expiry, found, err = m.findLive(ctx, m.from, token)
 		if err == nil {
 			m.countFound(ctx, found, resultFrom)
 		}
 		return b, expiry, found, err
 	}
-	b, expiry, found, err = m.findLive(ctx, m.to, token)
+	b, expiry, found, err = m.findTo(ctx, token)
 	if err != nil || found {
 		if found {
 			m.count(ctx, resultTo)
@@ -209,6 +243,12 @@ func (m *MigratingStore) FindExpiryCtx(ctx context.Context, token string) (b []b
 		}
 		return nil, time.Time{}, false, err
 	}
+	if m.idle > 0 {
+		expiry = earliest(expiry, time.Now().Add(m.idle))
+	}
+	// Every instance beside this one writes to before from, and none
+	// removes to's copy: a Commit since the read of from stored newer
+	// data in to, over which the move stores nothing.
 	stored, err := m.commitNew(ctx, token, b, expiry)
 	if err != nil {
 		return nil, time.Time{}, false, m.opError("find: move", err)
@@ -216,28 +256,45 @@ func (m *MigratingStore) FindExpiryCtx(ctx context.Context, token string) (b []b
 	if !stored {
 		// to holds the session (written since it missed) or a
 		// revocation: what to holds now is the answer.
-		b, expiry, found, err = m.findLive(ctx, m.to, token)
+		b, expiry, found, err = m.findTo(ctx, token)
 		if err == nil {
 			m.countFound(ctx, found, resultTo)
 		}
 		return b, expiry, found, err
 	}
-	// An instance of the phase before may have committed the session to
-	// from, and removed to's copy, while this one moved it: then the copy
-	// just moved is older than from's, which is removed again.
-	again, againExpiry, againFound, err := m.findLive(ctx, m.from, token)
-	if err != nil {
+	m.count(ctx, resultMoved)
+	return b, expiry, true, nil
+}
+
+// findTo reads the session from to, with to's expiry where to is a
+// CacheableStore (a DynamoStore's idle expiry may be before the deadline).
+func (m *MigratingStore) findTo(ctx context.Context, token string) ([]byte, time.Time, bool, error) {
+	cs, ok := m.to.(CacheableStore)
+	if !ok {
+		return m.findLive(ctx, m.to, token)
+	}
+	b, expiry, found, err := cs.FindExpiryCtx(ctx, token)
+	if err != nil || !found {
 		return nil, time.Time{}, false, err
 	}
-	if againFound && bytes.Equal(again, b) {
-		m.count(ctx, resultMoved)
-		return b, expiry, true, nil
+	return b, expiry, true, nil
+}
+
+// revoked reports whether to holds a revocation in force for the token:
+// a DynamoStore, or a CachedStore in front of one, says; another store has
+// none.
+func (m *MigratingStore) revoked(ctx context.Context, token string) (bool, error) {
+	if r, ok := m.to.(revoker); ok {
+		return r.revokedCtx(ctx, token)
 	}
-	if err := m.forget(ctx, token); err != nil {
-		return nil, time.Time{}, false, m.opError("find: move", err)
+	return false, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
-	m.countFound(ctx, againFound, resultFrom)
-	return again, againExpiry, againFound, nil
+	return a
 }
 
 // countFound counts a Find as result, or as a miss.
@@ -282,7 +339,8 @@ func (m *MigratingStore) forget(ctx context.Context, token string) error {
 }
 
 // Commit writes the session as the phase says: the new store (and then
-// the old, in MigrateWriteBoth), or the old store (MigrateReadFrom). It
+// the old, in MigrateWriteBoth and MigrateReadTo), or the old store
+// (MigrateReadFrom). It
 // calls CommitCtx with context.Background().
 func (m *MigratingStore) Commit(token string, b []byte, expiry time.Time) error {
 	return m.CommitCtx(context.Background(), token, b, expiry)
@@ -298,9 +356,11 @@ func (m *MigratingStore) CommitCtx(ctx context.Context, token string, b []byte, 
 // CommitStoredCtx is CommitCtx that also reports whether the new store
 // stored the session: false, with a nil error, when its token is revoked
 // there. It makes the MigratingStore a CacheableStore. In MigrateWriteBoth
-// a session the new store refused is not written to the old one either.
+// and MigrateReadTo a session the new store refused is not written to the
+// old one either.
 func (m *MigratingStore) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
 	if m.phase == MigrateReadFrom {
+		// A revoked token is not written back: the read asks to.
 		if err := commitCtx(ctx, m.from, token, b, expiry); err != nil {
 			return false, err
 		}
@@ -318,7 +378,7 @@ func (m *MigratingStore) CommitStoredCtx(ctx context.Context, token string, b []
 	} else {
 		err = commitCtx(ctx, m.to, token, b, expiry)
 	}
-	if err != nil || !stored || m.phase != MigrateWriteBoth {
+	if err != nil || !stored || m.phase == MigrateToOnly {
 		return stored, err
 	}
 	// The old store last, so that it is never newer than the new one
@@ -370,7 +430,7 @@ func (m *MigratingStore) All() (map[string][]byte, error) {
 // of the old store past their decoded deadline are left out.
 func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 	first, second := m.to, m.from
-	if m.phase == MigrateReadFrom {
+	if !m.phase.readsTo() {
 		first, second = m.from, m.to
 	}
 	a, err := allCtx(ctx, first)
@@ -405,6 +465,39 @@ func allCtx(ctx context.Context, s scs.Store) (map[string][]byte, error) {
 		return s.All()
 	}
 	return nil, fmt.Errorf("dynamostore: migrating all: a %T cannot be iterated: it has no All method", s)
+}
+
+// revoker says whether a token is revoked: the phases that read the old
+// store ask the new one.
+type revoker interface {
+	revokedCtx(ctx context.Context, token string) (bool, error)
+}
+
+// revokedCtx reports whether the table holds a revocation in force for
+// the token. It costs a read, as Find does.
+func (s *DynamoStore) revokedCtx(ctx context.Context, token string) (bool, error) {
+	key, ok := s.key(token)
+	if !ok {
+		return false, nil
+	}
+	item, err := s.getItem(ctx, opFind, key, s.consistent)
+	if err != nil {
+		return false, err
+	}
+	r, ok := item[sessionitem.RevokedAttribute].(*types.AttributeValueMemberN)
+	if !ok {
+		return false, nil
+	}
+	until, err := sessionitem.ParseNumber(r.Value)
+	return err != nil || until > s.now().UnixMilli(), nil
+}
+
+// revokedCtx asks the backing store, where it can say.
+func (c *CachedStore) revokedCtx(ctx context.Context, token string) (bool, error) {
+	if r, ok := c.backing.(revoker); ok {
+		return r.revokedCtx(ctx, token)
+	}
+	return false, nil
 }
 
 // forgetter removes a session's item without revoking its token:

@@ -193,7 +193,8 @@ func mustAll(t *testing.T, s scs.IterableStore) map[string][]byte {
 // of the deploy before and one of the deploy after serve one browser side
 // by side, a request to either at random; every request sees the count
 // the one before it wrote, and the browser's login from before the deploy
-// stays served. Skipping MigrateReadFrom is shown to serve an older copy.
+// stays served. Skipping the first two phases is shown to serve an older
+// copy.
 // Two moves: from scs's memstore to a DynamoStore, and from a table's
 // clear-token keys to its hashed ones (a store without HashTokens to one
 // with, on the same table).
@@ -221,8 +222,9 @@ func TestMigrateRollingDeploy(t *testing.T) {
 		}{
 			{"before/MigrateReadFrom", beforeMove, phase(MigrateReadFrom), false},
 			{"MigrateReadFrom/MigrateWriteBoth", phase(MigrateReadFrom), phase(MigrateWriteBoth), false},
-			{"MigrateWriteBoth/MigrateToOnly", phase(MigrateWriteBoth), phase(MigrateToOnly), false},
-			{"before/MigrateWriteBoth", beforeMove, phase(MigrateWriteBoth), true},
+			{"MigrateWriteBoth/MigrateReadTo", phase(MigrateWriteBoth), phase(MigrateReadTo), false},
+			{"MigrateReadTo/MigrateToOnly", phase(MigrateReadTo), phase(MigrateToOnly), false},
+			{"before/MigrateReadTo", beforeMove, phase(MigrateReadTo), true},
 		} {
 			t.Run(move+"/"+b.name, func(t *testing.T) {
 				t.Parallel()
@@ -237,7 +239,7 @@ func TestMigrateRollingDeploy(t *testing.T) {
 					browse(t, browser, new, "/incr")
 					browse(t, browser, old, "/incr")
 					if got := browse(t, browser, new, "/get"); got != "ann x 1" {
-						t.Fatalf("got %q: expected the older copy served, the hazard MigrateReadFrom is for", got)
+						t.Fatalf("got %q: expected the older copy served, the hazard the first two phases are for", got)
 					}
 					return
 				}
@@ -274,49 +276,112 @@ func (h *heldStore) CommitNewCtx(ctx context.Context, token string, b []byte, ex
 	return h.DynamoStore.CommitNewCtx(ctx, token, b, expiry)
 }
 
-// TestMigrateMoveOverlapsCommit: a MigrateWriteBoth instance moves a
-// session while a MigrateReadFrom instance commits newer data to the old
-// store (and removes the new store's copy) between the move's read and its
-// write: the move's re-read sees the newer data, serves it, and leaves no
-// older copy in the new store.
+// TestMigrateMoveOverlapsCommit: a MigrateReadTo instance moves a session
+// while a MigrateWriteBoth instance commits newer data (to the new store,
+// then the old) between the move's read of the old store and its write:
+// the move stores nothing over it, and the Find serves the newer data.
 func TestMigrateMoveOverlapsCommit(t *testing.T) {
 	t.Parallel()
 	from := memstore.NewWithCleanupInterval(0)
 	h := &heldStore{DynamoStore: newStore(t, nil), held: make(chan struct{}), release: make(chan struct{})}
-	readFrom := NewMigrating(from, h, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = MigrateReadFrom })
 	writeBoth := NewMigrating(from, h, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = MigrateWriteBoth })
+	readTo := NewMigrating(from, h, scs.GobCodec{}, func(o *MigrateOptions) { o.Phase = MigrateReadTo })
 	codec := scs.GobCodec{}
 	deadline := time.Now().Add(time.Hour)
 	v1, _ := codec.Encode(deadline, map[string]any{"v": 1})
 	v2, _ := codec.Encode(deadline, map[string]any{"v": 2})
-	if err := readFrom.Commit("token", v1, deadline); err != nil {
+	if err := from.Commit("token", v1, deadline); err != nil { // before the move
 		t.Fatal(err)
 	}
 	h.armed.Store(true)
 	found := make(chan []byte, 1)
 	go func() {
-		b, _, err := writeBoth.Find("token")
+		b, _, err := readTo.Find("token")
 		if err != nil {
 			t.Error(err)
 		}
 		found <- b
 	}()
 	waitChan(t, h.held, "the move's write")
-	if err := readFrom.Commit("token", v2, deadline); err != nil {
+	if err := writeBoth.Commit("token", v2, deadline); err != nil {
 		t.Fatal(err)
 	}
 	close(h.release)
 	if b := waitChan(t, found, "the Find"); string(b) != string(v2) {
 		t.Fatalf("got %q: expected the newer data", b)
 	}
-	if b, ok, err := h.DynamoStore.Find("token"); ok || err != nil {
-		t.Fatalf("got %q, %v, %v: expected no older copy left in the new store", b, ok, err)
+	for _, s := range []scs.Store{h.DynamoStore, from, writeBoth, readTo} {
+		if b, _, err := s.Find("token"); err != nil || string(b) != string(v2) {
+			t.Fatalf("%T: got %q, %v: expected the newer data", s, b, err)
+		}
 	}
-	if b, _, err := writeBoth.Find("token"); err != nil || string(b) != string(v2) {
-		t.Fatalf("got %q, %v: expected the newer data moved", b, err)
+	if st := readTo.Stats(); st.To != 2 || st.Moved != 0 {
+		t.Fatalf("got %+v: expected both Finds answered by the new store, no move", st)
 	}
-	if st := writeBoth.Stats(); st.From != 1 || st.Moved != 1 {
-		t.Fatalf("got %+v: expected one Find answered by the old store unmoved, one moved", st)
+}
+
+// TestMigrateRevokedInTheNewStore: the phases that read the old store ask
+// the new one whether the token is revoked: a session deleted through a
+// MigrateWriteBoth instance, then committed again to the old store by a
+// request in flight on a MigrateReadFrom instance, is served by neither;
+// nor is one logged out everywhere through the new store while the old
+// holds its copy.
+func TestMigrateRevokedInTheNewStore(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	to := newStore(t, nil, func(o *Options) { o.Owner = SessionValue(codec, "user_id") })
+	readFrom := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = MigrateReadFrom })
+	writeBoth := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = MigrateWriteBoth })
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"user_id": "ann"})
+	if err := readFrom.Commit("in-flight", v, deadline); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBoth.Delete("in-flight"); err != nil {
+		t.Fatal(err)
+	}
+	if err := readFrom.Commit("in-flight", v, deadline); err != nil { // a request in flight
+		t.Fatal(err)
+	}
+	if err := writeBoth.Commit("everywhere", v, deadline); err != nil {
+		t.Fatal(err)
+	}
+	waitOwnerTokensN(t, to, "ann", 1)
+	if n, err := to.DeleteOwner(context.Background(), "ann"); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected ann's session revoked", n, err)
+	}
+	for _, token := range []string{"in-flight", "everywhere"} {
+		if _, ok, _ := from.Find(token); !ok {
+			t.Fatalf("%s: expected the old store to hold a copy", token)
+		}
+		for _, s := range []*MigratingStore{readFrom, writeBoth} {
+			if b, ok, err := s.Find(token); ok || err != nil {
+				t.Fatalf("%s: got %q, %v, %v: expected the revoked session not served", token, b, ok, err)
+			}
+		}
+	}
+}
+
+// TestMigrateIdleTimeout: with MigrateOptions.IdleTimeout, a session moved
+// in expires at the earlier of its deadline and IdleTimeout after the
+// move, as scs with that IdleTimeout would have stored it.
+func TestMigrateIdleTimeout(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	to := newStore(t, nil)
+	m := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.IdleTimeout = 20 * time.Minute })
+	deadline := time.Now().Add(24 * time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
+	from.Commit("token", v, time.Now().Add(20*time.Minute))
+	before := time.Now()
+	if _, ok, err := m.Find("token"); !ok || err != nil {
+		t.Fatalf("got %v, %v: expected the session moved", ok, err)
+	}
+	_, expiry, ok, err := to.FindExpiryCtx(context.Background(), "token")
+	if !ok || err != nil || expiry.Before(before.Add(20*time.Minute).Truncate(time.Millisecond)) || expiry.After(time.Now().Add(20*time.Minute)) {
+		t.Fatalf("got %v, %v, %v: expected an expiry 20 minutes after the move, not the deadline %v", expiry, ok, err, deadline)
 	}
 }
 
@@ -347,7 +412,7 @@ func TestMigrateAll(t *testing.T) {
 	for _, c := range []struct {
 		phase    MigratePhase
 		bothWins string
-	}{{MigrateToOnly, "new"}, {MigrateWriteBoth, "new"}, {MigrateReadFrom, "old"}} {
+	}{{MigrateToOnly, "new"}, {MigrateReadTo, "new"}, {MigrateWriteBoth, "old"}, {MigrateReadFrom, "old"}} {
 		m := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = c.phase })
 		all, err := m.AllCtx(context.Background())
 		if err != nil || len(all) != 3 || string(all["both"]) != string(enc(c.bothWins, deadline)) {
