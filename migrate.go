@@ -419,6 +419,18 @@ func (m *MigratingStore) DeleteOwnerFunc(ctx context.Context, owner string, fn f
 	return owners.DeleteOwnerFunc(ctx, owner, fn)
 }
 
+// Options returns the new store's options where it is a TableStore (a
+// DynamoStore), and zero Options otherwise. It makes the MigratingStore a
+// TableStore, so that a CachedStore in front names and keys its copies as
+// in front of the new store, hashed where it has Options.HashTokens, as
+// the sessions its DeleteOwner revokes are named.
+func (m *MigratingStore) Options() Options {
+	if ts, ok := m.to.(TableStore); ok {
+		return ts.Options()
+	}
+	return Options{}
+}
+
 // All returns the union of both stores' sessions. It calls AllCtx with
 // context.Background().
 func (m *MigratingStore) All() (map[string][]byte, error) {
@@ -528,11 +540,12 @@ func (s *DynamoStore) forgetCtx(ctx context.Context, token string) error {
 // DynamoStore.forgetCtx does (a Delete for another backing store), and
 // drops the cached copy.
 func (c *CachedStore) forgetCtx(ctx context.Context, token string) error {
-	write, err := c.beginWrite(ctx, token)
+	key := c.cacheKey(token)
+	write, err := c.beginWrite(ctx, key)
 	if err != nil {
 		return c.opError("commit: cache", err)
 	}
-	defer c.endWrite(ctx, token, write)
+	defer c.endWrite(ctx, key, write)
 	if f, ok := c.backing.(forgetter); ok {
 		return f.forgetCtx(ctx, token)
 	}

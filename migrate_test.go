@@ -437,3 +437,25 @@ func TestMigrateAll(t *testing.T) {
 		t.Fatal("expected Delete to remove the old store's copy")
 	}
 }
+
+// TestMigrateCachedDeleteOwnerHashed: a CachedStore in front of a
+// MigratingStore whose new store hashes tokens (Options.HashTokens) drops
+// the cached copies of the sessions DeleteOwner revokes, which the new
+// store names by their hashes.
+func TestMigrateCachedDeleteOwnerHashed(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	to := newStore(t, nil, func(o *Options) { o.HashTokens = true; o.Owner = SessionValue(codec, "user_id") })
+	c := NewCached(NewMigrating(memstore.NewWithCleanupInterval(0), to, codec))
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"user_id": "ann"})
+	if err := c.Commit("token", v, deadline); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "token", string(v))
+	waitOwnerTokensN(t, to, "ann", 1)
+	if n, err := c.DeleteOwner(context.Background(), "ann"); n != 1 || err != nil {
+		t.Fatalf("got %d, %v: expected ann's session revoked", n, err)
+	}
+	mustFind(t, c, "token", "")
+}
