@@ -16,6 +16,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/alexedwards/scs/v2/memstore"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
@@ -458,4 +459,33 @@ func TestMigrateCachedDeleteOwnerHashed(t *testing.T) {
 		t.Fatalf("got %d, %v: expected ann's session revoked", n, err)
 	}
 	mustFind(t, c, "token", "")
+}
+
+// TestMigrateMetrics: the counter dynamostore.migrate.finds counts Finds
+// by result as Stats does.
+func TestMigrateMetrics(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	m := NewMigrating(from, newStore(t, nil), codec, func(o *MigrateOptions) {
+		o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	})
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
+	from.Commit("token", v, deadline)
+	for _, token := range []string{"token", "token", "none"} {
+		if _, _, err := m.Find(token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := collect(t, reader)
+	for result, want := range map[string]float64{"moved": 1, "to": 1, "miss": 1} {
+		if n := got["dynamostore.migrate.finds{result="+result+"}"]; n != want {
+			t.Errorf("result=%s: got %v: expected %v (all: %v)", result, n, want, got)
+		}
+	}
+	if st := m.Stats(); st != (MigrateStats{To: 1, Moved: 1, Misses: 1}) {
+		t.Errorf("got %+v: expected the counter's counts", st)
+	}
 }
