@@ -88,6 +88,12 @@ func (s *DynamoStore) findClear(ctx context.Context, token, key string) ([]byte,
 	if err != nil {
 		return nil, time.Time{}, false, err
 	}
+	if _, hashed := item[sessionitem.HashedKeyAttribute]; hashed {
+		// A hash sent as a cookie, such as a stored key read from the
+		// table: the session it names is another's, and stays theirs.
+		s.counted(ctx, false)
+		return nil, time.Time{}, false, nil
+	}
 	data, expiry, found := s.session(opFind, item)
 	if !found {
 		if sessionitem.Revoked(item) {

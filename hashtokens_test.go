@@ -1,7 +1,9 @@
 package dynamostore
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -789,5 +792,42 @@ func TestHashTokensCachedDeleteOwner(t *testing.T) {
 	}
 	if _, found := findData(t, onHashTokenInStore, sessionitem.HashToken(token)); found {
 		t.Fatal("found the deleted session through HashTokenInStore's key")
+	}
+}
+
+// TestHashTokensStoredKeyIsNoCookie: whoever reads the table sees each
+// session's key, hash(T); sent as a cookie to a store with
+// ClearTokenFallback, it names no session (the fallback never reads an
+// item written under a hash as a clear token), and the session's user
+// stays logged in. Import refuses a store on its own table, whose All
+// would list those keys as tokens. (From the second attack review of #26.)
+func TestHashTokensStoredKeyIsNoCookie(t *testing.T) {
+	t.Parallel()
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			t.Parallel()
+			var optFns []func(*Options)
+			if sealed {
+				optFns = append(optFns, withEncryption(newAEAD(t)))
+			}
+			open := sharedTable(t, optFns...)
+			hashed := open(nil, hooks{}, clearFallback)
+			ctx := context.Background()
+			token := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) // 43 characters, as a hash
+			if err := hashed.CommitCtx(ctx, token, []byte("data"), time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if b, found, err := hashed.FindCtx(ctx, sessionitem.HashToken(token)); found || err != nil {
+				t.Fatalf("got %q, %v, %v: expected the stored key to be no cookie", b, found, err)
+			}
+			mustFind(t, hashed, token, "data")
+			if st := hashed.ClearTokenStats(); st.Moved != 0 {
+				t.Fatalf("got %+v: expected nothing moved", st)
+			}
+			clear := open(nil, hooks{})
+			if n, err := hashed.Import(ctx, clear, scs.GobCodec{}); n != 0 || err == nil || !strings.Contains(err.Error(), "same table") {
+				t.Fatalf("got %d, %v: expected Import to refuse its own table", n, err)
+			}
+		})
 	}
 }

@@ -135,6 +135,10 @@ func (s *DynamoStore) Import(ctx context.Context, from scs.IterableStore, codec 
 	switch {
 	case from == nil:
 		return 0, fmt.Errorf("dynamostore: import in table %q: the store to import from is nil", s.tableName)
+	case isTable(from, s.tableName):
+		// Its All would list the table's own keys as tokens, a hashed
+		// one among them, and copy each under a key of its own.
+		return 0, fmt.Errorf("dynamostore: import in table %q: the store to import from is on the same table; import from another store", s.tableName)
 	case codec == nil:
 		return 0, fmt.Errorf("dynamostore: import in table %q: the codec is nil; pass the one the scs.SessionManager that wrote the sessions uses, such as scs.GobCodec{}", s.tableName)
 	case math.IsNaN(o.WriteRate) || math.IsInf(o.WriteRate, 0):
@@ -349,4 +353,10 @@ func (c *importCounts) finish() ImportProgress {
 // done returns how many sessions p counts as done with.
 func (p *ImportProgress) done() int {
 	return p.Written + p.Expired + p.Present + p.Undecodable + p.Unstorable
+}
+
+// isTable reports whether s is a TableStore on the table named table.
+func isTable(s any, table string) bool {
+	ts, ok := s.(TableStore)
+	return ok && ts.Options().TableName == table
 }

@@ -169,6 +169,9 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 		}
 		size += len(s.ownerAttr) + len(owner) + len(sessionitem.LastWriteAttribute) + numberSize(lastWrite)
 	}
+	if s.hashTokens {
+		size += len(sessionitem.HashedKeyAttribute) + 1
+	}
 	if size > maxItemBytes {
 		return nil, fmt.Errorf("%d bytes of data (%d stored) make a %d-byte item: %w", len(b), len(stored), size, ErrTooLarge)
 	}
@@ -189,6 +192,9 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 		// the time of its last write.
 		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
 		item[sessionitem.LastWriteAttribute] = &types.AttributeValueMemberN{Value: lastWrite}
+	}
+	if s.hashTokens {
+		item[sessionitem.HashedKeyAttribute] = &types.AttributeValueMemberBOOL{Value: true}
 	}
 	return item, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -157,8 +158,8 @@ const (
 // A move costs, beside the miss in to, one read of from and one write of
 // to (with a DynamoStore, one write unit per KB of session); a Find of a
 // session to already holds costs what it costs without the move. In
-// MigrateReadFrom and MigrateWriteBoth each Find costs a read of from and
-// one of to (whether the token is revoked there), and in MigrateReadFrom
+// MigrateReadFrom and MigrateWriteBoth each Find that finds a session in
+// from also reads to (whether the token is revoked there), and in MigrateReadFrom
 // each Commit a write of from and a delete in to.
 //
 // All and AllCtx return the union of both stores' sessions, the one Find
@@ -169,6 +170,11 @@ const (
 // with scs's HashTokenInStore, since both stores receive the token scs
 // sends.
 func NewMigrating(from, to scs.Store, codec scs.Codec, optFns ...func(*MigrateOptions)) *MigratingStore {
+	if from == nil || to == nil || codec == nil {
+		// A programmer's error, caught at start rather than at the
+		// first request.
+		panic("dynamostore: NewMigrating: from, to and codec must not be nil; the codec is the scs.SessionManager's Codec, such as scs.GobCodec{}")
+	}
 	var o MigrateOptions
 	for _, fn := range optFns {
 		fn(&o)
@@ -215,19 +221,26 @@ func (m *MigratingStore) FindCtx(ctx context.Context, token string) ([]byte, boo
 func (m *MigratingStore) FindExpiryCtx(ctx context.Context, token string) (b []byte, expiry time.Time, found bool, err error) {
 	if !m.phase.readsTo() {
 		// from is the one every instance writes, so the one to read;
-		// to says whether the token is revoked.
-		revoked, err := m.revoked(ctx, token)
-		if err != nil || revoked {
+		// to says whether the token is revoked, asked after the read:
+		// what was read then came before any revocation, and no Commit
+		// since the revocation (one in flight writes from again) is
+		// served.
+		b, expiry, found, err = m.findLive(ctx, m.from, token)
+		if err != nil || !found {
 			if err == nil {
 				m.count(ctx, resultMiss)
 			}
 			return nil, time.Time{}, false, err
 		}
-		b, expiry, found, err = m.findLive(ctx, m.from, token)
-		if err == nil {
-			m.countFound(ctx, found, resultFrom)
+		revoked, err := m.revoked(ctx, token)
+		if err != nil {
+			return nil, time.Time{}, false, err
 		}
-		return b, expiry, found, err
+		m.countFound(ctx, !revoked, resultFrom)
+		if revoked {
+			return nil, time.Time{}, false, nil
+		}
+		return b, expiry, true, nil
 	}
 	b, expiry, found, err = m.findTo(ctx, token)
 	if err != nil || found {
@@ -329,19 +342,19 @@ func (m *MigratingStore) commitNew(ctx context.Context, token string, b []byte, 
 }
 
 // forget removes to's copy of the session without revoking its token
-// there: a DynamoStore's or CachedStore's item is deleted unless it is a
-// revocation; another store's is deleted.
-func (m *MigratingStore) forget(ctx context.Context, token string) error {
+// there, and reports whether to holds a revocation in force for it: a
+// DynamoStore's or CachedStore's item is deleted unless it is one;
+// another store's is deleted.
+func (m *MigratingStore) forget(ctx context.Context, token string) (revoked bool, err error) {
 	if f, ok := m.to.(forgetter); ok {
 		return f.forgetCtx(ctx, token)
 	}
-	return deleteCtx(ctx, m.to, token)
+	return false, deleteCtx(ctx, m.to, token)
 }
 
 // Commit writes the session as the phase says: the new store (and then
 // the old, in MigrateWriteBoth and MigrateReadTo), or the old store
-// (MigrateReadFrom). It
-// calls CommitCtx with context.Background().
+// (MigrateReadFrom). It calls CommitCtx with context.Background().
 func (m *MigratingStore) Commit(token string, b []byte, expiry time.Time) error {
 	return m.CommitCtx(context.Background(), token, b, expiry)
 }
@@ -357,19 +370,23 @@ func (m *MigratingStore) CommitCtx(ctx context.Context, token string, b []byte, 
 // stored the session: false, with a nil error, when its token is revoked
 // there. It makes the MigratingStore a CacheableStore. In MigrateWriteBoth
 // and MigrateReadTo a session the new store refused is not written to the
-// old one either.
+// old one either, where the new store says it refused (a DynamoStore does;
+// a CachedStore in front of one does not, and the old store then gets a
+// copy that Find never serves).
 func (m *MigratingStore) CommitStoredCtx(ctx context.Context, token string, b []byte, expiry time.Time) (bool, error) {
 	if m.phase == MigrateReadFrom {
-		// A revoked token is not written back: the read asks to.
 		if err := commitCtx(ctx, m.from, token, b, expiry); err != nil {
 			return false, err
 		}
 		// A copy in to is now older than from's: gone, so that an
 		// instance of the next phase, which reads to first, moves this.
-		if err := m.forget(ctx, token); err != nil {
+		revoked, err := m.forget(ctx, token)
+		if err != nil {
 			return false, m.opError("commit: remove the new store's copy", err)
 		}
-		return true, nil
+		// A revoked token's copy in from is never served (Find asks to);
+		// a CachedStore in front keeps none.
+		return !revoked, nil
 	}
 	stored := true
 	var err error
@@ -439,7 +456,9 @@ func (m *MigratingStore) All() (map[string][]byte, error) {
 
 // AllCtx is like All with a context, passed to the stores that take one.
 // Where both stores hold a token, the one Find reads first wins. Sessions
-// of the old store past their decoded deadline are left out.
+// of the old store past their decoded deadline are left out, and so are
+// those the new store holds a revocation for, which costs a read of the
+// new store for each session only the old one holds.
 func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
 	first, second := m.to, m.from
 	if !m.phase.readsTo() {
@@ -459,6 +478,27 @@ func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) 
 			if deadline, _, err := m.codec.Decode(data); err == nil && deadline.After(time.Now()) {
 				all[token] = data
 			}
+		}
+	}
+	// A copy that only from holds may be of a session revoked in to,
+	// which Find never serves: asked of to, at a read each.
+	fromAll, toAll := b, a
+	if !m.phase.readsTo() {
+		fromAll, toAll = a, b
+	}
+	for token := range fromAll {
+		if _, live := toAll[token]; live {
+			continue
+		}
+		if _, listed := all[token]; !listed {
+			continue
+		}
+		revoked, err := m.revoked(ctx, token)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			delete(all, token)
 		}
 	}
 	return all, nil
@@ -515,39 +555,41 @@ func (c *CachedStore) revokedCtx(ctx context.Context, token string) (bool, error
 // forgetter removes a session's item without revoking its token:
 // MigrateReadFrom's removal of the new store's copy.
 type forgetter interface {
-	forgetCtx(ctx context.Context, token string) error
+	forgetCtx(ctx context.Context, token string) (revoked bool, err error)
 }
 
-// forgetCtx deletes the session's item unless it is a revocation, which
-// stays in force. It costs a write unit per KB of the item it deletes, and
-// one when there is none.
-func (s *DynamoStore) forgetCtx(ctx context.Context, token string) error {
+// forgetCtx deletes the session's item unless it is a revocation in
+// force, which stays, and reports whether it was one. It costs a write
+// unit per KB of the item it deletes, and one when there is none.
+func (s *DynamoStore) forgetCtx(ctx context.Context, token string) (bool, error) {
 	key, ok := s.key(token)
 	if !ok {
-		return nil
+		return false, nil
 	}
-	cond := "attribute_not_exists(#r)"
-	_, err := s.deleteIf(ctx, opDelete, &dynamodb.DeleteItemInput{
+	deleted, err := s.deleteIf(ctx, opDelete, &dynamodb.DeleteItemInput{
 		TableName:                s.table,
 		Key:                      map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: key}},
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: map[string]string{"#r": sessionitem.RevokedAttribute},
+		ConditionExpression:      aws.String(notRevoked),
+		ExpressionAttributeNames: revokedName,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(s.now().UnixMilli(), 10)},
+		},
 	})
-	return err
+	return err == nil && !deleted, err
 }
 
 // forgetCtx removes the session from the backing store as
 // DynamoStore.forgetCtx does (a Delete for another backing store), and
 // drops the cached copy.
-func (c *CachedStore) forgetCtx(ctx context.Context, token string) error {
+func (c *CachedStore) forgetCtx(ctx context.Context, token string) (bool, error) {
 	key := c.cacheKey(token)
 	write, err := c.beginWrite(ctx, key)
 	if err != nil {
-		return c.opError("commit: cache", err)
+		return false, c.opError("commit: cache", err)
 	}
 	defer c.endWrite(ctx, key, write)
 	if f, ok := c.backing.(forgetter); ok {
 		return f.forgetCtx(ctx, token)
 	}
-	return deleteCtx(ctx, c.backing, token)
+	return false, deleteCtx(ctx, c.backing, token)
 }

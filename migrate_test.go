@@ -196,9 +196,6 @@ func mustAll(t *testing.T, s scs.IterableStore) map[string][]byte {
 // the one before it wrote, and the browser's login from before the deploy
 // stays served. Skipping the first two phases is shown to serve an older
 // copy.
-// Two moves: from scs's memstore to a DynamoStore, and from a table's
-// clear-token keys to its hashed ones (a store without HashTokens to one
-// with, on the same table).
 func TestMigrateRollingDeploy(t *testing.T) {
 	t.Parallel()
 	type instance func(from, to scs.Store) scs.Store
@@ -210,10 +207,6 @@ func TestMigrateRollingDeploy(t *testing.T) {
 	beforeMove := func(from, _ scs.Store) scs.Store { return from }
 	moves := map[string]func(t *testing.T) (from, to scs.Store){
 		"memstore": func(t *testing.T) (scs.Store, scs.Store) { return memstore.NewWithCleanupInterval(0), newStore(t, nil) },
-		"hashed": func(t *testing.T) (scs.Store, scs.Store) {
-			clear := newStore(t, nil)
-			return clear, NewWithCleanupInterval(newClient(t), 0, func(o *Options) { *o = clear.Options(); o.HashTokens = true })
-		},
 	}
 	for move, stores := range moves {
 		for _, b := range []struct {
@@ -488,4 +481,47 @@ func TestMigrateMetrics(t *testing.T) {
 	if st := m.Stats(); st != (MigrateStats{To: 1, Moved: 1, Misses: 1}) {
 		t.Errorf("got %+v: expected the counter's counts", st)
 	}
+}
+
+// TestMigrateAllRevokedAndStoredFalse: All leaves out a session the new
+// store revoked while the old still holds it, in every phase; a Commit
+// through MigrateReadFrom of a token revoked in the new store reports
+// that the new store did not store it, so that a CachedStore in front
+// keeps no copy; NewMigrating refuses nil. (From the second attack
+// review.)
+func TestMigrateAllRevokedAndStoredFalse(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	to := newStore(t, nil)
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
+	from.Commit("revoked", v, deadline)
+	from.Commit("live", v, deadline)
+	if err := to.Delete("revoked"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo, MigrateToOnly} {
+		all, err := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = p }).AllCtx(context.Background())
+		if _, listed := all["revoked"]; listed || len(all) != 1 || err != nil {
+			t.Fatalf("%v: got %d sessions, %v: expected only the live one", p, len(all), err)
+		}
+	}
+	readFrom := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = MigrateReadFrom })
+	if stored, err := readFrom.CommitStoredCtx(context.Background(), "revoked", v, deadline); stored || err != nil {
+		t.Fatalf("got %v, %v: expected the new store's revocation reported", stored, err)
+	}
+	c := NewCached(readFrom)
+	if err := c.Commit("revoked", v, deadline); err != nil {
+		t.Fatal(err)
+	}
+	mustFind(t, c, "revoked", "")
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("expected NewMigrating to refuse a nil codec")
+			}
+		}()
+		NewMigrating(from, to, nil)
+	}()
 }

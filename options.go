@@ -289,7 +289,7 @@ func resolveOptions(interval time.Duration, optFns []func(*Options)) Options {
 // another attribute of a session item or of the sweeper lease, whose value
 // the owner would replace.
 func ownerConflict(o Options) error {
-	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute, sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute}
+	taken := []string{o.KeyAttribute, o.ExpiryAttribute, o.ExpiryAttribute + sessionitem.MillisSuffix, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute, sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute, sessionitem.HashedKeyAttribute}
 	for _, f := range sessionitem.Formats {
 		taken = append(taken, f.Attribute(o.DataAttribute))
 	}
@@ -311,7 +311,7 @@ func attributeConflict(o Options) error {
 	}
 	for i, name := range names {
 		switch name {
-		case sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute:
+		case sessionitem.RevokedAttribute, sessionitem.LastWriteAttribute, sessionitem.HashedKeyAttribute, sessionitem.LeaseOwnerAttribute, sessionitem.LeaseUntilAttribute:
 			return fmt.Errorf("attribute %q, which Options.KeyAttribute, DataAttribute or ExpiryAttribute makes, is the store's own for revocations, the time of a session's last write or the sweeper lease; choose another", name)
 		}
 		if slices.Contains(names[:i], name) {

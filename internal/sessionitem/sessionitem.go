@@ -380,6 +380,13 @@ const RevokedAttribute = "revoked_until_ms"
 // owner's sessions.
 const LastWriteAttribute = "last_write_ms"
 
+// HashedKeyAttribute marks, with the boolean true, an item that a store
+// with Options.HashTokens wrote under a token's hash: 11 bytes of item.
+// Such a key is no cookie, and a hash is as long as a token, so
+// ClearTokenFallback never reads one as a clear token (else whoever reads
+// the table could send a stored key as a cookie and take the session).
+const HashedKeyAttribute = "key_hashed"
+
 // The ID of a session, as OwnerSessions lists it, is the first idBytes of
 // SHA-256 over idDomain and the session's key (KeyPrefix and the token as
 // stored), in base64url without padding. The key is unambiguous, since a
