@@ -47,14 +47,18 @@ test: $(DDB_JAR_STAMP) redis-server chromium
 # ends: a pass spends much of its time waiting on its server, so together
 # they take little longer than the slower alone.
 
+# -timeout 15m per test binary: the root module's dynalite pass took 294 s
+# on a quiet machine and 428 s under make stress (2026-12-03), too near
+# go test's default of 10 minutes; a hang still ends well within CI's 90.
+
 ## test-dynamodb-local: every module's tests with the race detector on DynamoDB Local
 test-dynamodb-local: $(DDB_JAR_STAMP) redis-server chromium
-	failed=; for m in $(MODULES); do $(GO) -C $$m test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts ./... || failed="$$failed $$m"; done; \
+	failed=; for m in $(MODULES); do $(GO) -C $$m test -race -count=1 -timeout 15m -artifacts -outputdir $(CURDIR)/.artifacts ./... || failed="$$failed $$m"; done; \
 		test -z "$$failed" || { echo "FAIL on DynamoDB Local in module(s):$$failed"; exit 1; }  # the browser test's screenshot: .artifacts/_artifacts/*/demo.png
 
 ## test-dynalite: every module's tests with the race detector on dynalite
 test-dynalite: $(DDB_JAR_STAMP) redis-server chromium
-	failed=; for m in $(MODULES); do DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) -C $$m test -race -count=1 ./... || failed="$$failed $$m"; done; \
+	failed=; for m in $(MODULES); do DYNAMOSTORE_TEST_BACKEND=dynalite $(GO) -C $$m test -race -count=1 -timeout 15m ./... || failed="$$failed $$m"; done; \
 		test -z "$$failed" || { echo "FAIL on dynalite in module(s):$$failed"; exit 1; }
 
 ## lint: in every module, gofmt -l prints nothing and go vet, staticcheck and go mod tidy -diff find nothing
