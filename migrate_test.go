@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -524,4 +525,103 @@ func TestMigrateAllRevokedAndStoredFalse(t *testing.T) {
 		}()
 		NewMigrating(from, to, nil)
 	}()
+}
+
+// TestMigrateCost measures what each phase costs in DynamoDB requests and
+// the capacity units DynamoDB reports for them, with memstore as the old
+// store and a DynamoStore as the new: the extra reads and writes of a
+// migration that NewMigrating's godoc and the README state. Sessions are
+// under 1 KB, so that a strongly consistent read (of an item or of none)
+// is one read unit and a write one write unit. Without a migration a
+// Find is 1 read and a Commit or a Delete 1 write.
+func TestMigrateCost(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	spy := &spyClient{Client: newClient(t)}
+	to := newStore(t, spy, func(o *Options) { o.MeterProvider = mp })
+	codec := scs.GobCodec{}
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
+
+	type cost struct {
+		gets, puts, deletes   int64
+		readUnits, writeUnits float64
+	}
+	units := func() (read, write float64) {
+		for k, n := range collect(t, reader) {
+			switch {
+			case strings.HasPrefix(k, "dynamostore.capacity{kind=read,"):
+				read += n
+			case strings.HasPrefix(k, "dynamostore.capacity{kind=write,"):
+				write += n
+			}
+		}
+		return read, write
+	}
+	measure := func(call func() error) cost {
+		t.Helper()
+		g, p, d := spy.gets.Load(), spy.puts.Load(), spy.deletes.Load()
+		r, w := units()
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		r2, w2 := units()
+		return cost{spy.gets.Load() - g, spy.puts.Load() - p, spy.deletes.Load() - d, r2 - r, w2 - w}
+	}
+	var seq atomic.Int64
+	for _, c := range []struct {
+		phase MigratePhase
+		// A Find of a session only the old store holds, of one the new
+		// store holds, of none; a Commit; a Delete.
+		fromOnly, inTo, miss, commit, del cost
+	}{
+		// Reads the old store; asks the new whether a session it found
+		// there is revoked; a Commit removes the new store's copy.
+		{MigrateReadFrom, cost{1, 0, 0, 1, 0}, cost{1, 0, 0, 1, 0}, cost{}, cost{0, 0, 1, 0, 1}, cost{0, 1, 0, 0, 1}},
+		{MigrateWriteBoth, cost{1, 0, 0, 1, 0}, cost{1, 0, 0, 1, 0}, cost{}, cost{0, 1, 0, 0, 1}, cost{0, 1, 0, 0, 1}},
+		// Reads the new store first; a move is a conditional write.
+		{MigrateReadTo, cost{1, 1, 0, 1, 1}, cost{1, 0, 0, 1, 0}, cost{1, 0, 0, 1, 0}, cost{0, 1, 0, 0, 1}, cost{0, 1, 0, 0, 1}},
+		{MigrateToOnly, cost{1, 1, 0, 1, 1}, cost{1, 0, 0, 1, 0}, cost{1, 0, 0, 1, 0}, cost{0, 1, 0, 0, 1}, cost{0, 1, 0, 0, 1}},
+	} {
+		from := memstore.NewWithCleanupInterval(0)
+		m := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = c.phase })
+		token := func() string { return fmt.Sprintf("tok3n-%d", seq.Add(1)) }
+		onlyFrom, both, gone := token(), token(), token()
+		for _, tok := range []string{onlyFrom, both, gone} {
+			if err := from.Commit(tok, v, deadline); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := to.Commit(both, v, deadline); err != nil {
+			t.Fatal(err)
+		}
+		find := func(tok string, want bool) func() error {
+			return func() error {
+				_, found, err := m.Find(tok)
+				if err == nil && found != want {
+					err = fmt.Errorf("%s: got found %v: expected %v", tok, found, want)
+				}
+				return err
+			}
+		}
+		for _, op := range []struct {
+			what string
+			call func() error
+			want cost
+		}{
+			{"a Find of a session only the old store holds", find(onlyFrom, true), c.fromOnly},
+			{"a Find of a session both hold", find(both, true), c.inTo},
+			{"a Find of no session", find(token(), false), c.miss},
+			{"a Commit", func() error { return m.Commit(both, v, deadline) }, c.commit},
+			{"a Delete", func() error { return m.Delete(gone) }, c.del},
+		} {
+			got := measure(op.call)
+			t.Logf("%v: %s: %d GetItem, %d PutItem, %d DeleteItem; %.1f read units, %.1f write units", c.phase, op.what, got.gets, got.puts, got.deletes, got.readUnits, got.writeUnits)
+			if got != op.want {
+				t.Errorf("%v: %s: got %+v: expected %+v", c.phase, op.what, got, op.want)
+			}
+		}
+	}
 }
