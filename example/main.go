@@ -43,6 +43,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -616,6 +617,16 @@ func listDevices(ctx context.Context, store *dynamostore.CachedStore, sm *scs.Se
 			d.LastActive = s.LastWrite.Local().Format("15:04:05")
 		}
 		v.List = append(v.List, d)
+	}
+	// The owner index is eventually consistent: a session committed a
+	// moment ago may not be listed yet. This request's own is shown from
+	// what it holds rather than hidden.
+	if current != "" && !slices.ContainsFunc(v.List, func(d deviceView) bool { return d.Current }) {
+		d := deviceView{ID: current, Agent: sm.GetString(ctx, agentKey), SignedIn: sm.GetString(ctx, signedInKey), LastActive: "just now", Current: true}
+		if d.Agent == "" {
+			d.Agent = "a browser that sent no User-Agent"
+		}
+		v.List = append([]deviceView{d}, v.List...)
 	}
 	return v, nil
 }

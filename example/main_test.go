@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -419,6 +420,60 @@ func TestDevicesThisDevice(t *testing.T) {
 				t.Fatalf("browser %d: got %+v: expected this device marked and not revocable, the other not marked and revocable", i, dev)
 			}
 		}
+	}
+}
+
+// lagging makes the owner index look as it does just after a login,
+// before it caught up: while on, each Query the store sends asks the real
+// index for an owner no session has, and so lists nothing.
+type lagging struct {
+	next dynamodb.HTTPClient
+	on   atomic.Bool
+}
+
+func (l *lagging) Do(r *http.Request) (*http.Response, error) {
+	if !l.on.Load() || !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".Query") {
+		return l.next.Do(r)
+	}
+	var in map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		return nil, err
+	}
+	values, ok := in["ExpressionAttributeValues"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("a Query without ExpressionAttributeValues: %v", in)
+	}
+	values[":o"] = map[string]any{"S": "an owner no session has"}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return l.next.Do(r)
+}
+
+// TestDevicesThisDeviceNotListedYet: while the owner index has not listed
+// the session of the request that lists devices, the page still shows it,
+// from the request's own session, as this device; once the index lists it,
+// it shows once.
+func TestDevicesThisDeviceNotListedYet(t *testing.T) {
+	lag := &lagging{}
+	d := newServerWith(t, "example-this-device-lag", hooks{client: func(next dynamodb.HTTPClient) dynamodb.HTTPClient {
+		lag.next = next
+		return lag
+	}})
+	b := newDevice("Tablet 3")
+	fetch(t, b, d.URL, "/login", url.Values{"name": {"ed"}})
+	lag.on.Store(true)
+	ds := devices(t, fetch(t, b, d.URL, "/devices", nil))
+	if len(ds) != 1 || !ds[0].current || ds[0].revocable || ds[0].agent != "Tablet 3" {
+		t.Fatalf("got devices %+v while the index lags: expected this device alone, by its User-Agent, marked and not revocable", ds)
+	}
+	lag.on.Store(false)
+	listed := devices(t, devicesUntil(t, b, d.URL, "1"))
+	if len(listed) != 1 || listed[0] != ds[0] {
+		t.Fatalf("got devices %+v once listed: expected the same one row %+v", listed, ds[0])
 	}
 }
 
