@@ -563,7 +563,9 @@ func newApp(store *dynamostore.DynamoStore, raw *dynamodb.Client, table string, 
 	// Not through the sessions: a browser asks for it by itself after each
 	// page, and it would be "your previous request".
 	root.Handle("GET /favicon.ico", http.NotFoundHandler())
-	root.Handle("/", withCosts(sm.LoadAndSave(mux)))
+	// Every form here is a POST that logs in or out: one a browser sends
+	// from another site (CSRF) is refused, before it loads a session.
+	root.Handle("/", http.NewCrossOriginProtection().Handler(withCosts(sm.LoadAndSave(mux))))
 	return root
 }
 

@@ -588,6 +588,54 @@ func TestLogOutEverywhere(t *testing.T) {
 	}
 }
 
+// TestCrossSitePostRefused: a POST that a browser sends from another site
+// (CSRF), told by its Sec-Fetch-Site or, without one, its Origin header,
+// is refused with 403 and logs no one out; the same POST from the page's
+// own origin logs out.
+func TestCrossSitePostRefused(t *testing.T) {
+	d := newServer(t, "example-cross-site")
+	browser := newBrowser()
+	if g, _ := get(t, browser, d.URL, "/login", url.Values{"name": {"fay"}}); g != "Hello, fay" {
+		t.Fatalf("got %q: expected fay logged in", g)
+	}
+	post := func(header http.Header) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, d.URL+"/logout-everywhere", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Named by the header a test sets: the request's own carries the
+	// session cookie, which a failure must not print.
+	for _, h := range []struct{ name, value string }{
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-site"},
+		{"Origin", "https://attacker.example"},
+	} {
+		if code := post(http.Header{h.name: {h.value}}); code != http.StatusForbidden {
+			t.Fatalf("a POST with %s: %s: got status %d: expected 403", h.name, h.value, code)
+		}
+		if g, _ := get(t, browser, d.URL, "/", nil); g != "Hello, fay" {
+			t.Fatalf("after a POST with %s: %s: got %q: expected fay still logged in", h.name, h.value, g)
+		}
+	}
+	if code := post(http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {d.URL}}); code != http.StatusOK {
+		t.Fatalf("a same-origin POST: got status %d: expected 200", code)
+	}
+	if g, _ := get(t, browser, d.URL, "/", nil); g != "Hello, visitor" {
+		t.Fatalf("after a same-origin POST: got %q: expected logged out", g)
+	}
+}
+
 // lastCost returns the page's "your previous request": what it was, and
 // its read and write units.
 func lastCost(t *testing.T, page string) (request, read, write string) {
