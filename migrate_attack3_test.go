@@ -1,0 +1,797 @@
+package dynamostore
+
+// The third attack review of issue #26 ("move in without logging anyone
+// out"). A test named TestAttack3... that fails shows a break of a promise
+// the README or godoc makes; one named TestAttack3Holds... is an attack
+// that held. No message names a token, a stored key or session data.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/dynamostore/dynamostore/internal/sessionitem"
+)
+
+// a3Client is a *dynamodb.Client (Query and BatchGetItem included, for
+// the owner methods) that calls gate, when set, before each GetItem,
+// PutItem and DeleteItem, and sends each PutItem that lost picks twice,
+// answering with the second answer: a write whose first answer was lost
+// (a timeout, a 500) and that the SDK's retryer sent again.
+type a3Client struct {
+	*dynamodb.Client
+	mu   sync.Mutex
+	gate func(ctx context.Context, kind, key string, item map[string]types.AttributeValue)
+	lost func(in *dynamodb.PutItemInput) bool
+}
+
+func newA3Client(t *testing.T) *a3Client { return &a3Client{Client: newClient(t)} }
+
+func (c *a3Client) before(ctx context.Context, kind string, key, item map[string]types.AttributeValue) {
+	c.mu.Lock()
+	gate := c.gate
+	c.mu.Unlock()
+	if k, ok := key[sessionitem.DefaultKeyAttribute].(*types.AttributeValueMemberS); ok && gate != nil {
+		gate(ctx, kind, k.Value, item)
+	}
+}
+
+func (c *a3Client) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.before(ctx, "get", in.Key, nil)
+	return c.Client.GetItem(ctx, in, optFns...)
+}
+
+func (c *a3Client) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.before(ctx, "put", in.Item, in.Item)
+	c.mu.Lock()
+	lost := c.lost != nil && c.lost(in)
+	c.mu.Unlock()
+	if lost {
+		if _, err := c.Client.PutItem(ctx, in, optFns...); err != nil {
+			return nil, err
+		}
+	}
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+func (c *a3Client) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	c.before(ctx, "delete", in.Key, nil)
+	return c.Client.DeleteItem(ctx, in, optFns...)
+}
+
+// hold holds the first request match picks until release is called;
+// reached is closed once it is held.
+func (c *a3Client) hold(match func(kind, key string, item map[string]types.AttributeValue) bool) (reached <-chan struct{}, release func()) {
+	held, free := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.mu.Lock()
+	c.gate = func(ctx context.Context, kind, key string, item map[string]types.AttributeValue) {
+		if !match(kind, key, item) {
+			return
+		}
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return
+		}
+		close(held)
+		select {
+		case <-free:
+		case <-ctx.Done():
+		}
+	}
+	c.mu.Unlock()
+	return held, sync.OnceFunc(func() { close(free) })
+}
+
+// loseFirst makes c lose the answer of the first PutItem match picks.
+func (c *a3Client) loseFirst(match func(in *dynamodb.PutItemInput) bool) {
+	var once sync.Once
+	c.mu.Lock()
+	c.lost = func(in *dynamodb.PutItemInput) bool {
+		if !match(in) {
+			return false
+		}
+		first := false
+		once.Do(func() { first = true })
+		return first
+	}
+	c.mu.Unlock()
+}
+
+// a3Token returns a token as scs makes them: 32 random bytes, base64url
+// without padding, 43 characters, as long as a hashed token.
+func a3Token(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	rand.Read(b) // never fails: crypto/rand crashes the program instead
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// a3Data returns session data as scs's GobCodec encodes it, for user
+// alice, with value v, and a deadline an hour ahead.
+func a3Data(t *testing.T, v string) []byte {
+	t.Helper()
+	return a3DataUntil(t, v, time.Now().Add(time.Hour))
+}
+
+func a3DataUntil(t *testing.T, v string, deadline time.Time) []byte {
+	t.Helper()
+	b, err := scs.GobCodec{}.Encode(deadline, map[string]any{"user_id": "alice", "v": v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// a3Find returns the value v of the session s finds for token.
+func a3Find(t *testing.T, s scs.Store, token string) (string, bool) {
+	t.Helper()
+	b, found, err := s.Find(token)
+	if err != nil {
+		t.Fatalf("Find: %v", err)
+	}
+	if !found {
+		return "", false
+	}
+	_, values, err := scs.GobCodec{}.Decode(b)
+	if err != nil {
+		t.Fatalf("Find: data that does not decode: %v", err)
+	}
+	v, _ := values["v"].(string)
+	return v, true
+}
+
+// a3Want fails unless s finds v for token ("" for no session).
+func a3Want(t *testing.T, what string, s scs.Store, token, want string) {
+	t.Helper()
+	got, found := a3Find(t, s, token)
+	switch {
+	case want == "" && found:
+		t.Errorf("%s: served the session (v%s): expected none", what, got)
+	case want != "" && !found:
+		t.Errorf("%s: no session: expected v%s", what, want)
+	case got != want:
+		t.Errorf("%s: served v%s: expected v%s", what, got, want)
+	}
+}
+
+func a3Commit(t *testing.T, s scs.Store, token, v string) {
+	t.Helper()
+	if err := s.Commit(token, a3Data(t, v), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+}
+
+func a3Phase(from, to scs.Store, p MigratePhase, optFns ...func(*MigrateOptions)) *MigratingStore {
+	return NewMigrating(from, to, scs.GobCodec{}, append([]func(*MigrateOptions){func(o *MigrateOptions) { o.Phase = p }}, optFns...)...)
+}
+
+// TestAttack3FallbackBesideHashTokenInStore: the README's last deploy of
+// the move to hashed tokens sets scs's HashTokenInStore "on a store
+// without HashTokens". While it rolls out, instances of the deploy before
+// (HashTokens and ClearTokenFallback) still serve. A user who logs in on a
+// new instance gets an item under the hash of their token, written by a
+// store without HashTokens, so without the key_hashed marker. A reader of
+// the table (the attacker hashed tokens are for) sends that stored key as
+// the cookie to an instance still on the fallback, which reads it as a
+// clear token, moves the session under its hash and serves it: the
+// session is taken over, and its user logged out. The same happens after
+// a rollback of the last deploy ("roll back one deploy at a time").
+func TestAttack3FallbackBesideHashTokenInStore(t *testing.T) {
+	t.Parallel()
+	open := sharedTable(t)
+	lastApp := hashApp(t, open(nil, hooks{}), true)                     // the last deploy
+	fallbackApp := hashApp(t, open(nil, hooks{}, clearFallback), false) // the deploy before, still rolling out
+	victim := newBrowser(t)
+	stored := sessionitem.HashToken(login(t, victim, lastApp, "victim")) // the key a reader of the table sees
+
+	attacker := newBrowser(t)
+	attacker.client.Jar.SetCookies(mustParse(t, fallbackApp.URL), []*http.Cookie{{Name: "session", Value: stored}})
+	if got := attacker.do(http.MethodGet, fallbackApp.URL+"/", nil); got != "user=" {
+		t.Errorf("a stored key sent as the cookie to an instance on the fallback: got %q: expected nobody logged in", got)
+	}
+	if got := victim.do(http.MethodGet, lastApp.URL+"/", nil); got != "user=victim" {
+		t.Errorf("the victim after: got %q: expected still logged in", got)
+	}
+}
+
+// TestAttack3StrippedMarkerSealed: SECURITY.md says a writer of the table
+// who holds no key cannot, under Encryption and RequireEncryption, plant a
+// session or move a ciphertext to another key. The key_hashed marker is
+// not bound by the seal: a writer removes it from a hashed item, sends
+// the stored key as the cookie, and the fallback opens the sealed item
+// (bound to that very key), moves it and serves it to them.
+func TestAttack3StrippedMarkerSealed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	open := sharedTable(t, withEncryption(newAEAD(t)), func(o *Options) { o.RequireEncryption = true })
+	s := open(nil, hooks{}, clearFallback)
+	tok := a3Token(t)
+	a3Commit(t, s, tok, "1")
+	stored := sessionitem.HashToken(tok)
+	if _, err := newClient(t).UpdateItem(ctx, &dynamodb.UpdateItemInput{ // the writer's one request
+		TableName:                aws.String(s.tableName),
+		Key:                      map[string]types.AttributeValue{s.keyAttr: &types.AttributeValueMemberS{Value: stored}},
+		UpdateExpression:         aws.String("REMOVE #h"),
+		ExpressionAttributeNames: map[string]string{"#h": sessionitem.HashedKeyAttribute},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a3Want(t, "the stored key, its marker removed, sent as the cookie", s, stored, "")
+	a3Want(t, "the user after", s, tok, "1")
+}
+
+// TestAttack3Reseal: Reseal rewrites every session through encode, which
+// sets key_hashed by the resealing store's HashTokens, not by what the
+// item was. From a store with HashTokens (the README recommends turning
+// on both Encryption and hashed tokens; Reseal seals the rest "after
+// turning Encryption on"), every session not moved yet is marked, and the
+// fallback never moves it: all those users are logged out. From a store
+// without HashTokens (the last deploy's, or any instance rotating keys),
+// every moved session loses its marker, and a stored key is a cookie again
+// for an instance on the fallback.
+func TestAttack3Reseal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("from a store with HashTokens", func(t *testing.T) {
+		t.Parallel()
+		a := newAEAD(t)
+		open := sharedTable(t)
+		old := open(nil, hooks{})
+		tok := a3Token(t)
+		a3Commit(t, old, tok, "1") // before the deploy with the fallback
+		s := open(nil, hooks{}, clearFallback, withEncryption(a))
+		if n, err := s.Reseal(ctx); err != nil || n != 1 {
+			t.Fatalf("Reseal = %d, %v: expected 1", n, err)
+		}
+		a3Want(t, "a session not moved yet, after Reseal", s, tok, "1")
+	})
+	t.Run("from a store without HashTokens", func(t *testing.T) {
+		t.Parallel()
+		open := sharedTable(t, withEncryption(newAEAD(t)))
+		s := open(nil, hooks{}, clearFallback)
+		tok := a3Token(t)
+		a3Commit(t, s, tok, "1")
+		if n, err := open(nil, hooks{}).Reseal(ctx); err != nil || n != 1 {
+			t.Fatalf("Reseal = %d, %v: expected 1", n, err)
+		}
+		a3Want(t, "the stored key sent as the cookie, after Reseal", s, sessionitem.HashToken(tok), "")
+		a3Want(t, "the user after", s, tok, "1")
+	})
+}
+
+// TestAttack3ClearRevocationBypassed: a new store with HashTokens and
+// ClearTokenFallback refuses a move (CommitNewCtx) only on what its hashed
+// key holds, and says a token is revoked only by it: a revocation, or a
+// newer session, under the clear key does not count. So a MigratingStore
+// (or Import) that moves from an old store a team still keeps ("keep Redis
+// until Moved has stayed at zero for a session lifetime") into a store
+// switched to hashed tokens brings back a session that DeleteOwner logged
+// out, and shadows a user's newer data with the old store's older copy.
+func TestAttack3ClearRevocationBypassed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("DeleteOwner, then a move", func(t *testing.T) {
+		t.Parallel()
+		from := memstore.NewWithCleanupInterval(0)
+		open := sharedTable(t, sessionOwner)
+		clear := open(nil, hooks{})
+		tok := a3Token(t)
+		a3Commit(t, from, tok, "1") // before the move
+		a3Want(t, "deploy 4 moves it", a3Phase(from, clear, MigrateToOnly), tok, "1")
+		waitOwnerTokens(t, clear, "alice", []string{tok})
+		if n, err := clear.DeleteOwner(ctx, "alice"); err != nil || n != 1 {
+			t.Fatalf("DeleteOwner = %d, %v: expected 1", n, err)
+		}
+		a3Want(t, "deploy 4 after DeleteOwner", a3Phase(from, clear, MigrateToOnly), tok, "")
+		hashed := open(nil, hooks{}, clearFallback) // the switch to hashed tokens
+		a3Want(t, "after the switch to hashed tokens", a3Phase(from, hashed, MigrateToOnly), tok, "")
+		a3Want(t, "the new store alone", hashed, tok, "")
+	})
+	t.Run("newer data under the clear key, then Import", func(t *testing.T) {
+		t.Parallel()
+		from := memstore.NewWithCleanupInterval(0)
+		open := sharedTable(t)
+		clear := open(nil, hooks{})
+		tok := a3Token(t)
+		a3Commit(t, from, tok, "1")                                // before the move
+		a3Commit(t, a3Phase(from, clear, MigrateToOnly), tok, "2") // the user, active since
+		hashed := open(nil, hooks{}, clearFallback)
+		if n, err := hashed.Import(ctx, from, scs.GobCodec{}); err != nil || n != 0 {
+			t.Errorf("Import = %d, %v: expected 0, the table holding the session", n, err)
+		}
+		a3Want(t, "after Import", hashed, tok, "2")
+	})
+}
+
+// TestAttack3DeleteOwnerDuringMove: DeleteOwner on a table moving to
+// hashed tokens lists the clear key of a session not moved yet; before its
+// conditional revocation of that key lands, a request of the user moves
+// the session under its hash (and revokes the clear key). DeleteOwner's
+// revocation then fails its condition ("changed hands"), the hashed copy
+// is left live, and DeleteOwner returns with the user still logged in
+// there, though the session existed long before DeleteOwner began.
+func TestAttack3DeleteOwnerDuringMove(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	open := sharedTable(t, sessionOwner)
+	tok := a3Token(t)
+	a3Commit(t, open(nil, hooks{}), tok, "1") // before the switch
+	c := newA3Client(t)
+	admin, web := open(c, hooks{}, clearFallback), open(nil, hooks{}, clearFallback)
+	waitOwnerTokens(t, admin, "alice", []string{tok})
+	reached, release := c.hold(revocationPutOf(tok))
+	t.Cleanup(release)
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := admin.DeleteOwner(ctx, "alice")
+		done <- result{n, err}
+	}()
+	waitChan(t, reached, "DeleteOwner's revocation of the clear key")
+	a3Want(t, "the user's request amid DeleteOwner", web, tok, "1")
+	release()
+	r := waitChan(t, done, "DeleteOwner")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	a3Want(t, fmt.Sprintf("after DeleteOwner returned (%d deleted)", r.n), web, tok, "")
+}
+
+// TestAttack3OldDeployLogoutAfterMove: during the deploy with the fallback,
+// instances still on clear tokens serve too. A logout there revokes the
+// clear key alone; a session a new instance moved meanwhile stays live
+// under its hash and is served by every new instance. Two ways: the logout
+// request loaded the session before the move; or an old instance's Commit
+// landed amid a move (kept under the clear key, as
+// TestHashTokensRevokedNotMoved says), and the user later logs out on an
+// old instance, which serves them.
+func TestAttack3OldDeployLogoutAfterMove(t *testing.T) {
+	t.Parallel()
+	t.Run("the logout request loaded the session before the move", func(t *testing.T) {
+		t.Parallel()
+		open := sharedTable(t)
+		old, hashed := open(nil, hooks{}), open(nil, hooks{}, clearFallback)
+		tok := a3Token(t)
+		a3Commit(t, old, tok, "1")
+		a3Want(t, "the logout request loads it on an old instance", old, tok, "1")
+		a3Want(t, "another request moves it on a new instance", hashed, tok, "1")
+		if err := old.Delete(tok); err != nil { // the logout's Destroy
+			t.Fatal(err)
+		}
+		a3Want(t, "a new instance after the logout returned", hashed, tok, "")
+	})
+	t.Run("a Commit amid a move, a logout later", func(t *testing.T) {
+		t.Parallel()
+		open := sharedTable(t)
+		c := newA3Client(t)
+		old, hashed := open(nil, hooks{}), open(c, hooks{}, clearFallback)
+		tok := a3Token(t)
+		a3Commit(t, old, tok, "1")
+		reached, release := c.hold(revocationPutOf(tok))
+		t.Cleanup(release)
+		found := make(chan error, 1)
+		go func() {
+			_, _, err := hashed.Find(tok)
+			found <- err
+		}()
+		waitChan(t, reached, "the move's revocation of the clear key")
+		a3Commit(t, old, tok, "2")
+		release()
+		if err := waitChan(t, found, "the move"); err != nil {
+			t.Fatal(err)
+		}
+		a3Want(t, "an old instance", old, tok, "2")
+		if err := old.Delete(tok); err != nil { // the user logs out there
+			t.Fatal(err)
+		}
+		a3Want(t, "a new instance after the logout returned", hashed, tok, "")
+	})
+}
+
+// TestAttack3ImportThroughCache: Import refuses its own table only when
+// the store it imports from is a TableStore; a CachedStore in front of
+// one (as an application's sessionManager.Store often is) is none. So
+// Import on the hashed-token move, from the clear store behind its cache,
+// lists the hashed items as tokens and copies each under the hash of its
+// stored key: the stored key, which a reader of the table sees, is now a
+// cookie for the session.
+func TestAttack3ImportThroughCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	open := sharedTable(t)
+	hashed := open(nil, hooks{}, clearFallback)
+	tok := a3Token(t)
+	a3Commit(t, hashed, tok, "1")
+	n, err := hashed.Import(ctx, NewCached(open(nil, hooks{})), scs.GobCodec{})
+	if err == nil {
+		t.Errorf("Import from a CachedStore on its own table wrote %d: expected it refused", n)
+	}
+	a3Want(t, "the stored key sent as the cookie", hashed, sessionitem.HashToken(tok), "")
+}
+
+// TestAttack3ReadFromRevokedCommitToOldApp: deploy 1 runs beside the
+// application before the move, which reads the old store only. A logout
+// on a deploy-1 instance revokes the token in the new store and deletes
+// the old store's copy; a request in flight since before it commits on a
+// deploy-1 instance, which writes the old store, learns from the new one
+// that the token is revoked (forget), and leaves the copy there: the
+// instances before the move serve the logged-out session. (No worse than
+// the old store alone, but the deploy-1 instance knew.)
+func TestAttack3ReadFromRevokedCommitToOldApp(t *testing.T) {
+	t.Parallel()
+	from := memstore.NewWithCleanupInterval(0)
+	readFrom := a3Phase(from, newStore(t, nil), MigrateReadFrom)
+	tok := a3Token(t)
+	a3Commit(t, readFrom, tok, "1")
+	if err := readFrom.Delete(tok); err != nil {
+		t.Fatal(err)
+	}
+	a3Commit(t, readFrom, tok, "2") // a request in flight since before the logout
+	a3Want(t, "deploy 1", readFrom, tok, "")
+	a3Want(t, "the application before the move, beside deploy 1", from, tok, "")
+}
+
+// TestAttack3CachedDevices: behind NewCached(NewMigrating(...)), as the
+// README says to put a cache, the "your devices" methods fail with
+// ErrClientMethod (a MigratingStore is no OwnerSessionStore), so the page
+// and its buttons call the DynamoStore, around the cache, which serves the
+// revoked session's copy for up to MaxStale.
+func TestAttack3CachedDevices(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dyn := newStore(t, nil, sessionOwner)
+	cached := NewCached(a3Phase(memstore.NewWithCleanupInterval(0), dyn, MigrateToOnly), func(o *CacheOptions) { o.MaxStale = time.Hour })
+	tok := a3Token(t)
+	a3Commit(t, cached, tok, "1")
+	waitOwnerTokens(t, dyn, "alice", []string{tok})
+	sessions, err := dyn.OwnerSessions(ctx, "alice")
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("OwnerSessions: %d sessions, %v", len(sessions), err)
+	}
+	if _, err := cached.DeleteOwnerSession(ctx, "alice", sessions[0].ID); err != nil {
+		t.Errorf("DeleteOwnerSession through the cache: %v", err)
+		if ok, err := dyn.DeleteOwnerSession(ctx, "alice", sessions[0].ID); err != nil || !ok {
+			t.Fatalf("DeleteOwnerSession on the new store = %v, %v", ok, err)
+		}
+	}
+	a3Want(t, "through the cache after the device was logged out", cached, tok, "")
+}
+
+// TestAttack3LostAnswer: a conditional write whose first answer was lost
+// and that the SDK sent again fails its condition on the second try,
+// since the first stored it. Import then counts a session it wrote as
+// Present, so its count is not what it wrote; the fallback's move takes
+// the session for another instance's, leaves the clear key a live
+// session rather than revoking it, and counts no move.
+func TestAttack3LostAnswer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("Import", func(t *testing.T) {
+		t.Parallel()
+		c := newA3Client(t)
+		c.loseFirst(func(in *dynamodb.PutItemInput) bool { return in.ConditionExpression != nil })
+		dyn := newStore(t, c)
+		from := memstore.NewWithCleanupInterval(0)
+		a3Commit(t, from, a3Token(t), "1")
+		var final ImportProgress
+		n, err := dyn.Import(ctx, from, scs.GobCodec{}, func(o *ImportOptions) { o.Progress = func(p ImportProgress) { final = p } })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("Import wrote the session and returned %d (progress %+v): expected 1", n, final)
+		}
+	})
+	t.Run("ClearTokenFallback", func(t *testing.T) {
+		t.Parallel()
+		open := sharedTable(t)
+		tok := a3Token(t)
+		a3Commit(t, open(nil, hooks{}), tok, "1")
+		c := newA3Client(t)
+		hashedKey := sessionitem.HashToken(tok)
+		c.loseFirst(func(in *dynamodb.PutItemInput) bool {
+			k, _ := in.Item[sessionitem.DefaultKeyAttribute].(*types.AttributeValueMemberS)
+			return k != nil && k.Value == hashedKey
+		})
+		s := open(c, hooks{}, clearFallback)
+		a3Want(t, "the move", s, tok, "1")
+		if got := itemKind(t, s, tok); got != revokedItem {
+			t.Errorf("got %s under the clear token after the move: expected %s", got, revokedItem)
+		}
+		wantStats(t, s, 1, 0)
+	})
+}
+
+// heldFind is an old store whose Find runs after, once, when the read
+// has returned and before the MigratingStore goes on: another instance's
+// whole request in between.
+type heldFind struct {
+	*memstore.MemStore
+	mu    sync.Mutex
+	after func()
+}
+
+func (h *heldFind) Find(token string) ([]byte, bool, error) {
+	b, found, err := h.MemStore.Find(token)
+	h.mu.Lock()
+	fn := h.after
+	h.after = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return b, found, err
+}
+
+// TestAttack3HoldsReadFromFindVsLogout (holds): deploys 1 and 2, and 2 and
+// 3. A Find that reads the old store is held after its read while another
+// instance logs the user out (Delete, DeleteOwner, or scs's RenewToken:
+// Delete, then a Commit of a new token) and returns: the held Find serves
+// nothing, nor does any phase after.
+func TestAttack3HoldsReadFromFindVsLogout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, held := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo} {
+		for _, logout := range []string{"Delete", "DeleteOwner", "RenewToken"} {
+			t.Run(held.String()+"/"+logout, func(t *testing.T) {
+				t.Parallel()
+				if held == MigrateReadTo && logout == "DeleteOwner" {
+					t.Skip("DeleteOwner reaches only what the new store holds (documented)")
+				}
+				from := &heldFind{MemStore: memstore.NewWithCleanupInterval(0)}
+				dyn := newStore(t, nil, sessionOwner)
+				writeBoth := a3Phase(from, dyn, MigrateWriteBoth)
+				tok := a3Token(t)
+				if held == MigrateReadTo {
+					a3Commit(t, from, tok, "1") // only the old store holds it: the Find moves it
+				} else {
+					a3Commit(t, writeBoth, tok, "1")
+					waitOwnerTokens(t, dyn, "alice", []string{tok})
+				}
+				from.after = func() {
+					switch logout {
+					case "Delete":
+						if err := writeBoth.Delete(tok); err != nil {
+							t.Error(err)
+						}
+					case "DeleteOwner":
+						if n, err := writeBoth.DeleteOwner(ctx, "alice"); err != nil || n != 1 {
+							t.Errorf("DeleteOwner = %d, %v", n, err)
+						}
+					case "RenewToken":
+						if err := writeBoth.Delete(tok); err != nil {
+							t.Error(err)
+						}
+						a3Commit(t, writeBoth, a3Token(t), "1")
+					}
+				}
+				a3Want(t, "the held Find", a3Phase(from, dyn, held), tok, "")
+				from.mu.Lock()
+				ran := from.after == nil
+				from.mu.Unlock()
+				if !ran {
+					t.Fatal("the logout never ran amid the Find")
+				}
+				for _, p := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo, MigrateToOnly} {
+					a3Want(t, p.String()+" after", a3Phase(from.MemStore, dyn, p), tok, "")
+				}
+			})
+		}
+	}
+}
+
+// TestAttack3HoldsFallbackDeleteAmidMove (holds): a move held after it
+// stored the hashed copy, before it revokes the clear key, while another
+// new instance's Delete returns: the held Find serves nothing, both keys
+// are revoked, and an instance on the old deploy finds nothing.
+func TestAttack3HoldsFallbackDeleteAmidMove(t *testing.T) {
+	t.Parallel()
+	open := sharedTable(t)
+	old := open(nil, hooks{})
+	c := newA3Client(t)
+	mover, other := open(c, hooks{}, clearFallback), open(nil, hooks{}, clearFallback)
+	tok := a3Token(t)
+	a3Commit(t, old, tok, "1")
+	reached, release := c.hold(revocationPutOf(tok))
+	t.Cleanup(release)
+	found := make(chan bool, 1)
+	go func() {
+		_, ok, err := mover.Find(tok)
+		found <- ok || err != nil
+	}()
+	waitChan(t, reached, "the move's revocation of the clear key")
+	if err := other.Delete(tok); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if waitChan(t, found, "the held Find") {
+		t.Error("the held Find served the session (or failed) after the Delete returned")
+	}
+	wantKinds(t, mover, tok, revokedItem, revokedItem)
+	a3Want(t, "the old deploy", old, tok, "")
+	a3Want(t, "the new deploy", mover, tok, "")
+}
+
+// TestAttack3HoldsOddTokens (holds): tokens no scs would send (empty, the
+// sweeper lease's key, another prefix's key, too long, not UTF-8, a hashed
+// key of a revocation) find nothing, panic nowhere, and Commit's errors
+// name none of them, through a store with a KeyPrefix, HashTokens and the
+// fallback, and through a MigratingStore of each phase in front of it.
+func TestAttack3HoldsOddTokens(t *testing.T) {
+	t.Parallel()
+	open := sharedTable(t, func(o *Options) { o.KeyPrefix = "app:" })
+	s := open(nil, hooks{}, clearFallback)
+	other := open(nil, hooks{}, func(o *Options) { o.KeyPrefix = "other:" })
+	tok := a3Token(t)
+	a3Commit(t, other, tok, "1") // another application's session, same token
+	revoked := a3Token(t)
+	a3Commit(t, s, revoked, "1")
+	if err := s.Delete(revoked); err != nil {
+		t.Fatal(err)
+	}
+	// Committed too, but for the last: a valid token the store would keep.
+	odd := []string{"", sessionitem.LeaseToken, "app:" + tok, "other:" + tok, strings.Repeat("a", 3000), "\xff\xfe", "a b", sessionitem.HashToken(revoked)}
+	stores := map[string]scs.Store{"DynamoStore": s}
+	for _, p := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo, MigrateToOnly} {
+		stores[p.String()] = a3Phase(memstore.NewWithCleanupInterval(0), s, p)
+	}
+	for name, st := range stores {
+		for i, token := range odd {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("%s: odd token %d: panic", name, i)
+					}
+				}()
+				if _, found, err := st.Find(token); found || err != nil {
+					t.Errorf("%s: odd token %d: Find = found %v, error %v: expected nothing", name, i, found, err != nil)
+				}
+				if i == len(odd)-1 {
+					return
+				}
+				if err := st.Commit(token, a3Data(t, "x"), time.Now().Add(time.Hour)); err != nil && token != "" && strings.Contains(err.Error(), token) {
+					t.Errorf("%s: odd token %d: Commit's error names the token", name, i)
+				}
+			}()
+		}
+	}
+	a3Want(t, "the other prefix's session after", other, tok, "1")
+}
+
+// TestAttack3HoldsDeadlines (holds): a copy in the old store past its
+// decoded deadline (the old store's own expiry still ahead) is neither
+// moved, imported nor served; a moved or imported session expires at its
+// decoded deadline, or IdleTimeout from the move when earlier, never
+// later; the fallback's move keeps the expiry to the millisecond.
+func TestAttack3HoldsDeadlines(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	expiryMs := func(t *testing.T, s *DynamoStore, key string) int64 {
+		t.Helper()
+		ms, err := sessionitem.ExpiryMillis(rawItem(t, s, key), s.expiryAttr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	from := memstore.NewWithCleanupInterval(0)
+	dyn := newStore(t, nil)
+	past, soon, late := a3Token(t), a3Token(t), a3Token(t)
+	if err := from.Commit(past, a3DataUntil(t, "1", time.Now().Add(-time.Minute)), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	soonDeadline := time.Now().Add(30 * time.Minute)
+	if err := from.Commit(soon, a3DataUntil(t, "1", soonDeadline), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := from.Commit(late, a3DataUntil(t, "1", time.Now().Add(3*time.Hour)), time.Now().Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo, MigrateToOnly} {
+		a3Want(t, p.String()+": past its deadline", a3Phase(from, dyn, p), past, "")
+	}
+	m := a3Phase(from, dyn, MigrateToOnly, func(o *MigrateOptions) { o.IdleTimeout = time.Hour })
+	a3Want(t, "moved", m, soon, "1")
+	if got := expiryMs(t, dyn, soon); got != soonDeadline.UnixMilli() {
+		t.Errorf("moved with an expiry %d ms from its deadline: expected the deadline", got-soonDeadline.UnixMilli())
+	}
+	before := time.Now()
+	a3Want(t, "moved", m, late, "1")
+	if got := expiryMs(t, dyn, late); got > time.Now().Add(time.Hour).UnixMilli() || got < before.Add(time.Hour).UnixMilli() {
+		t.Errorf("moved with an expiry %v from now: expected IdleTimeout", time.Until(time.UnixMilli(got)))
+	}
+	imp := newStore(t, nil)
+	var final ImportProgress
+	if n, err := imp.Import(ctx, from, scs.GobCodec{}, func(o *ImportOptions) { o.Progress = func(p ImportProgress) { final = p } }); err != nil || n != 2 || final.Expired != 1 {
+		t.Errorf("Import = %d, %v, %+v: expected 2 written, 1 expired", n, err, final)
+	}
+	if got := expiryMs(t, imp, soon); got != soonDeadline.UnixMilli() {
+		t.Errorf("imported with an expiry %d ms from its deadline: expected the deadline", got-soonDeadline.UnixMilli())
+	}
+
+	open := sharedTable(t)
+	tok := a3Token(t)
+	at := time.Now().Add(40 * time.Minute).Truncate(time.Millisecond).Add(123 * time.Millisecond)
+	if err := open(nil, hooks{}).Commit(tok, a3Data(t, "1"), at); err != nil {
+		t.Fatal(err)
+	}
+	s := open(nil, hooks{}, clearFallback)
+	a3Want(t, "the fallback's move", s, tok, "1")
+	if got := expiryMs(t, s, sessionitem.HashToken(tok)); got != at.UnixMilli() {
+		t.Errorf("the fallback moved it with an expiry %d ms from the clear one's", got-at.UnixMilli())
+	}
+}
+
+// failingGets is a Client whose GetItem fails with an error of its own.
+type failingGets struct{ *dynamodb.Client }
+
+var errA3Down = errors.New("the service is unavailable")
+
+func (failingGets) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return nil, errA3Down
+}
+
+// TestAttack3HoldsNoSecretsInErrors (holds): the errors of a MigratingStore
+// whose new store fails, and the warning of a move whose revocation of
+// the clear key failed, name no token, stored key, owner or data.
+func TestAttack3HoldsNoSecretsInErrors(t *testing.T) {
+	t.Parallel()
+	tok := a3Token(t)
+	secrets := []string{tok, sessionitem.HashToken(tok), "alice"}
+	wantClean := func(t *testing.T, what, s string) {
+		t.Helper()
+		for i, secret := range secrets {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s holds secret %d", what, i)
+			}
+		}
+	}
+	from := memstore.NewWithCleanupInterval(0)
+	a3Commit(t, from, tok, "1")
+	down := newStore(t, failingGets{newClient(t)}, sessionOwner, hashTokens)
+	for _, p := range []MigratePhase{MigrateReadFrom, MigrateWriteBoth, MigrateReadTo, MigrateToOnly} {
+		_, _, err := a3Phase(from, down, p).Find(tok)
+		if !errors.Is(err, errA3Down) {
+			t.Errorf("%v: Find = %v: expected the new store's error", p, err)
+		}
+		if err != nil {
+			wantClean(t, p.String()+": Find's error", err.Error())
+		}
+	}
+
+	var log syncBuffer
+	open := sharedTable(t, sessionOwner)
+	a3Commit(t, open(nil, hooks{}), tok, "1")
+	s := open(&revocationFails{a3Client: newA3Client(t)}, hooks{}, clearFallback, withLogger(&log))
+	a3Want(t, "the move", s, tok, "1")
+	log.waitFor(t, "could not be revoked")
+	wantClean(t, "the log", log.String())
+}
+
+// revocationFails fails every PutItem of a revocation.
+type revocationFails struct{ *a3Client }
+
+func (r *revocationFails) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if sessionitem.Revoked(in.Item) {
+		return nil, errA3Down
+	}
+	return r.a3Client.PutItem(ctx, in, optFns...)
+}
