@@ -356,8 +356,9 @@ func (s *DynamoStore) commitNew(ctx context.Context, operation operation, key st
 // for op. The PutItem's condition is cond's when cond is not nil, and
 // otherwise that the token is not revoked; a failed condition is returned
 // as the SDK's *types.ConditionalCheckFailedException, wrapped. The owner
-// and the time of the last write are keep's when keep is not nil, and
-// otherwise Options.Owner's and now.
+// and the time of the last write, and whether the item is marked as
+// written under a hashed token, are keep's when keep is not nil, and
+// otherwise Options.Owner's, now and Options.HashTokens.
 func (s *DynamoStore) commit(ctx context.Context, operation operation, key string, b []byte, expiry time.Time, cond *dynamodb.PutItemInput, keep *storedOwner) error {
 	op := operation.String()
 	owner, hasOwner, invalid := s.owner(b)
@@ -368,10 +369,11 @@ func (s *DynamoStore) commit(ctx context.Context, operation operation, key strin
 		})
 	}
 	var lastWrite string
+	hashed := s.hashTokens
 	if keep != nil {
-		owner, hasOwner, lastWrite = keep.owner, keep.ok, keep.lastWrite
+		owner, hasOwner, lastWrite, hashed = keep.owner, keep.ok, keep.lastWrite, keep.hashed
 	}
-	item, err := s.encode(key, b, expiry, owner, hasOwner, lastWrite)
+	item, err := s.encode(key, b, expiry, owner, hasOwner, lastWrite, hashed)
 	if err != nil {
 		return s.opError(op, err)
 	}

@@ -106,7 +106,9 @@ func (s *DynamoStore) findClear(ctx context.Context, token, key string) ([]byte,
 		s.counted(ctx, false)
 		return nil, time.Time{}, false, nil
 	}
-	stored, err := s.commitNew(ctx, opFind, key, data, expiry, s.storedOwner(item))
+	keep := s.storedOwner(item)
+	keep.hashed = true // now under the hashed key
+	stored, err := s.commitNew(ctx, opFind, key, data, expiry, keep)
 	if err != nil {
 		return nil, time.Time{}, false, err
 	}

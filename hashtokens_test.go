@@ -831,3 +831,95 @@ func TestHashTokensStoredKeyIsNoCookie(t *testing.T) {
 		})
 	}
 }
+
+// TestHashTokensOwnerMethodsDuringMove: under ClearTokenFallback the owner
+// methods list a session not moved yet by its clear key; a request of the
+// user moves it under its hash (and revokes the clear key) before their
+// revocation of the clear key lands, which then fails its condition. The
+// hashed copy is revoked in its place, and counted; but never the session
+// DeleteOwnerExcept keeps, though the index listed it under its clear key
+// too. (From the third attack review.)
+func TestHashTokensOwnerMethodsDuringMove(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		call func(s *DynamoStore, id, keepID string) (int, error)
+	}{
+		{"DeleteOwner", func(s *DynamoStore, _, _ string) (int, error) { return s.DeleteOwner(ctx, "alice") }},
+		{"DeleteOwnerSession", func(s *DynamoStore, id, _ string) (int, error) {
+			ok, err := s.DeleteOwnerSession(ctx, "alice", id)
+			return map[bool]int{true: 1}[ok], err
+		}},
+		{"DeleteOwnerExcept", func(s *DynamoStore, _, keepID string) (int, error) { return s.DeleteOwnerExcept(ctx, "alice", keepID) }},
+		{"LimitOwner", func(s *DynamoStore, _, _ string) (int, error) { return s.LimitOwner(ctx, "alice", 0) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			open := sharedTable(t, sessionOwner)
+			old := open(nil, hooks{})
+			tok, kept := a3Token(t), a3Token(t)
+			a3Commit(t, old, tok, "1") // before the switch
+			spy := newA3Client(t)
+			admin, web := open(spy, hooks{}, clearFallback), open(nil, hooks{}, clearFallback)
+			if c.name == "DeleteOwnerExcept" {
+				a3Commit(t, old, kept, "k")
+				waitOwnerTokensN(t, admin, "alice", 2)
+			} else {
+				waitOwnerTokens(t, admin, "alice", []string{tok})
+			}
+			// The ID of the session in the listing, and of the kept one as
+			// CurrentSessionID names it: by its hashed key.
+			id := sessionitem.SessionID(admin.prefix + tok)
+			keepID := sessionitem.SessionID(admin.prefix + sessionitem.HashToken(kept))
+			// Both listed sessions are held at their revocation (the kept
+			// one only when the hashed-key fallback would touch it), and
+			// moved meanwhile.
+			moving := []string{tok}
+			if c.name == "DeleteOwnerExcept" {
+				moving = append(moving, kept)
+			}
+			reached, free := make(chan string, len(moving)), make(chan struct{})
+			release := sync.OnceFunc(func() { close(free) })
+			t.Cleanup(release)
+			spy.mu.Lock()
+			spy.gate = func(ctx context.Context, kind, key string, item map[string]types.AttributeValue) {
+				if kind == "put" && slices.Contains(moving, key) && sessionitem.Revoked(item) {
+					reached <- key
+					select {
+					case <-free:
+					case <-ctx.Done():
+					}
+				}
+			}
+			spy.mu.Unlock()
+			type result struct {
+				n   int
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				n, err := c.call(admin, id, keepID)
+				done <- result{n, err}
+			}()
+			for range moving {
+				waitChan(t, reached, "the revocation of a clear key")
+			}
+			for _, m := range moving {
+				a3Want(t, "a request amid the revocation, which moves the session", web, m, map[bool]string{true: "1", false: "k"}[m == tok])
+			}
+			release()
+			r := waitChan(t, done, c.name)
+			if r.err != nil || r.n != 1 {
+				t.Fatalf("got %d revoked, %v: expected the moved session revoked and counted", r.n, r.err)
+			}
+			a3Want(t, "the moved session after "+c.name, web, tok, "")
+			if itemKind(t, web, sessionitem.HashToken(tok)) != revokedItem {
+				t.Fatalf("got %s under the hashed key: expected a revocation", itemKind(t, web, sessionitem.HashToken(tok)))
+			}
+			if c.name == "DeleteOwnerExcept" {
+				a3Want(t, "the kept session", web, kept, "k")
+			}
+		})
+	}
+}

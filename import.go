@@ -263,7 +263,7 @@ func (s *DynamoStore) importOne(ctx, wctx context.Context, limiter *rate.Limiter
 func (s *DynamoStore) importUnits(is importSession) int {
 	key, _ := s.key(is.token)
 	owner, hasOwner, _ := s.owner(is.data)
-	item, err := s.encode(key, is.data, is.expiry, owner, hasOwner, "")
+	item, err := s.encode(key, is.data, is.expiry, owner, hasOwner, "", s.hashTokens)
 	if err != nil {
 		return 1
 	}

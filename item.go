@@ -85,6 +85,7 @@ type storedOwner struct {
 	owner     string
 	ok        bool
 	lastWrite string
+	hashed    bool // whether the item is marked sessionitem.HashedKeyAttribute
 }
 
 // key returns the item key for token, and false when the store cannot use
@@ -114,11 +115,13 @@ func (s *itemRules) clearKey(token string) (string, bool) {
 	return s.prefix + token, true
 }
 
-// storedOwner returns the owner of item as it holds it, and the time of
-// its last write, for a write that keeps them whatever the store's Owner
-// option says: Reseal's, and a move under Options.ClearTokenFallback.
+// storedOwner returns the owner of item as it holds it, the time of its
+// last write and whether it is marked as written under a hashed token, for
+// a write that keeps them whatever the store's options say: Reseal's, and
+// a move under Options.ClearTokenFallback (which marks what it moves).
 func (s *itemRules) storedOwner(item map[string]types.AttributeValue) *storedOwner {
-	keep := &storedOwner{}
+	_, hashed := item[sessionitem.HashedKeyAttribute]
+	keep := &storedOwner{hashed: hashed}
 	if o, ok := item[s.ownerAttr].(*types.AttributeValueMemberS); ok {
 		keep.owner, keep.ok = o.Value, true
 		if w, ok := item[sessionitem.LastWriteAttribute].(*types.AttributeValueMemberN); ok {
@@ -130,11 +133,12 @@ func (s *itemRules) storedOwner(item map[string]types.AttributeValue) *storedOwn
 
 // encode returns the item that stores a session with key, data b and
 // expiry, and owner when hasOwner is true: compressed and sealed as the
-// options say. A session with an owner records when it was written,
-// lastWrite (Unix milliseconds), or now when lastWrite is "". Its error
+// options say, and marked sessionitem.HashedKeyAttribute when hashed is
+// true. A session with an owner records when it was written, lastWrite
+// (Unix milliseconds), or now when lastWrite is "". Its error
 // wraps ErrTooLarge when the item would exceed DynamoDB's limit, before
 // any request; it never holds the key or the data.
-func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string, hasOwner bool, lastWrite string) (map[string]types.AttributeValue, error) {
+func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string, hasOwner bool, lastWrite string, hashed bool) (map[string]types.AttributeValue, error) {
 	exp, expMs := sessionitem.ExpiryValues(expiry)
 	if floor := s.now().AddDate(-4, 0, 0); expiry.Before(floor) {
 		// DynamoDB's TTL skips items whose TTL attribute is more than five
@@ -155,7 +159,7 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 	}
 	if s.aead != nil {
 		ms, _ := strconv.ParseInt(expMs, 10, 64)
-		sealed, err := s.aead.Encrypt(stored, sealBinding(key, format.Compressed, ms, owner, hasOwner))
+		sealed, err := s.aead.Encrypt(stored, sealBinding(key, format.Compressed, hashed, ms, owner, hasOwner))
 		if err != nil {
 			return nil, fmt.Errorf("encrypt: %w", err)
 		}
@@ -169,7 +173,7 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 		}
 		size += len(s.ownerAttr) + len(owner) + len(sessionitem.LastWriteAttribute) + numberSize(lastWrite)
 	}
-	if s.hashTokens {
+	if hashed {
 		size += len(sessionitem.HashedKeyAttribute) + 1
 	}
 	if size > maxItemBytes {
@@ -193,7 +197,7 @@ func (s *itemRules) encode(key string, b []byte, expiry time.Time, owner string,
 		item[s.ownerAttr] = &types.AttributeValueMemberS{Value: owner}
 		item[sessionitem.LastWriteAttribute] = &types.AttributeValueMemberN{Value: lastWrite}
 	}
-	if s.hashTokens {
+	if hashed {
 		item[sessionitem.HashedKeyAttribute] = &types.AttributeValueMemberBOOL{Value: true}
 	}
 	return item, nil
@@ -219,7 +223,7 @@ func (s *itemRules) decode(item map[string]types.AttributeValue) ([]byte, int64,
 		if data, err = s.open(item, key.Value, data, format.Compressed); err != nil {
 			// The AEAD's error says nothing a log needs: tampered, or a
 			// key the keyset no longer has.
-			return nil, 0, fmt.Errorf("corrupt item: attribute %q does not open with Options.Encryption (tampered with, its expiry, owner or format changed, copied from another key, or sealed with a key no longer in the keyset)", attr)
+			return nil, 0, fmt.Errorf("corrupt item: attribute %q does not open with Options.Encryption (tampered with, its expiry, owner, format or hashed-token mark changed, copied from another key, or sealed with a key no longer in the keyset)", attr)
 		}
 	case s.requireSeal:
 		return nil, 0, fmt.Errorf("corrupt item: attribute %q is not sealed, and Options.RequireEncryption is set", attr)

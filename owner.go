@@ -200,19 +200,7 @@ func (s *DynamoStore) DeleteOwnerFunc(ctx context.Context, owner string, fn func
 	g.SetLimit(sweepWorkers)
 	err = s.ownerKeys(gctx, opDeleteOwner, owner, func(key string) {
 		g.Go(func() error {
-			return fn(gctx, key[len(s.prefix):], func(ctx context.Context) error {
-				ok, err := s.putIf(ctx, opDeleteOwner, &dynamodb.PutItemInput{
-					TableName:                 s.table,
-					Item:                      s.revocation(key),
-					ConditionExpression:       &cond,
-					ExpressionAttributeNames:  names,
-					ExpressionAttributeValues: values,
-				})
-				if ok {
-					count.Add(1)
-				}
-				return err
-			})
+			return s.revokeListed(gctx, opDeleteOwner, key, "", cond, names, values, fn, &count)
 		})
 	})
 	// A failed delete is the cause of a Query that then failed.
@@ -267,3 +255,48 @@ func (s *DynamoStore) ownerKeys(ctx context.Context, operation operation, owner 
 	}
 	return nil
 }
+
+// revokeListed replaces the item under key, which the owner index listed,
+// with a revocation, under cond (that it is still the owner's session),
+// calling fn around the write, and adds one to count when it did.
+//
+// Under Options.ClearTokenFallback the key may be a clear token's, whose
+// session a Find moved under the token's hash after the index listed it:
+// the move revoked the clear key, and the condition fails there. The
+// session's hashed key is then revoked under the same condition (the move
+// keeps the owner and the time of the last write), at one more write for
+// each listed key whose condition failed; a listed key that was a hashed
+// one already names, hashed again, no item, and the write stores nothing.
+// The hashed key is left alone when its session's ID is keepID (not ""):
+// the session DeleteOwnerExcept keeps, listed under its clear key.
+func (s *DynamoStore) revokeListed(ctx context.Context, operation operation, key, keepID, cond string, names map[string]string, values map[string]types.AttributeValue, fn func(ctx context.Context, token string, del func(context.Context) error) error, count *atomic.Int64) error {
+	revoke := func(key string) (bool, error) {
+		var ok bool
+		err := fn(ctx, key[len(s.prefix):], func(ctx context.Context) error {
+			var err error
+			ok, err = s.putIf(ctx, operation, &dynamodb.PutItemInput{
+				TableName:                 s.table,
+				Item:                      s.revocation(key),
+				ConditionExpression:       &cond,
+				ExpressionAttributeNames:  names,
+				ExpressionAttributeValues: values,
+			})
+			return err
+		})
+		if ok {
+			count.Add(1)
+		}
+		return ok, err
+	}
+	ok, err := revoke(key)
+	if err != nil || ok || !s.opts.ClearTokenFallback {
+		return err
+	}
+	hashed := s.prefix + sessionitem.HashToken(key[len(s.prefix):])
+	if len(hashed) > maxKeyBytes || (keepID != "" && sessionitem.SessionID(hashed) == keepID) {
+		return nil
+	}
+	_, err = revoke(hashed)
+	return err
+}
+

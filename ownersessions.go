@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"golang.org/x/sync/errgroup"
 
@@ -178,7 +177,7 @@ func (s *DynamoStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id stri
 	if err != nil {
 		return false, err
 	}
-	n, err := s.revokeOwned(ctx, opDeleteOwnerSession, owner, keys, nil, fn)
+	n, err := s.revokeOwned(ctx, opDeleteOwnerSession, owner, keys, nil, "", fn)
 	return n > 0, err
 }
 
@@ -218,7 +217,7 @@ func (s *DynamoStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID s
 	if err != nil {
 		return 0, err
 	}
-	return s.revokeOwned(ctx, opDeleteOwnerExcept, owner, keys, nil, fn)
+	return s.revokeOwned(ctx, opDeleteOwnerExcept, owner, keys, nil, keepID, fn)
 }
 
 // LimitOwner keeps the keep most recently written live sessions of the
@@ -268,7 +267,7 @@ func (s *DynamoStore) LimitOwnerFunc(ctx context.Context, owner string, keep int
 			lastWrite[l.key] = l.LastWrite
 		}
 	}
-	return s.revokeOwned(ctx, opLimitOwner, owner, keys, lastWrite, fn)
+	return s.revokeOwned(ctx, opLimitOwner, owner, keys, lastWrite, "", fn)
 }
 
 // revokeOwned revokes each session with one of keys, with the revocation
@@ -277,8 +276,9 @@ func (s *DynamoStore) LimitOwnerFunc(ctx context.Context, owner string, keep int
 // how many it revoked. With lastWrite, each revocation also holds only
 // while the session's last write is the one listed for its key: a session
 // written again since it was listed is now among the most recent, and
-// LimitOwner leaves it.
-func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owner string, keys []string, lastWrite map[string]time.Time, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+// LimitOwner leaves it. The session whose ID is keepID, when it is not "",
+// is never revoked (see revokeListed).
+func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owner string, keys []string, lastWrite map[string]time.Time, keepID string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
 	if fn == nil {
 		fn = func(ctx context.Context, _ string, del func(context.Context) error) error { return del(ctx) }
 	}
@@ -306,19 +306,7 @@ func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owne
 			}
 		}
 		g.Go(func() error {
-			return fn(gctx, key[len(s.prefix):], func(ctx context.Context) error {
-				ok, err := s.putIf(ctx, operation, &dynamodb.PutItemInput{
-					TableName:                 s.table,
-					Item:                      s.revocation(key),
-					ConditionExpression:       &cond,
-					ExpressionAttributeNames:  names,
-					ExpressionAttributeValues: values,
-				})
-				if ok {
-					count.Add(1)
-				}
-				return err
-			})
+			return s.revokeListed(gctx, operation, key, keepID, cond, names, values, fn, &count)
 		})
 	}
 	err := g.Wait()

@@ -26,8 +26,10 @@ import (
 // session with a PutItem conditional on the item being as it was read, so
 // a session that the application committed or deleted in the meantime is
 // left alone. It changes nothing but the sealing: each session keeps its
-// data, its expiry, its owner and the time of its last write as stored,
-// whatever this store's Owner option says. Items it cannot read are skipped, as Find skips them. It
+// data, its expiry, its owner, the time of its last write and its mark of
+// a hashed token (the key_hashed attribute) as stored, whatever this
+// store's Owner and HashTokens options say. Items it cannot read are
+// skipped, as Find skips them. It
 // costs the Scan's read units for every item in the table and one write of
 // each live session. It returns an error, before any request, when the
 // store has no Encryption. On error it stops early and returns the count

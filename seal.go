@@ -16,15 +16,22 @@ const sealVersion byte = 2
 
 // sealBinding is the associated data of data sealed now: everything the
 // store decides by, so that a table writer who changes any of it gets an
-// item that does not open. It is sealVersion, 'z' or 'p' for compressed or
-// plain, the exact expiry in Unix milliseconds (8 bytes, big-endian), 1 and
-// the owner's length and bytes or 0 for no owner, and the key as stored.
-func sealBinding(key string, compressed bool, expiryMs int64, owner string, hasOwner bool) []byte {
+// item that does not open. It is sealVersion; 'z' or 'p' for compressed or
+// plain, or 'Z' or 'P' for an item marked as written under a hashed token
+// (sessionitem.HashedKeyAttribute, so that removing or adding the mark
+// makes an item that does not open); the exact expiry in Unix milliseconds
+// (8 bytes, big-endian); 1 and the owner's length and bytes, or 0 for no
+// owner; and the key as stored.
+func sealBinding(key string, compressed, hashed bool, expiryMs int64, owner string, hasOwner bool) []byte {
 	ad := make([]byte, 0, 2+8+1+binary.MaxVarintLen64+len(owner)+len(key))
-	ad = append(ad, sealVersion, 'p')
+	format := byte('p')
 	if compressed {
-		ad[1] = 'z'
+		format = 'z'
 	}
+	if hashed {
+		format -= 'a' - 'A'
+	}
+	ad = append(ad, sealVersion, format)
 	ad = binary.BigEndian.AppendUint64(ad, uint64(expiryMs))
 	if hasOwner {
 		ad = append(ad, 1)
@@ -50,8 +57,8 @@ func associatedData(key string, compressed bool) []byte {
 }
 
 // open returns the data sealed in item, whose key is key: bound, by
-// sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner
-// and format as they are now, or, for data sealed before sealVersion, to
+// sealBinding, to the item's expiry (by sessionitem.ExpiryMillis), owner,
+// format and mark of a hashed token as they are now, or, for data sealed before sealVersion, to
 // its key and format alone, which RequireEncryption refuses.
 func (s *itemRules) open(item map[string]types.AttributeValue, key string, sealed []byte, compressed bool) ([]byte, error) {
 	if len(sealed) > 0 && sealed[0] == sealVersion {
@@ -64,7 +71,8 @@ func (s *itemRules) open(item map[string]types.AttributeValue, key string, seale
 		if hasOwner {
 			o = owner.Value
 		}
-		if data, err := s.aead.Decrypt(sealed[1:], sealBinding(key, compressed, expiry, o, hasOwner)); err == nil {
+		_, hashed := item[sessionitem.HashedKeyAttribute]
+		if data, err := s.aead.Decrypt(sealed[1:], sealBinding(key, compressed, hashed, expiry, o, hasOwner)); err == nil {
 			return data, nil
 		}
 		// Data sealed before sealVersion may begin with the same byte.
