@@ -299,4 +299,3 @@ func (s *DynamoStore) revokeListed(ctx context.Context, operation operation, key
 	_, err = revoke(hashed)
 	return err
 }
-
