@@ -60,6 +60,8 @@ var (
 	_ dynamostore.CacheableStore                                                                               = (*dynamostore.MigratingStore)(nil)
 	_ dynamostore.OwnerStore                                                                                   = (*dynamostore.MigratingStore)(nil)
 	_ dynamostore.TableStore                                                                                   = (*dynamostore.MigratingStore)(nil)
+	_ dynamostore.OwnerSessionStore                                                                            = (*dynamostore.MigratingStore)(nil)
+	_ dynamostore.TableStore                                                                                   = (*dynamostore.CachedStore)(nil)
 	_                                                                                                          = []dynamostore.MigratePhase{dynamostore.MigrateToOnly, dynamostore.MigrateWriteBoth, dynamostore.MigrateReadFrom, dynamostore.MigrateReadTo}
 	_ func(*dynamostore.DynamoStore, context.Context, *scs.SessionManager) string                              = (*dynamostore.DynamoStore).CurrentSessionID
 	_ func(*dynamostore.DynamoStore, context.Context, string, string) (bool, error)                            = (*dynamostore.DynamoStore).DeleteOwnerSession

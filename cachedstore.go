@@ -72,6 +72,7 @@ var (
 	_ scs.IterableCtxStore = (*CachedStore)(nil)
 	_ CacheableStore       = (*DynamoStore)(nil)
 	_ TableStore           = (*DynamoStore)(nil)
+	_ TableStore           = (*CachedStore)(nil)
 	_ OwnerStore           = (*DynamoStore)(nil)
 	_ OwnerSessionStore    = (*DynamoStore)(nil)
 	_ SharedCache          = (*memCache)(nil)
@@ -435,6 +436,19 @@ func (c *CachedStore) dropAround(op string) func(ctx context.Context, token stri
 		defer c.endWrite(ctx, key, write)
 		return del(ctx)
 	}
+}
+
+// Options returns the backing store's options where it is a TableStore
+// (a DynamoStore, or a MigratingStore in front of one), and zero Options
+// otherwise. It makes the CachedStore a TableStore, so that what wraps it
+// sees the table behind it: Import refuses to import from a CachedStore
+// on its own table, and a MigratingStore whose new store is a CachedStore
+// names and keys sessions as the DynamoStore behind it does.
+func (c *CachedStore) Options() Options {
+	if ts, ok := c.backing.(TableStore); ok {
+		return ts.Options()
+	}
+	return Options{}
 }
 
 // ownerSessions returns the backing store as an OwnerSessionStore, or an

@@ -107,6 +107,13 @@ const importDrain = 10 * time.Second
 // than Options.RevocationPeriod ago: such sessions count as Present.
 // Import may therefore run while the application serves requests, and run
 // again: a second run over the same sessions writes none and returns 0.
+// A write whose answer was lost and that the SDK's retryer sent again
+// finds the session it stored, and counts it as Present. Import returns
+// an error, before any request, when from is on the store's own table
+// (a TableStore such as a DynamoStore or a CachedStore in front of one),
+// and when the store has Options.ClearTokenFallback, under which a
+// session's clear key, which Import does not read, may hold newer data or
+// a revocation.
 // Sessions it cannot decode, or whose token or size the table cannot hold,
 // are skipped and counted (see ImportProgress), never logged. Any other
 // error of a write ends the import, as ctx ending does.
@@ -139,6 +146,10 @@ func (s *DynamoStore) Import(ctx context.Context, from scs.IterableStore, codec 
 		// Its All would list the table's own keys as tokens, a hashed
 		// one among them, and copy each under a key of its own.
 		return 0, fmt.Errorf("dynamostore: import in table %q: the store to import from is on the same table; import from another store", s.tableName)
+	case s.opts.ClearTokenFallback:
+		// A session's clear key may hold newer data or a revocation,
+		// which a write under the hashed key would not see.
+		return 0, fmt.Errorf("dynamostore: import in table %q: the store has Options.ClearTokenFallback; import before turning it on, or once it is off", s.tableName)
 	case codec == nil:
 		return 0, fmt.Errorf("dynamostore: import in table %q: the codec is nil; pass the one the scs.SessionManager that wrote the sessions uses, such as scs.GobCodec{}", s.tableName)
 	case math.IsNaN(o.WriteRate) || math.IsInf(o.WriteRate, 0):

@@ -166,14 +166,25 @@ const (
 // reads first winning where both have a token; they return an error when
 // a store cannot be iterated. The MigratingStore calls the Ctx methods of
 // each store that has them (scs's goredisstore panics on the plain ones),
-// works behind NewCached (it is a CacheableStore and an OwnerStore), and
-// with scs's HashTokenInStore, since both stores receive the token scs
-// sends.
+// works behind NewCached (it is a CacheableStore, an OwnerStore and an
+// OwnerSessionStore), and with scs's HashTokenInStore, since both stores
+// receive the token scs sends, or the new store's Options.HashTokens.
+//
+// NewMigrating panics when from, to or codec is nil, and when to is a
+// TableStore with Options.ClearTokenFallback: a move writes the hashed key
+// alone, and would not see a revocation or newer data under the clear
+// one. Move from the old store first, then from clear tokens to hashed
+// ones, or the other way round.
 func NewMigrating(from, to scs.Store, codec scs.Codec, optFns ...func(*MigrateOptions)) *MigratingStore {
 	if from == nil || to == nil || codec == nil {
 		// A programmer's error, caught at start rather than at the
 		// first request.
 		panic("dynamostore: NewMigrating: from, to and codec must not be nil; the codec is the scs.SessionManager's Codec, such as scs.GobCodec{}")
+	}
+	if ts, ok := to.(TableStore); ok && ts.Options().ClearTokenFallback {
+		// A move writes the hashed key alone, and would not see newer
+		// data or a revocation under the clear one.
+		panic("dynamostore: NewMigrating: the new store has Options.ClearTokenFallback; finish one move before the other: move stores first, or hash tokens first")
 	}
 	var o MigrateOptions
 	for _, fn := range optFns {
@@ -384,9 +395,14 @@ func (m *MigratingStore) CommitStoredCtx(ctx context.Context, token string, b []
 		if err != nil {
 			return false, m.opError("commit: remove the new store's copy", err)
 		}
-		// A revoked token's copy in from is never served (Find asks to);
-		// a CachedStore in front keeps none.
-		return !revoked, nil
+		if revoked {
+			// Logged out, and this Commit was in flight: Find never
+			// serves the copy, a CachedStore in front keeps none, and the
+			// instances of the application before the move, which read
+			// from alone, do not get it either.
+			return false, deleteCtx(ctx, m.from, token)
+		}
+		return true, nil
 	}
 	stored := true
 	var err error
@@ -436,6 +452,73 @@ func (m *MigratingStore) DeleteOwnerFunc(ctx context.Context, owner string, fn f
 	return owners.DeleteOwnerFunc(ctx, owner, fn)
 }
 
+// ownerSessions returns the new store as an OwnerSessionStore, or an error
+// for op wrapping ErrClientMethod.
+func (m *MigratingStore) ownerSessions(op string) (OwnerSessionStore, error) {
+	owners, ok := m.to.(OwnerSessionStore)
+	if !ok {
+		return nil, m.opError(op, fmt.Errorf("%w: the new store, a %T, is no OwnerSessionStore", ErrClientMethod, m.to))
+	}
+	return owners, nil
+}
+
+// OwnerSessions lists the owner's live sessions in the new store (see
+// DynamoStore.OwnerSessions); a session not yet moved is only in the old
+// one, and not listed. It returns an error wrapping ErrClientMethod when
+// the new store is not an OwnerSessionStore.
+func (m *MigratingStore) OwnerSessions(ctx context.Context, owner string) ([]OwnerSession, error) {
+	owners, err := m.ownerSessions("owner sessions")
+	if err != nil {
+		return nil, err
+	}
+	return owners.OwnerSessions(ctx, owner)
+}
+
+// CurrentSessionID returns the ID of the request's own session as the new
+// store names it (see DynamoStore.CurrentSessionID), or "" when the new
+// store is not an OwnerSessionStore.
+func (m *MigratingStore) CurrentSessionID(ctx context.Context, sm *scs.SessionManager) string {
+	owners, err := m.ownerSessions("current session id")
+	if err != nil {
+		return ""
+	}
+	return owners.CurrentSessionID(ctx, sm)
+}
+
+// DeleteOwnerSessionFunc revokes one session of the owner in the new
+// store, as DynamoStore.DeleteOwnerSessionFunc does. With
+// DeleteOwnerExceptFunc and LimitOwnerFunc it makes the MigratingStore an
+// OwnerSessionStore, so that a CachedStore in front drops the copies of
+// the sessions they revoke; a copy in the old store is never moved in
+// again (see NewMigrating).
+func (m *MigratingStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (bool, error) {
+	owners, err := m.ownerSessions("delete owner session")
+	if err != nil {
+		return false, err
+	}
+	return owners.DeleteOwnerSessionFunc(ctx, owner, id, fn)
+}
+
+// DeleteOwnerExceptFunc revokes the owner's sessions in the new store but
+// one, as DynamoStore.DeleteOwnerExceptFunc does.
+func (m *MigratingStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID string, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+	owners, err := m.ownerSessions("delete owner except")
+	if err != nil {
+		return 0, err
+	}
+	return owners.DeleteOwnerExceptFunc(ctx, owner, keepID, fn)
+}
+
+// LimitOwnerFunc keeps the owner's keep most recent sessions in the new
+// store and revokes the rest, as DynamoStore.LimitOwnerFunc does.
+func (m *MigratingStore) LimitOwnerFunc(ctx context.Context, owner string, keep int, fn func(ctx context.Context, token string, del func(context.Context) error) error) (int, error) {
+	owners, err := m.ownerSessions("limit owner")
+	if err != nil {
+		return 0, err
+	}
+	return owners.LimitOwnerFunc(ctx, owner, keep, fn)
+}
+
 // Options returns the new store's options where it is a TableStore (a
 // DynamoStore), and zero Options otherwise. It makes the MigratingStore a
 // TableStore, so that a CachedStore in front names and keys its copies as
@@ -455,7 +538,10 @@ func (m *MigratingStore) All() (map[string][]byte, error) {
 }
 
 // AllCtx is like All with a context, passed to the stores that take one.
-// Where both stores hold a token, the one Find reads first wins. Sessions
+// Where both stores hold a token, the one Find reads first wins; so it
+// does where the new store has Options.HashTokens and holds the session
+// under the hash of the old store's token (its tokens are the hashed keys,
+// as it stores them). Sessions
 // of the old store past their decoded deadline are left out, and so are
 // those the new store holds a revocation for, which costs a read of the
 // new store for each session only the old one holds.
@@ -486,9 +572,22 @@ func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) 
 	if !m.phase.readsTo() {
 		fromAll, toAll = a, b
 	}
+	hashed := m.Options().HashTokens
 	for token := range fromAll {
 		if _, live := toAll[token]; live {
 			continue
+		}
+		if hashed {
+			// The new store names its sessions by their hashed keys: a
+			// session in both is listed once, as Find reads it first.
+			if h := sessionitem.HashToken(token); hasKey(toAll, h) {
+				if m.phase.readsTo() {
+					delete(all, token)
+				} else {
+					delete(all, h)
+				}
+				continue
+			}
 		}
 		if _, listed := all[token]; !listed {
 			continue
@@ -506,6 +605,11 @@ func (m *MigratingStore) AllCtx(ctx context.Context) (map[string][]byte, error) 
 
 func (m *MigratingStore) opError(op string, err error) error {
 	return fmt.Errorf("dynamostore: migrating %s: %w", op, err)
+}
+
+func hasKey(m map[string][]byte, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // allCtx iterates s, with a context where it takes one.

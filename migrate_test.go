@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -346,10 +348,16 @@ func TestMigrateRevokedInTheNewStore(t *testing.T) {
 	if n, err := to.DeleteOwner(context.Background(), "ann"); n != 1 || err != nil {
 		t.Fatalf("got %d, %v: expected ann's session revoked", n, err)
 	}
+	// The Commit in flight learned of the revocation, and removed the old
+	// store's copy, so that instances before the move do not serve it;
+	// DeleteOwner reaches the new store alone.
+	if _, ok, _ := from.Find("in-flight"); ok {
+		t.Fatal("in-flight: expected the old store's copy removed")
+	}
+	if _, ok, _ := from.Find("everywhere"); !ok {
+		t.Fatal("everywhere: expected the old store to hold a copy")
+	}
 	for _, token := range []string{"in-flight", "everywhere"} {
-		if _, ok, _ := from.Find(token); !ok {
-			t.Fatalf("%s: expected the old store to hold a copy", token)
-		}
 		for _, s := range []*MigratingStore{readFrom, writeBoth} {
 			if b, ok, err := s.Find(token); ok || err != nil {
 				t.Fatalf("%s: got %q, %v, %v: expected the revoked session not served", token, b, ok, err)
@@ -622,6 +630,44 @@ func TestMigrateCost(t *testing.T) {
 			if got != op.want {
 				t.Errorf("%v: %s: got %+v: expected %+v", c.phase, op.what, got, op.want)
 			}
+		}
+	}
+}
+
+// TestMigrateAllHashTokens: with a new store under Options.HashTokens, a
+// session both stores hold (under the old store's token and its hash) is
+// listed once, by the key of the store Find reads first. (From the third
+// attack review.)
+func TestMigrateAllHashTokens(t *testing.T) {
+	t.Parallel()
+	codec := scs.GobCodec{}
+	from := memstore.NewWithCleanupInterval(0)
+	to := newStore(t, nil, hashTokens)
+	deadline := time.Now().Add(time.Hour)
+	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
+	for _, tok := range []string{"both", "old-only"} {
+		if err := from.Commit(tok, v, deadline); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, found, err := NewMigrating(from, to, codec).Find("both"); !found || err != nil {
+		t.Fatalf("got %v, %v: expected the session moved", found, err)
+	}
+	for _, c := range []struct {
+		phase MigratePhase
+		want  []string
+	}{
+		{MigrateReadFrom, []string{"both", "old-only"}},
+		{MigrateWriteBoth, []string{"both", "old-only"}},
+		{MigrateReadTo, []string{sessionitem.HashToken("both"), "old-only"}},
+		{MigrateToOnly, []string{sessionitem.HashToken("both"), "old-only"}},
+	} {
+		all, err := NewMigrating(from, to, codec, func(o *MigrateOptions) { o.Phase = c.phase }).AllCtx(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(maps.Keys(all)); !slices.Equal(got, slices.Sorted(slices.Values(c.want))) {
+			t.Errorf("%v: got %d sessions: expected %d, each once", c.phase, len(got), len(c.want))
 		}
 	}
 }

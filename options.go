@@ -156,7 +156,10 @@ type Options struct {
 	// keys its cache by the hash too. A table written under HashTokens
 	// holds exactly the keys HashTokenInStore makes, so a team may later
 	// set HashTokenInStore and turn HashTokens off, in a rolling deploy,
-	// with nothing lost. Do not set both: the tokens would be hashed
+	// with nothing lost, once no instance has ClearTokenFallback (items
+	// that scs hashes through a store without HashTokens are not marked as
+	// hashed, and the fallback would read their stored keys, sent as
+	// cookies, as clear tokens). Do not set both: the tokens would be hashed
 	// twice. A wrapper around the store in front of a CachedStore must
 	// forward Options (TableStore) for the cache to hash its keys too. To
 	// turn it on for a table keyed by clear tokens without logging anyone
@@ -182,13 +185,19 @@ type Options struct {
 	// conditional writes as well, and a Delete two writes rather than one.
 	// ClearTokenStats, and the dynamostore.clear_token_fallback metric,
 	// count the moves and the reads that found nothing: once no instance
-	// has moved a session for a session lifetime, turn it off (and, if you
-	// like, move to scs's HashTokenInStore: see HashTokens).
+	// has moved a session for a session lifetime, turn it off in a deploy
+	// of its own, keeping HashTokens (and after that, if you like, move to
+	// scs's HashTokenInStore: see HashTokens).
 	//
 	// During the rolling deploy that turns it on, instances still on the
 	// old deploy read clear keys only: a session a new instance has moved
-	// is not found there. Keep that deploy short, or route each user to
-	// one kind of instance while it lasts. The default is false.
+	// is not found there, and a logout there does not reach the moved
+	// copy. Keep that deploy short, or route each user to one kind of
+	// instance while it lasts. A move whose write the SDK sent again after
+	// its answer was lost (a timeout) finds its own write, leaves the clear
+	// copy until it expires, and is not counted. NewMigrating and Import
+	// refuse a store with the fallback: move from another store before or
+	// after, not during. The default is false.
 	ClearTokenFallback bool
 
 	// MeterProvider makes the store's OpenTelemetry instruments (see the
