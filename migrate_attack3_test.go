@@ -29,14 +29,11 @@ import (
 
 // a3Client is a *dynamodb.Client (Query and BatchGetItem included, for
 // the owner methods) that calls gate, when set, before each GetItem,
-// PutItem and DeleteItem, and sends each PutItem that lost picks twice,
-// answering with the second answer: a write whose first answer was lost
-// (a timeout, a 500) and that the SDK's retryer sent again.
+// PutItem and DeleteItem.
 type a3Client struct {
 	*dynamodb.Client
 	mu   sync.Mutex
 	gate func(ctx context.Context, kind, key string, item map[string]types.AttributeValue)
-	lost func(in *dynamodb.PutItemInput) bool
 }
 
 func newA3Client(t *testing.T) *a3Client { return &a3Client{Client: newClient(t)} }
@@ -57,14 +54,6 @@ func (c *a3Client) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFn
 
 func (c *a3Client) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	c.before(ctx, "put", in.Item, in.Item)
-	c.mu.Lock()
-	lost := c.lost != nil && c.lost(in)
-	c.mu.Unlock()
-	if lost {
-		if _, err := c.Client.PutItem(ctx, in, optFns...); err != nil {
-			return nil, err
-		}
-	}
 	return c.Client.PutItem(ctx, in, optFns...)
 }
 
@@ -96,21 +85,6 @@ func (c *a3Client) hold(match func(kind, key string, item map[string]types.Attri
 	}
 	c.mu.Unlock()
 	return held, sync.OnceFunc(func() { close(free) })
-}
-
-// loseFirst makes c lose the answer of the first PutItem match picks.
-func (c *a3Client) loseFirst(match func(in *dynamodb.PutItemInput) bool) {
-	var once sync.Once
-	c.mu.Lock()
-	c.lost = func(in *dynamodb.PutItemInput) bool {
-		if !match(in) {
-			return false
-		}
-		first := false
-		once.Do(func() { first = true })
-		return first
-	}
-	c.mu.Unlock()
 }
 
 // a3Token returns a token as scs makes them: 32 random bytes, base64url
