@@ -156,7 +156,10 @@ func (s *DynamoStore) liveOwned(op operation, item map[string]types.AttributeVal
 // commit a deleted one back. It costs one read unit
 // per 4 KB of keys the index returns (eventually consistent: 0.5 units) and
 // a write unit per session deleted; it never scans the table. It never
-// deletes the sweeper lease.
+// deletes the sweeper lease. Under Options.ClearTokenFallback a session
+// listed by its clear key and moved under its hash before its revocation
+// landed is revoked under the hash instead, at one more write (as are
+// those of DeleteOwnerSession, DeleteOwnerExcept and LimitOwner).
 //
 // KeyPrefix is the fence (see Options.KeyPrefix): a store never deletes
 // another prefix's sessions, nor anything in the table that is not a
