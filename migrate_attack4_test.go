@@ -307,3 +307,28 @@ func TestAttack4HoldsCachedMigratingDevicesHashed(t *testing.T) {
 	}
 	a3Want(t, "through the cache after the device was logged out", cached, tok, "")
 }
+
+// TestAttack4NestedCachesShareKeys: a CachedStore is now a TableStore, so
+// a CachedStore in front of another (NewCached(NewCached(store))) keys
+// its copies exactly as the inner one does, table, prefix and hash
+// included. With one SharedCache given to both, the outer one's leases
+// and writes (it caches nothing itself: its backing store is no
+// CacheableStore) fall on the inner one's keys: the inner fill is refused
+// while the outer holds the lease, and the outer's end of a Commit drops
+// the inner's copy. Before, the outer keyed by the bare token, and the
+// inner cache served hits.
+func TestAttack4NestedCachesShareKeys(t *testing.T) {
+	t.Parallel()
+	layer := newMemCache(defaultMaxBytes, defaultMaxEntries)
+	shared := func(o *CacheOptions) { o.Cache, o.MaxStale = layer, time.Hour }
+	inner := NewCached(newStore(t, nil, hashTokens), shared)
+	outer := NewCached(inner, shared)
+	tok := a3Token(t)
+	a3Commit(t, outer, tok, "1")
+	for range 3 {
+		a3Want(t, "through both caches", outer, tok, "1")
+	}
+	if st := inner.Stats(); st.Hits == 0 {
+		t.Errorf("got %+v from the inner cache: expected hits, as before CachedStore was a TableStore", st)
+	}
+}
