@@ -8,6 +8,7 @@ package dynamostore
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -331,4 +332,34 @@ func TestAttack4NestedCachesShareKeys(t *testing.T) {
 	if st := inner.Stats(); st.Hits == 0 {
 		t.Errorf("got %+v from the inner cache: expected hits, as before CachedStore was a TableStore", st)
 	}
+}
+
+// TestAttack4HoldsReadFromDeleteOnlyRevoked (holds): the MigrateReadFrom
+// Commit that removes its write from the old store does so only for a
+// token whose revocation in the new store is in force: another user's
+// session the application before the move wrote stays, and so does a
+// Commit of the token once its revocation has ended.
+func TestAttack4HoldsReadFromDeleteOnlyRevoked(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	from := memstore.NewWithCleanupInterval(0)
+	dyn := newStoreWith(t, nil, hooks{now: clock})
+	readFrom := a3Phase(from, dyn, MigrateReadFrom)
+	tok, other := a3Token(t), a3Token(t)
+	a3Commit(t, from, other, "o") // the application before the move
+	a3Commit(t, readFrom, tok, "1")
+	if err := readFrom.Delete(tok); err != nil {
+		t.Fatal(err)
+	}
+	a3Commit(t, readFrom, tok, "2") // in flight since before the logout
+	a3Want(t, "the application before the move, the logged-out token", from, tok, "")
+	a3Want(t, "the application before the move, another session", from, other, "o")
+	mu.Lock()
+	now = now.Add(dyn.opts.RevocationPeriod + time.Minute)
+	mu.Unlock()
+	a3Commit(t, readFrom, tok, "3")
+	a3Want(t, "the token after its revocation ended, before the move", from, tok, "3")
+	a3Want(t, "the token after its revocation ended, deploy 1", readFrom, tok, "3")
 }
