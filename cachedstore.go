@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,9 +114,14 @@ func NewCached(backing scs.Store, optFns ...func(*CacheOptions)) *CachedStore {
 	case SharedCache:
 		c.cache = cache
 		if ts, ok := backing.(TableStore); ok {
-			// DynamoDB table names have no "/".
+			// DynamoDB table names have no "/" and no "+".
 			o := ts.Options()
 			c.namespace = o.TableName + "/" + o.KeyPrefix
+		}
+		if n := cacheLayers(backing); n > 0 {
+			// A cache in front of another one (through a MigratingStore,
+			// say) keys its copies apart; a token has no "+".
+			c.namespace = "+" + strconv.Itoa(n) + "/" + c.namespace
 		}
 	case nil:
 	default:
@@ -606,3 +612,21 @@ func deleteCtx(ctx context.Context, s scs.Store, token string) error {
 	}
 	return s.Delete(token)
 }
+
+// layered is a store that counts the CachedStores its sessions pass
+// through: a CachedStore, and a MigratingStore whose stores are ones.
+type layered interface {
+	cacheLayers() int
+}
+
+// cacheLayers returns how many CachedStores s is or holds in front of the
+// sessions (0 for a DynamoStore), so that a CachedStore in front of
+// another one keys its copies in a SharedCache apart from the inner one's.
+func cacheLayers(s scs.Store) int {
+	if l, ok := s.(layered); ok {
+		return l.cacheLayers()
+	}
+	return 0
+}
+
+func (c *CachedStore) cacheLayers() int { return 1 + cacheLayers(c.backing) }

@@ -188,3 +188,35 @@ func (s *DynamoStore) unchanged(item map[string]types.AttributeValue) (string, m
 	}
 	return cond, names, values
 }
+
+// hashedKeyOf returns the key that Options.HashTokens gives the session
+// whose clear token's key is key (KeyPrefix and the token), and false when
+// key has no token under the prefix or the hashed key would not fit.
+func (s *DynamoStore) hashedKeyOf(key string) (string, bool) {
+	if len(key) < len(s.prefix) || key[:len(s.prefix)] != s.prefix {
+		return "", false
+	}
+	hashed := s.prefix + sessionitem.HashToken(key[len(s.prefix):])
+	return hashed, len(hashed) <= maxKeyBytes
+}
+
+// listedID returns the ID OwnerSessions gives the session under key:
+// sessionitem.SessionID of the key, or, under Options.ClearTokenFallback,
+// of the hashed key a clear key's session moves to (hashed is whether the
+// item is marked as written under a hashed token), so that a session keeps
+// its ID when a Find moves it, and CurrentSessionID names it before that.
+func (s *DynamoStore) listedID(key string, hashed bool) string {
+	if s.opts.ClearTokenFallback && !hashed {
+		if h, ok := s.hashedKeyOf(key); ok {
+			return sessionitem.SessionID(h)
+		}
+	}
+	return sessionitem.SessionID(key)
+}
+
+// isListedID reports whether id names the session under key, as the owner
+// index lists it without its item: listedID of key, marked as hashed or
+// not, since the index does not say.
+func (s *DynamoStore) isListedID(key, id string) bool {
+	return id != "" && (s.listedID(key, true) == id || s.listedID(key, false) == id)
+}

@@ -612,6 +612,11 @@ func hasKey(m map[string][]byte, k string) bool {
 	return ok
 }
 
+// cacheLayers makes the MigratingStore layered: a CachedStore in front of
+// it keys its copies apart from those of a CachedStore it moves to or
+// from.
+func (m *MigratingStore) cacheLayers() int { return max(cacheLayers(m.from), cacheLayers(m.to)) }
+
 // allCtx iterates s, with a context where it takes one.
 func allCtx(ctx context.Context, s scs.Store) (map[string][]byte, error) {
 	switch s := s.(type) {

@@ -295,8 +295,8 @@ func (s *DynamoStore) revokeListed(ctx context.Context, operation operation, key
 	if err != nil || ok || !s.opts.ClearTokenFallback {
 		return err
 	}
-	hashed := s.prefix + sessionitem.HashToken(key[len(s.prefix):])
-	if len(hashed) > maxKeyBytes || (keepID != "" && sessionitem.SessionID(hashed) == keepID) {
+	hashed, ok := s.hashedKeyOf(key)
+	if !ok || (keepID != "" && sessionitem.SessionID(hashed) == keepID) {
 		return nil
 	}
 	_, err = revoke(hashed)

@@ -21,7 +21,7 @@ import (
 // OwnerSession is one of an owner's live sessions, as OwnerSessions lists
 // it for a "your devices" page.
 type OwnerSession struct {
-	ID        string    // opaque, stable for the session's life; safe to put in a page and post back
+	ID        string    // opaque, stable for the session's life (under Options.ClearTokenFallback, its hashed key's, moved or not); safe to put in a page and post back
 	Data      []byte    // the session data as scs encoded it (opened if sealed): decode it with the manager's Codec
 	Expiry    time.Time // when the session expires, to the millisecond
 	LastWrite time.Time // when a Commit last wrote it, to the millisecond
@@ -68,7 +68,8 @@ func (s *DynamoStore) OwnerSessions(ctx context.Context, owner string) (sessions
 // listedSession is an OwnerSession with its key.
 type listedSession struct {
 	OwnerSession
-	key string
+	key    string
+	hashed bool // marked as written under a hashed token
 }
 
 // ownerSessions is OwnerSessions for op, with each session's key.
@@ -95,8 +96,9 @@ func (s *DynamoStore) ownerSessions(ctx context.Context, op operation, owner str
 				lastWrite = time.UnixMilli(ms)
 			}
 		}
-		listed = append(listed, listedSession{key: key, OwnerSession: OwnerSession{
-			ID:        sessionitem.SessionID(key),
+		_, hashed := item[sessionitem.HashedKeyAttribute]
+		listed = append(listed, listedSession{key: key, hashed: hashed, OwnerSession: OwnerSession{
+			ID:        s.listedID(key, hashed),
 			Data:      data,
 			Expiry:    time.UnixMilli(expiry),
 			LastWrite: lastWrite,
@@ -107,7 +109,17 @@ func (s *DynamoStore) ownerSessions(ctx context.Context, op operation, owner str
 		return nil, err
 	}
 	slices.SortFunc(listed, func(a, b listedSession) int {
-		return cmp.Or(b.LastWrite.Compare(a.LastWrite), b.Expiry.Compare(a.Expiry), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(b.LastWrite.Compare(a.LastWrite), b.Expiry.Compare(a.Expiry), cmp.Compare(a.ID, b.ID),
+			cmp.Compare(btoi(b.hashed), btoi(a.hashed)))
+	})
+	// Under the fallback a session a Find is moving is listed twice for a
+	// moment, by its clear and its hashed key, with one ID: once, hashed.
+	// The first of them is the more recent, or the hashed one.
+	seen := make(map[string]bool, len(listed))
+	listed = slices.DeleteFunc(listed, func(l listedSession) bool {
+		dup := seen[l.ID]
+		seen[l.ID] = true
+		return dup
 	})
 	return listed, nil
 }
@@ -170,7 +182,7 @@ func (s *DynamoStore) DeleteOwnerSessionFunc(ctx context.Context, owner, id stri
 	}
 	var keys []string
 	err = s.ownerKeys(ctx, opDeleteOwnerSession, owner, func(key string) {
-		if sessionitem.SessionID(key) == id {
+		if s.isListedID(key, id) {
 			keys = append(keys, key)
 		}
 	})
@@ -210,7 +222,9 @@ func (s *DynamoStore) DeleteOwnerExceptFunc(ctx context.Context, owner, keepID s
 	}
 	var keys []string
 	err = s.ownerKeys(ctx, opDeleteOwnerExcept, owner, func(key string) {
-		if sessionitem.SessionID(key) != keepID {
+		// Under the fallback the kept session may be listed by its
+		// clear key, while a Find moves it.
+		if !s.isListedID(key, keepID) {
 			keys = append(keys, key)
 		}
 	})
@@ -314,4 +328,11 @@ func (s *DynamoStore) revokeOwned(ctx context.Context, operation operation, owne
 		err = s.opError(operation.String(), ctx.Err())
 	}
 	return int(count.Load()), err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
