@@ -66,11 +66,10 @@ func a4Moving(t *testing.T, c *a3Client, mover *DynamoStore, token string) (rele
 // (held after it stored the hashed copy, before it revokes the clear key)
 // while another request of theirs, served from the hashed key, calls
 // DeleteOwnerExcept with CurrentSessionID's ID, the hashed key's. The
-// index lists the session's clear key too, under another ID: it is
-// revoked, still live, and the held move, finding its clear key revoked,
-// takes that for a logout and revokes the hashed key. The session the
-// user kept is logged out. (The third review's keepID check guards only
-// the extra revocation of hash(listed), not the listed clear key.)
+// index lists the session's clear key too: under the fallback its ID is
+// the hashed key's, so it is kept, and the held move serves the session.
+// (The fourth attack review found the clear key revoked, and the move
+// then revoking the hashed one: the kept session logged out.)
 func TestAttack4DeleteOwnerExceptKeptMidMove(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -107,13 +106,12 @@ func TestAttack4DeleteOwnerExceptKeptMidMove(t *testing.T) {
 // TestAttack4LimitOwnerNewestMidMove: LimitOwner(keep=1) under
 // ClearTokenFallback, while the user's newest session is being moved
 // (held after it stored the hashed copy, before it revokes the clear
-// key): the listing holds that session twice, under its clear key and its
+// key): the index lists that session twice, under its clear key and its
 // hashed one, with the same last write and expiry (the move keeps them).
-// One copy is kept (by ID order), the other revoked; whichever it is, the
-// session is lost (the hashed copy revoked, or the clear one, after which
-// the move revokes the hashed one), though LimitOwner's godoc promises
-// that "the session in use is never lost", and the older session is
-// revoked as well: the user keeps none.
+// It is counted once, by its one ID, and kept: only the older session is
+// revoked, as LimitOwner's godoc promises ("the session in use is never
+// lost"). (The fourth attack review found both copies counted, one
+// revoked, and the user left with none.)
 func TestAttack4LimitOwnerNewestMidMove(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
