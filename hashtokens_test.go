@@ -330,9 +330,9 @@ func mustParse(t *testing.T, raw string) *url.URL {
 // "delete"), its key and, for a PutItem, the item; gate may block to hold
 // the request.
 type gatedClient struct {
-	Client
-	mu   sync.Mutex
-	gate func(ctx context.Context, kind, key string, item map[string]types.AttributeValue)
+	*dynamodb.Client // Query and BatchGetItem too, for the owner methods
+	mu               sync.Mutex
+	gate             func(ctx context.Context, kind, key string, item map[string]types.AttributeValue)
 }
 
 func (c *gatedClient) before(ctx context.Context, kind string, key map[string]types.AttributeValue, item map[string]types.AttributeValue) {
@@ -684,33 +684,12 @@ func TestHashTokensCost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Requests, and the capacity units DynamoDB reported for them, of
-	// either store: a strongly consistent read of an item of at most 4 KB,
-	// or of none, is one read unit, and a write of at most 1 KB one write
-	// unit.
-	type cost struct {
-		gets, puts, deletes int64
-		readUnits           float64
-		writeUnits          float64
-	}
-	units := func() (read, write float64) {
-		for k, v := range collect(t, reader) {
-			switch {
-			case strings.HasPrefix(k, "dynamostore.capacity{kind=read,"):
-				read += v
-			case strings.HasPrefix(k, "dynamostore.capacity{kind=write,"):
-				write += v
-			}
-		}
-		return read, write
-	}
+	// A strongly consistent read of an item of at most 4 KB, or of none,
+	// is one read unit, and a write of at most 1 KB one write unit.
+	type cost = requestCost
 	measure := func(spy *spyClient, call func()) cost {
 		t.Helper()
-		g, p, d := spy.gets.Load(), spy.puts.Load(), spy.deletes.Load()
-		r, w := units()
-		call()
-		r2, w2 := units()
-		return cost{spy.gets.Load() - g, spy.puts.Load() - p, spy.deletes.Load() - d, r2 - r, w2 - w}
+		return measureCost(t, reader, spy, call)
 	}
 	find := func(st *DynamoStore, token string, want bool) func() {
 		return func() {
@@ -879,7 +858,7 @@ func TestHashTokensOwnerMethodsDuringMove(t *testing.T) {
 			if c.name == "DeleteOwnerExcept" {
 				moving = append(moving, kept)
 			}
-			reached, release := spy.hold(revocationPutOf(tok))
+			reached, release := spy.holdFirst(revocationPutOf(tok))
 			t.Cleanup(release)
 			type result struct {
 				n   int
@@ -908,4 +887,33 @@ func TestHashTokensOwnerMethodsDuringMove(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requestCost is what a call cost: the requests a spyClient saw, and the
+// capacity units DynamoDB reported for them (the dynamostore.capacity
+// metric of the store's MeterProvider, read by reader).
+type requestCost struct {
+	gets, puts, deletes   int64
+	readUnits, writeUnits float64
+}
+
+// measureCost calls call and returns what it cost.
+func measureCost(t *testing.T, reader *sdkmetric.ManualReader, spy *spyClient, call func()) requestCost {
+	t.Helper()
+	units := func() (read, write float64) {
+		for k, v := range collect(t, reader) {
+			switch {
+			case strings.HasPrefix(k, "dynamostore.capacity{kind=read,"):
+				read += v
+			case strings.HasPrefix(k, "dynamostore.capacity{kind=write,"):
+				write += v
+			}
+		}
+		return read, write
+	}
+	g, p, d := spy.gets.Load(), spy.puts.Load(), spy.deletes.Load()
+	r, w := units()
+	call()
+	r2, w2 := units()
+	return requestCost{spy.gets.Load() - g, spy.puts.Load() - p, spy.deletes.Load() - d, r2 - r, w2 - w}
 }

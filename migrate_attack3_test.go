@@ -27,65 +27,7 @@ import (
 	"github.com/dynamostore/dynamostore/internal/sessionitem"
 )
 
-// a3Client is a *dynamodb.Client (Query and BatchGetItem included, for
-// the owner methods) that calls gate, when set, before each GetItem,
-// PutItem and DeleteItem.
-type a3Client struct {
-	*dynamodb.Client
-	mu   sync.Mutex
-	gate func(ctx context.Context, kind, key string, item map[string]types.AttributeValue)
-}
-
-func newA3Client(t *testing.T) *a3Client { return &a3Client{Client: newClient(t)} }
-
-func (c *a3Client) before(ctx context.Context, kind string, key, item map[string]types.AttributeValue) {
-	c.mu.Lock()
-	gate := c.gate
-	c.mu.Unlock()
-	if k, ok := key[sessionitem.DefaultKeyAttribute].(*types.AttributeValueMemberS); ok && gate != nil {
-		gate(ctx, kind, k.Value, item)
-	}
-}
-
-func (c *a3Client) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.before(ctx, "get", in.Key, nil)
-	return c.Client.GetItem(ctx, in, optFns...)
-}
-
-func (c *a3Client) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	c.before(ctx, "put", in.Item, in.Item)
-	return c.Client.PutItem(ctx, in, optFns...)
-}
-
-func (c *a3Client) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	c.before(ctx, "delete", in.Key, nil)
-	return c.Client.DeleteItem(ctx, in, optFns...)
-}
-
-// hold holds the first request match picks until release is called;
-// reached is closed once it is held.
-func (c *a3Client) hold(match func(kind, key string, item map[string]types.AttributeValue) bool) (reached <-chan struct{}, release func()) {
-	held, free := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	c.mu.Lock()
-	c.gate = func(ctx context.Context, kind, key string, item map[string]types.AttributeValue) {
-		if !match(kind, key, item) {
-			return
-		}
-		first := false
-		once.Do(func() { first = true })
-		if !first {
-			return
-		}
-		close(held)
-		select {
-		case <-free:
-		case <-ctx.Done():
-		}
-	}
-	c.mu.Unlock()
-	return held, sync.OnceFunc(func() { close(free) })
-}
+func newA3Client(t *testing.T) *gatedClient { return &gatedClient{Client: newClient(t)} }
 
 // a3Token returns a token as scs makes them: 32 random bytes, base64url
 // without padding, 43 characters, as long as a hashed token.
@@ -462,7 +404,7 @@ func TestAttack3HoldsFallbackDeleteAmidMove(t *testing.T) {
 	mover, other := open(c, hooks{}, clearFallback), open(nil, hooks{}, clearFallback)
 	tok := a3Token(t)
 	a3Commit(t, old, tok, "1")
-	reached, release := c.hold(revocationPutOf(tok))
+	reached, release := c.holdFirst(revocationPutOf(tok))
 	t.Cleanup(release)
 	found := make(chan bool, 1)
 	go func() {
@@ -633,18 +575,18 @@ func TestAttack3HoldsNoSecretsInErrors(t *testing.T) {
 	var log syncBuffer
 	open := sharedTable(t, sessionOwner)
 	a3Commit(t, open(nil, hooks{}), tok, "1")
-	s := open(&revocationFails{a3Client: newA3Client(t)}, hooks{}, clearFallback, withLogger(&log))
+	s := open(&revocationFails{gatedClient: newA3Client(t)}, hooks{}, clearFallback, withLogger(&log))
 	a3Want(t, "the move", s, tok, "1")
 	log.waitFor(t, "could not be revoked")
 	wantClean(t, "the log", log.String())
 }
 
 // revocationFails fails every PutItem of a revocation.
-type revocationFails struct{ *a3Client }
+type revocationFails struct{ *gatedClient }
 
 func (r *revocationFails) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	if sessionitem.Revoked(in.Item) {
 		return nil, errA3Down
 	}
-	return r.a3Client.PutItem(ctx, in, optFns...)
+	return r.gatedClient.PutItem(ctx, in, optFns...)
 }

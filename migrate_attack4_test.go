@@ -40,9 +40,9 @@ func a4NextMilli(t *testing.T, at time.Time) {
 // move at its revocation of the clear key (after it stored the hashed
 // copy), and returns once the move is held, with the function that
 // releases it and returns what the Find served.
-func a4Moving(t *testing.T, c *a3Client, mover *DynamoStore, token string) (release func() (found bool, err error)) {
+func a4Moving(t *testing.T, c *gatedClient, mover *DynamoStore, token string) (release func() (found bool, err error)) {
 	t.Helper()
-	reached, free := c.hold(revocationPutOf(mover.prefix + token))
+	reached, free := c.holdFirst(revocationPutOf(mover.prefix + token))
 	t.Cleanup(free)
 	type result struct {
 		found bool
@@ -161,7 +161,7 @@ func TestAttack4HoldsLimitOwnerWrittenSinceListing(t *testing.T) {
 	a4CommitUntil(t, web, newest, "n", time.Now().Add(2*time.Hour))
 	waitOwnerTokensN(t, admin, "alice", 2)
 
-	reached, free := c.hold(revocationPutOf(admin.prefix + used))
+	reached, free := c.holdFirst(revocationPutOf(admin.prefix + used))
 	t.Cleanup(free)
 	type result struct {
 		n   int
@@ -206,7 +206,7 @@ func TestAttack4HoldsCachedDeleteOwnerMidMove(t *testing.T) {
 	a3Commit(t, old, tok, "1")
 	waitOwnerTokensN(t, adminStore, "alice", 1)
 
-	reached, free := c.hold(revocationPutOf(adminStore.prefix + tok))
+	reached, free := c.holdFirst(revocationPutOf(adminStore.prefix + tok))
 	t.Cleanup(free)
 	type result struct {
 		n   int

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -553,30 +552,14 @@ func TestMigrateCost(t *testing.T) {
 	deadline := time.Now().Add(time.Hour)
 	v, _ := codec.Encode(deadline, map[string]any{"v": 1})
 
-	type cost struct {
-		gets, puts, deletes   int64
-		readUnits, writeUnits float64
-	}
-	units := func() (read, write float64) {
-		for k, n := range collect(t, reader) {
-			switch {
-			case strings.HasPrefix(k, "dynamostore.capacity{kind=read,"):
-				read += n
-			case strings.HasPrefix(k, "dynamostore.capacity{kind=write,"):
-				write += n
-			}
-		}
-		return read, write
-	}
+	type cost = requestCost
 	measure := func(call func() error) cost {
 		t.Helper()
-		g, p, d := spy.gets.Load(), spy.puts.Load(), spy.deletes.Load()
-		r, w := units()
-		if err := call(); err != nil {
-			t.Fatal(err)
-		}
-		r2, w2 := units()
-		return cost{spy.gets.Load() - g, spy.puts.Load() - p, spy.deletes.Load() - d, r2 - r, w2 - w}
+		return measureCost(t, reader, spy, func() {
+			if err := call(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 	var seq atomic.Int64
 	for _, c := range []struct {
